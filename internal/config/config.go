@@ -1,0 +1,154 @@
+// Package config reads and validates the gateway's TOML configuration.
+//
+// The key names are the product's interface: admins' files depend on them.
+package config
+
+import (
+	"crypto/tls"
+	"net/netip"
+	"time"
+)
+
+// Config is a loaded, validated configuration with defaults applied.
+type Config struct {
+	Server    Server     `toml:"server"`
+	Listeners []Listener `toml:"listener"`
+	TLS       TLS        `toml:"tls"`
+	Graph     *Graph     `toml:"graph"`  // nil when absent; exactly one of Graph and Outbox is set
+	Outbox    *Outbox    `toml:"outbox"` // nil when absent
+	Queue     Queue      `toml:"queue"`
+	Users     []User     `toml:"user"`
+	Networks  []Network  `toml:"network"`
+	Log       Log        `toml:"log"`
+	Metrics   Metrics    `toml:"metrics"`
+}
+
+// Server holds settings shared by every listener.
+type Server struct {
+	Hostname        string   `toml:"hostname"`         // default: os.Hostname()
+	MaxMessageSize  Size     `toml:"max_message_size"` // default 35MiB
+	MaxRecipients   int      `toml:"max_recipients"`   // default 500
+	ReadTimeout     Duration `toml:"read_timeout"`     // default 10m; covers the whole DATA body
+	WriteTimeout    Duration `toml:"write_timeout"`    // default 1m
+	MaxConnections  int      `toml:"max_connections"`  // default 100
+	MaxAuthFailures int      `toml:"max_auth_failures"` // per connection, default 3; then the connection is closed
+	ShutdownTimeout Duration `toml:"shutdown_timeout"` // default 30s
+}
+
+// TLS modes of a listener.
+const (
+	TLSNone     = "none"
+	TLSStartTLS = "starttls"
+	TLSImplicit = "implicit"
+)
+
+// Listener is one [[listener]] entry.
+type Listener struct {
+	Address           string `toml:"address"`
+	TLS               string `toml:"tls"` // TLSNone, TLSStartTLS or TLSImplicit; default none
+	AllowInsecureAuth bool   `toml:"allow_insecure_auth"`
+	MinTLSVersion     string `toml:"min_tls_version"` // "1.0" … "1.3"; default "1.2"
+
+	// MinVersion is MinTLSVersion as a crypto/tls constant, set by Load.
+	MinVersion uint16 `toml:"-"`
+}
+
+// TLS names the certificate for TLS listeners; when both are empty a
+// self-signed certificate is generated at start.
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// Cloud names.
+const (
+	CloudGlobal   = "global"
+	CloudUSGov    = "usgov"
+	CloudUSGovDoD = "usgov-dod"
+	CloudChina    = "china"
+)
+
+// Graph is the [graph] section: the Entra ID app and the Graph endpoint.
+type Graph struct {
+	TenantID                string `toml:"tenant_id"`
+	ClientID                string `toml:"client_id"`
+	ClientSecretFile        string `toml:"client_secret_file"` // or env SMTPGW_CLIENT_SECRET
+	CertificateFile         string `toml:"certificate_file"`
+	CertificatePasswordFile string `toml:"certificate_password_file"`
+	Cloud                   string `toml:"cloud"`          // default global
+	AuthorityHost           string `toml:"authority_host"` // https URL; overrides the cloud's login host
+	Endpoint                string `toml:"endpoint"`       // https URL; overrides the cloud's Graph root
+	SaveToSentItems         *bool  `toml:"save_to_sent_items"`
+	Timeout                 Duration `toml:"timeout"` // per Graph request, default 2m
+	// ManagedIdentity uses the Azure managed identity (or workload identity
+	// when its environment is present) instead of a secret or certificate.
+	ManagedIdentity bool `toml:"managed_identity"`
+}
+
+// SaveToSent reports the effective save_to_sent_items (default true).
+func (g *Graph) SaveToSent() bool { return g.SaveToSentItems == nil || *g.SaveToSentItems }
+
+// Outbox is the [outbox] section: write Graph request bodies to a folder.
+type Outbox struct {
+	Dir string `toml:"dir"`
+}
+
+// Queue is the [queue] section: the durable spool and delivery schedule.
+type Queue struct {
+	Dir                string   `toml:"dir"`                 // default ./spool
+	MailboxConcurrency int      `toml:"mailbox_concurrency"` // default and maximum 4
+	Workers            int      `toml:"workers"`             // global limit of Graph calls in flight, default 16
+	MaxAge             Duration `toml:"max_age"`             // default 48h
+	MinBackoff         Duration `toml:"min_backoff"`         // default 1m
+	MaxBackoff         Duration `toml:"max_backoff"`         // default 1h
+	Bounce             *bool    `toml:"bounce"`              // default true
+}
+
+// BounceEnabled reports the effective bounce setting (default true).
+func (q *Queue) BounceEnabled() bool { return q.Bounce == nil || *q.Bounce }
+
+// User is one [[user]] entry: an SMTP AUTH account.
+type User struct {
+	Username       string   `toml:"username"`
+	PasswordHash   string   `toml:"password_hash"` // bcrypt
+	Mailbox        string   `toml:"mailbox"`       // empty: the envelope sender's own mailbox
+	AllowedSenders []string `toml:"allowed_senders"` // default [Mailbox]
+}
+
+// Network is one [[network]] entry: clients identified by address.
+type Network struct {
+	CIDRs          []string `toml:"cidrs"`
+	Mailbox        string   `toml:"mailbox"`
+	AllowedSenders []string `toml:"allowed_senders"` // default [Mailbox]
+
+	// Prefixes are CIDRs parsed by Load (a bare address becomes a /32 or /128).
+	Prefixes []netip.Prefix `toml:"-"`
+}
+
+// Log is the [log] section.
+type Log struct {
+	Level  string `toml:"level"`  // debug | info | warn | error; default info
+	Format string `toml:"format"` // text | json; default text
+}
+
+// Metrics is the [metrics] section.
+type Metrics struct {
+	Address string `toml:"address"` // e.g. "127.0.0.1:9090"; empty: no metrics endpoint
+}
+
+// Size is a byte count written as "35MiB", "10MB", "512KiB" or a bare number.
+type Size int64
+
+// Duration is a time.Duration written as "48h", "90s", "1h30m".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// tlsVersions maps min_tls_version values to crypto/tls constants.
+var tlsVersions = map[string]uint16{
+	"1.0": tls.VersionTLS10,
+	"1.1": tls.VersionTLS11,
+	"1.2": tls.VersionTLS12,
+	"1.3": tls.VersionTLS13,
+}
