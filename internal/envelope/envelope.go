@@ -11,6 +11,8 @@ import (
 // Envelope travels with the raw message from SMTP intake, through the spool,
 // to conversion and delivery.
 type Envelope struct {
+	// ID is the queue ID, assigned by the spool when reception starts.
+	ID string `json:"id"`
 	// Identity names who submitted the message: "user:NAME" for an SMTP AUTH
 	// account or "network:CIDR" for an allowlisted client network.
 	Identity string `json:"identity"`

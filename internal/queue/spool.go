@@ -79,13 +79,14 @@ type Incoming struct {
 	err   error // first write error; Commit returns it
 }
 
-// Create starts receiving a message with the given envelope.
+// Create starts receiving a message with the given envelope and sets its ID.
 func (s *Spool) Create(env *envelope.Envelope) (*Incoming, error) {
+	id := newID(env.Received)
+	env.ID = id
 	header, err := json.Marshal(env)
 	if err != nil {
 		return nil, fmt.Errorf("spool: encode envelope: %w", err)
 	}
-	id := newID(env.Received)
 	f, err := os.OpenFile(filepath.Join(s.dir, tmpDir, id+msgExt), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
