@@ -25,14 +25,14 @@ type Config struct {
 
 // Server holds settings shared by every listener.
 type Server struct {
-	Hostname        string   `toml:"hostname"`         // default: os.Hostname()
-	MaxMessageSize  Size     `toml:"max_message_size"` // default 35MiB
-	MaxRecipients   int      `toml:"max_recipients"`   // default 500
-	ReadTimeout     Duration `toml:"read_timeout"`     // default 10m; covers the whole DATA body
-	WriteTimeout    Duration `toml:"write_timeout"`    // default 1m
-	MaxConnections  int      `toml:"max_connections"`  // default 100
+	Hostname        string   `toml:"hostname"`          // default: os.Hostname()
+	MaxMessageSize  Size     `toml:"max_message_size"`  // default 35MiB
+	MaxRecipients   int      `toml:"max_recipients"`    // default 500
+	ReadTimeout     Duration `toml:"read_timeout"`      // default 10m; covers the whole DATA body
+	WriteTimeout    Duration `toml:"write_timeout"`     // default 1m
+	MaxConnections  int      `toml:"max_connections"`   // default 100
 	MaxAuthFailures int      `toml:"max_auth_failures"` // per connection, default 3; then the connection is closed
-	ShutdownTimeout Duration `toml:"shutdown_timeout"` // default 30s
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`  // default 30s
 }
 
 // TLS modes of a listener.
@@ -70,15 +70,15 @@ const (
 
 // Graph is the [graph] section: the Entra ID app and the Graph endpoint.
 type Graph struct {
-	TenantID                string `toml:"tenant_id"`
-	ClientID                string `toml:"client_id"`
-	ClientSecretFile        string `toml:"client_secret_file"` // or env SMTPGW_CLIENT_SECRET
-	CertificateFile         string `toml:"certificate_file"`
-	CertificatePasswordFile string `toml:"certificate_password_file"`
-	Cloud                   string `toml:"cloud"`          // default global
-	AuthorityHost           string `toml:"authority_host"` // https URL; overrides the cloud's login host
-	Endpoint                string `toml:"endpoint"`       // https URL; overrides the cloud's Graph root
-	SaveToSentItems         *bool  `toml:"save_to_sent_items"`
+	TenantID                string   `toml:"tenant_id"`
+	ClientID                string   `toml:"client_id"`
+	ClientSecretFile        string   `toml:"client_secret_file"` // or env SMTPGW_CLIENT_SECRET
+	CertificateFile         string   `toml:"certificate_file"`
+	CertificatePasswordFile string   `toml:"certificate_password_file"`
+	Cloud                   string   `toml:"cloud"`          // default global
+	AuthorityHost           string   `toml:"authority_host"` // https URL; overrides the cloud's login host
+	Endpoint                string   `toml:"endpoint"`       // https URL; overrides the cloud's Graph root
+	SaveToSentItems         *bool    `toml:"save_to_sent_items"`
 	Timeout                 Duration `toml:"timeout"` // per Graph request, default 2m
 	// ManagedIdentity uses the Azure managed identity (or workload identity
 	// when its environment is present) instead of a secret or certificate.
@@ -110,8 +110,8 @@ func (q *Queue) BounceEnabled() bool { return q.Bounce == nil || *q.Bounce }
 // User is one [[user]] entry: an SMTP AUTH account.
 type User struct {
 	Username       string   `toml:"username"`
-	PasswordHash   string   `toml:"password_hash"` // bcrypt
-	Mailbox        string   `toml:"mailbox"`       // empty: the envelope sender's own mailbox
+	PasswordHash   string   `toml:"password_hash"`   // bcrypt
+	Mailbox        string   `toml:"mailbox"`         // empty: the envelope sender's own mailbox
 	AllowedSenders []string `toml:"allowed_senders"` // default [Mailbox]
 }
 
