@@ -4,9 +4,16 @@
 //
 // Layout under the spool directory:
 //
-//	tmp/          messages being received; leftovers are removed at start
-//	queue/ID.msg  one line of envelope JSON, then the raw message, unchanged
-//	failed/       dead letters, same layout
+//	tmp/            files being written; leftovers are removed at start
+//	queue/ID.msg    one line of envelope JSON, then the raw message, unchanged
+//	queue/ID.state  delivery state (attempts, next attempt, last error);
+//	                absent for a message never tried
+//	failed/         dead letters, same layout; the state names the reason
+//	poke            present when an admin command changed the spool
+//
+// A .msg file is never modified after it is committed; everything that
+// changes lives in the small .state file, replaced atomically. A .state
+// without its .msg is a leftover of an interrupted removal and is ignored.
 package queue
 
 import (
@@ -17,34 +24,45 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
 
-// Folder names inside the spool directory.
+// Names inside the spool directory.
 const (
 	tmpDir    = "tmp"
 	queueDir  = "queue"
 	failedDir = "failed"
+	pokeFile  = "poke"
 	msgExt    = ".msg"
+	stateExt  = ".state"
 )
 
-// Spool is the on-disk queue. It is safe for concurrent use.
+// ErrNotFound is returned for a queue ID that is not (or no longer) in the
+// spool, for example because an admin deleted it.
+var ErrNotFound = errors.New("spool: no such message")
+
+// Spool is the on-disk queue. It is safe for concurrent use, and for use by
+// admin commands in another process while a server runs.
 type Spool struct {
-	dir       string
-	queueSync dirSync
+	dir        string
+	queueSync  dirSync
+	failedSync dirSync
 	// onCommit, when set, is told the ID of every newly committed message.
 	onCommit atomic.Pointer[func(id string)]
 }
 
 // Open creates the spool folders under dir if needed and removes leftovers
-// of interrupted receptions (never acknowledged, so nothing is lost).
+// of interrupted writes: temporary files (never acknowledged, so nothing is
+// lost) and .state files whose message is gone. Only the process that
+// delivers from the spool may call Open; admin commands use OpenExisting.
 func Open(dir string) (*Spool, error) {
 	for _, sub := range []string{tmpDir, queueDir, failedDir} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o750); err != nil {
@@ -58,9 +76,39 @@ func Open(dir string) (*Spool, error) {
 	for _, name := range leftovers {
 		os.Remove(name)
 	}
+	s := newSpool(dir)
+	for _, folder := range []string{queueDir, failedDir} {
+		states, _ := filepath.Glob(filepath.Join(dir, folder, "*"+stateExt))
+		for _, name := range states {
+			msg := strings.TrimSuffix(name, stateExt) + msgExt
+			if _, err := os.Stat(msg); errors.Is(err, fs.ErrNotExist) {
+				os.Remove(name)
+			}
+		}
+	}
+	return s, nil
+}
+
+// OpenExisting opens a spool that a running server may be using, for admin
+// commands: it creates nothing and removes nothing.
+func OpenExisting(dir string) (*Spool, error) {
+	for _, sub := range []string{tmpDir, queueDir, failedDir} {
+		fi, err := os.Stat(filepath.Join(dir, sub))
+		if err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("spool: %s is not a folder", filepath.Join(dir, sub))
+		}
+	}
+	return newSpool(dir), nil
+}
+
+func newSpool(dir string) *Spool {
 	s := &Spool{dir: dir}
 	s.queueSync.path = filepath.Join(dir, queueDir)
-	return s, nil
+	s.failedSync.path = filepath.Join(dir, failedDir)
+	return s
 }
 
 // Dir returns the spool directory.
@@ -87,7 +135,7 @@ func (s *Spool) Create(env *envelope.Envelope) (*Incoming, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: encode envelope: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, tmpDir, id+msgExt), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := os.OpenFile(s.path(tmpDir, id, msgExt), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
@@ -121,20 +169,11 @@ func (in *Incoming) Commit() (string, error) {
 		err = in.buf.Flush()
 	}
 	if err == nil {
-		err = in.file.Sync()
-	}
-	if cerr := in.file.Close(); err == nil {
-		err = cerr
-	}
-	tmp := in.file.Name()
-	if err == nil {
-		err = os.Rename(tmp, in.spool.path(queueDir, in.id))
-	}
-	if err == nil {
-		err = in.spool.queueSync.sync()
+		err = commitFile(in.file, in.spool.path(queueDir, in.id, msgExt), &in.spool.queueSync)
+	} else {
+		in.Abort()
 	}
 	if err != nil {
-		os.Remove(tmp)
 		return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 	}
 	if fn := in.spool.onCommit.Load(); fn != nil {
@@ -149,8 +188,8 @@ func (in *Incoming) Abort() {
 	os.Remove(in.file.Name())
 }
 
-func (s *Spool) path(folder, id string) string {
-	return filepath.Join(s.dir, folder, id+msgExt)
+func (s *Spool) path(folder, id, ext string) string {
+	return filepath.Join(s.dir, folder, id+ext)
 }
 
 // newID returns a queue ID that sorts by reception time and is unique
@@ -160,40 +199,6 @@ func newID(t time.Time) string {
 	rand.Read(r[:])
 	return fmt.Sprintf("%013s%s", strconv.FormatInt(t.UnixNano(), 36), hex.EncodeToString(r[:]))
 }
-
-// dirSync fsyncs a folder so that renames into it survive a crash. Callers
-// that renamed before a sync started share that sync, so a burst of
-// commits costs one folder fsync rather than one each.
-type dirSync struct {
-	path    string
-	tickets atomic.Uint64 // taken by callers after their rename
-
-	mu      sync.Mutex // held while a sync runs
-	covered uint64     // every ticket up to this one is synced
-	lastErr error
-}
-
-func (d *dirSync) sync() error {
-	ticket := d.tickets.Add(1)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.covered >= ticket {
-		return d.lastErr
-	}
-	// Every ticket taken by now belongs to a rename that is already done,
-	// so the fsync below covers it.
-	covered := d.tickets.Load()
-	f, err := os.Open(d.path)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
-	}
-	d.covered, d.lastErr = covered, err
-	return err
-}
-
-// errNotFound is returned for a queue ID that is not in the spool.
-var errNotFound = errors.New("no such message")
 
 // readEnvelope reads the envelope line of a spooled message and returns it
 // with the offset at which the raw message starts.

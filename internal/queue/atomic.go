@@ -1,0 +1,82 @@
+package queue
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// commitFile makes the finished temporary file f durable as dst: fsync,
+// close, rename, and fsync the folder dst lives in (dir). It is the one way
+// a file appears in the spool, so a reader never sees a partial file. On
+// error the temporary file is removed, so a full disk leaves nothing behind.
+func commitFile(f *os.File, dst string, dir *dirSync) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return dir.sync()
+}
+
+// writeFile atomically replaces dst with data, through a temporary file in
+// tmpDir (same file system, cleaned at start).
+func writeFile(tmpDir, dst string, data []byte, dir *dirSync) error {
+	f, err := os.CreateTemp(tmpDir, "*.tmp")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	return commitFile(f, dst, dir)
+}
+
+// dirSync fsyncs a folder so that renames into it (and removals from it)
+// survive a crash. Callers that changed the folder before a sync started
+// share that sync, so a burst of commits costs one folder fsync rather than
+// one each.
+type dirSync struct {
+	path    string
+	tickets atomic.Uint64 // taken by callers after their change
+
+	mu      sync.Mutex // held while a sync runs
+	covered uint64     // every ticket up to this one is synced
+	lastErr error
+}
+
+func (d *dirSync) sync() error {
+	if runtime.GOOS == "windows" {
+		// Windows cannot fsync a folder; NTFS journals renames itself.
+		return nil
+	}
+	ticket := d.tickets.Add(1)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.covered >= ticket {
+		return d.lastErr
+	}
+	// Every ticket taken by now belongs to a change that is already done,
+	// so the fsync below covers it.
+	covered := d.tickets.Load()
+	f, err := os.Open(d.path)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err != nil {
+		err = fmt.Errorf("sync folder: %w", err)
+	}
+	d.covered, d.lastErr = covered, err
+	return err
+}

@@ -1,0 +1,244 @@
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/smtpgw/smtpgw/internal/convert"
+	"github.com/smtpgw/smtpgw/internal/envelope"
+)
+
+// State is the mutable delivery state of a message, kept beside it as
+// ID.state. The zero State is a message never tried.
+type State struct {
+	Attempts    int       `json:"attempts"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	// NextAttempt is the earliest time of the next try. It is written
+	// before each try, so a crash during one does not cause a tight loop.
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	// Requeued is when an admin moved the message back from failed/; the
+	// maximum age counts from then rather than from reception.
+	Requeued time.Time `json:"requeued,omitzero"`
+	// Failed is when the message became a dead letter.
+	Failed time.Time `json:"failed,omitzero"`
+}
+
+// Entry is a spooled message as loaded: envelope and state, with the raw
+// message left on disk.
+type Entry struct {
+	Envelope *envelope.Envelope
+	State    State
+	Size     int64 // bytes of the raw message
+
+	path   string // the .msg file
+	offset int64  // where the raw message starts in it
+}
+
+// Raw returns an Opener streaming the raw message, exactly as received.
+// Opening fails with ErrNotFound once the message has left the spool.
+func (e *Entry) Raw() convert.Opener {
+	return func() (io.ReadCloser, error) {
+		f, err := os.Open(e.path)
+		if err != nil {
+			return nil, notFound(e.Envelope.ID, err)
+		}
+		return sectionFile{io.NewSectionReader(f, e.offset, e.Size), f}, nil
+	}
+}
+
+type sectionFile struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (s sectionFile) Close() error { return s.f.Close() }
+
+// Queued returns the IDs of every message in the queue (not the dead
+// letters), oldest first.
+func (s *Spool) Queued() ([]string, error) { return s.ids(queueDir) }
+
+func (s *Spool) ids(folder string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.dir, folder))
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	var ids []string
+	for _, de := range entries {
+		if id, ok := strings.CutSuffix(de.Name(), msgExt); ok && validID(id) {
+			ids = append(ids, id)
+		}
+	}
+	// IDs start with the reception time in fixed-width base 36.
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// Get loads a queued message: its envelope (with its original received
+// time) and its state.
+func (s *Spool) Get(id string) (*Entry, error) { return s.load(queueDir, id) }
+
+func (s *Spool) load(folder, id string) (*Entry, error) {
+	if !validID(id) {
+		return nil, notFound(id, nil)
+	}
+	path := s.path(folder, id, msgExt)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, notFound(id, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("spool: %s: %w", id, err)
+	}
+	env, offset, err := readEnvelope(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w (message %s)", err, id)
+	}
+	st, err := s.readState(folder, id)
+	if err != nil {
+		return nil, err
+	}
+	return &Entry{Envelope: env, State: st, Size: fi.Size() - offset, path: path, offset: offset}, nil
+}
+
+// State reads the current state of a queued message. A message never
+// tried has the zero State.
+func (s *Spool) State(id string) (State, error) { return s.readState(queueDir, id) }
+
+func (s *Spool) readState(folder, id string) (State, error) {
+	var st State
+	data, err := os.ReadFile(s.path(folder, id, stateExt))
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(data, &st)
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("spool: state of %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// SaveState durably replaces the state of a queued message. Record each
+// attempt with it before making the attempt. It returns ErrNotFound (and
+// leaves no state behind) when the message has left the queue meanwhile.
+func (s *Spool) SaveState(id string, st State) error {
+	if err := s.writeState(queueDir, id, st); err != nil {
+		return err
+	}
+	// An admin may have deleted the message while we wrote.
+	if _, err := os.Stat(s.path(queueDir, id, msgExt)); errors.Is(err, fs.ErrNotExist) {
+		os.Remove(s.path(queueDir, id, stateExt))
+		return notFound(id, err)
+	}
+	return nil
+}
+
+func (s *Spool) writeState(folder, id string, st State) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("spool: encode state: %w", err)
+	}
+	err = writeFile(filepath.Join(s.dir, tmpDir), s.path(folder, id, stateExt), data, s.folderSync(folder))
+	if err != nil {
+		return fmt.Errorf("spool: state of %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Spool) folderSync(folder string) *dirSync {
+	if folder == failedDir {
+		return &s.failedSync
+	}
+	return &s.queueSync
+}
+
+// Done removes a delivered message. The message goes first: a crash in
+// between leaves an ignored .state, never a message that would be sent
+// again.
+func (s *Spool) Done(id string) error { return s.remove(queueDir, id) }
+
+func (s *Spool) remove(folder, id string) error {
+	if !validID(id) {
+		return notFound(id, nil)
+	}
+	err := os.Remove(s.path(folder, id, msgExt))
+	if err != nil {
+		return notFound(id, err)
+	}
+	os.Remove(s.path(folder, id, stateExt))
+	if err := s.folderSync(folder).sync(); err != nil {
+		return fmt.Errorf("spool: remove %s: %w", id, err)
+	}
+	return nil
+}
+
+// Fail moves a queued message to the dead letters, recording why (and
+// when) in its state. Nothing is deleted.
+func (s *Spool) Fail(id, reason string) error {
+	st, err := s.State(id)
+	if err != nil {
+		st = State{} // an unreadable state must not keep a message from failing
+	}
+	st.LastError = reason
+	st.Failed = time.Now()
+	return s.move(queueDir, failedDir, id, st)
+}
+
+// move moves message id from one folder to another with the given state.
+// The new state is written first and the old one removed last, so a crash
+// at any point leaves the message in one folder with a sensible state, and
+// at worst an ignored .state in the other.
+func (s *Spool) move(from, to, id string, st State) error {
+	if err := s.writeState(to, id, st); err != nil {
+		return err
+	}
+	if err := os.Rename(s.path(from, id, msgExt), s.path(to, id, msgExt)); err != nil {
+		os.Remove(s.path(to, id, stateExt))
+		return notFound(id, err)
+	}
+	// The destination first, so the message is durably in its new folder
+	// before its old entry is durably gone.
+	err := s.folderSync(to).sync()
+	if err == nil {
+		os.Remove(s.path(from, id, stateExt))
+		err = s.folderSync(from).sync()
+	}
+	if err != nil {
+		return fmt.Errorf("spool: move %s to %s: %w", id, to, err)
+	}
+	return nil
+}
+
+// notFound turns a missing file into ErrNotFound and passes other errors on.
+func notFound(id string, err error) error {
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return fmt.Errorf("spool: %s: %w", id, err)
+}
+
+// validID reports whether id can be a queue ID, so that an ID typed by an
+// admin can never name a path outside the spool.
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
