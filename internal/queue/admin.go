@@ -61,7 +61,12 @@ func (s *Spool) List() ([]Info, error) {
 			case errors.Is(err, ErrNotFound):
 				continue // delivered or moved while we listed
 			case err != nil:
-				list = append(list, Info{ID: id, State: folderState(folder), LastError: err.Error()})
+				// Show the admin the file, and why it failed if it did.
+				info := Info{ID: id, State: folderState(folder), LastError: err.Error()}
+				if st, _ := s.readState(folder, id); st.LastError != "" {
+					info.LastError = st.LastError
+				}
+				list = append(list, info)
 			default:
 				list = append(list, e.info(folder, now))
 			}
@@ -148,10 +153,9 @@ func readHeader(r io.Reader) ([]byte, error) {
 // Retry makes a queued message due now; a dead letter moves back to the
 // queue with its attempts reset and a fresh maximum age.
 func (s *Spool) Retry(id string) error {
-	now := time.Now()
-	err := s.retryQueued(id, now)
+	err := s.retryQueued(id)
 	if errors.Is(err, ErrNotFound) {
-		err = s.requeue(id, now)
+		err = s.requeue(id)
 	}
 	if err != nil {
 		return err
@@ -159,7 +163,7 @@ func (s *Spool) Retry(id string) error {
 	return s.Poke()
 }
 
-func (s *Spool) retryQueued(id string, now time.Time) error {
+func (s *Spool) retryQueued(id string) error {
 	if !validID(id) {
 		return notFound(id, nil)
 	}
@@ -170,11 +174,12 @@ func (s *Spool) retryQueued(id string, now time.Time) error {
 	if err != nil {
 		st = State{}
 	}
-	st.NextAttempt = now
+	// Zero means due now, whatever the clock of the process delivering.
+	st.NextAttempt = time.Time{}
 	return s.SaveState(id, st)
 }
 
-func (s *Spool) requeue(id string, now time.Time) error {
+func (s *Spool) requeue(id string) error {
 	if !validID(id) {
 		return notFound(id, nil)
 	}
@@ -182,7 +187,7 @@ func (s *Spool) requeue(id string, now time.Time) error {
 	if err != nil {
 		old = State{}
 	}
-	return s.move(failedDir, queueDir, id, State{Requeued: now, LastError: old.LastError})
+	return s.move(failedDir, queueDir, id, State{Requeued: time.Now(), LastError: old.LastError})
 }
 
 // RetryAll makes every queued message due now and returns how many.
@@ -196,16 +201,15 @@ func (s *Spool) RetryFailed() (int, error) {
 	return s.forEach(failedDir, s.requeue)
 }
 
-func (s *Spool) forEach(folder string, fn func(id string, now time.Time) error) (int, error) {
+func (s *Spool) forEach(folder string, fn func(id string) error) (int, error) {
 	ids, err := s.ids(folder)
 	if err != nil {
 		return 0, err
 	}
-	now := time.Now()
 	n := 0
 	var errs []error
 	for _, id := range ids {
-		switch err := fn(id, now); {
+		switch err := fn(id); {
 		case err == nil:
 			n++
 		case !errors.Is(err, ErrNotFound): // gone meanwhile: nothing to do

@@ -49,6 +49,10 @@ const (
 // spool, for example because an admin deleted it.
 var ErrNotFound = errors.New("spool: no such message")
 
+// ErrCorrupt is returned for a spooled file whose content cannot be
+// decoded: unlike an I/O error, trying again will not help.
+var ErrCorrupt = errors.New("spool: corrupt message")
+
 // Spool is the on-disk queue. It is safe for concurrent use, and for use by
 // admin commands in another process while a server runs.
 type Spool struct {
@@ -205,12 +209,15 @@ func newID(t time.Time) string {
 func readEnvelope(r io.Reader) (*envelope.Envelope, int64, error) {
 	br := bufio.NewReader(r)
 	line, err := br.ReadBytes('\n')
+	if err == io.EOF {
+		return nil, 0, fmt.Errorf("%w: no envelope line", ErrCorrupt)
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("spool: read envelope: %w", err)
 	}
 	var env envelope.Envelope
 	if err := json.Unmarshal(line, &env); err != nil {
-		return nil, 0, fmt.Errorf("spool: decode envelope: %w", err)
+		return nil, 0, fmt.Errorf("%w: envelope: %v", ErrCorrupt, err)
 	}
 	return &env, int64(len(line)), nil
 }

@@ -121,11 +121,11 @@ func (s *Spool) readState(folder, id string) (State, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
 	}
-	if err == nil {
-		err = json.Unmarshal(data, &st)
-	}
 	if err != nil {
 		return State{}, fmt.Errorf("spool: state of %s: %w", id, err)
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return State{}, fmt.Errorf("%w: state of %s: %v", ErrCorrupt, id, err)
 	}
 	return st, nil
 }

@@ -1,0 +1,224 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/upstream"
+)
+
+// result is what an attempt reports to the scheduler loop.
+type result struct {
+	id       string
+	finished bool      // delivered, failed or gone: forget the message
+	next     time.Time // otherwise, when to try again
+	hold     time.Time // no new send for this mailbox before this time
+}
+
+// verdict is what a send's outcome means for the message.
+type verdict int
+
+const (
+	delivered   verdict = iota
+	temporary           // try again later
+	permanent           // will never succeed: dead letter
+	interrupted         // the engine is stopping: not the message's fault
+	gone                // the message left the spool (an admin deleted it)
+)
+
+// classify decides, in this one place, what the error of a send means.
+func classify(ctx context.Context, err error) (verdict, *upstream.Error) {
+	var ue *upstream.Error
+	errors.As(err, &ue)
+	switch {
+	case err == nil:
+		return delivered, nil
+	case ctx.Err() != nil:
+		return interrupted, ue
+	case errors.Is(err, queue.ErrNotFound):
+		return gone, ue
+	case ue != nil && !ue.Temporary:
+		return permanent, ue
+	default:
+		// Temporary by Graph's answer, or an error of unknown cause (a full
+		// outbox disk, say): both are worth another try.
+		return temporary, ue
+	}
+}
+
+// attempt makes one delivery attempt of message id and does the spool
+// bookkeeping for its outcome.
+func (e *Engine) attempt(ctx context.Context, id string) result {
+	entry, err := e.spool.Get(id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return result{id: id, finished: true}
+	}
+	if errors.Is(err, queue.ErrCorrupt) {
+		e.fail(nil, id, failure{reason: err.Error()})
+		return result{id: id, finished: true}
+	}
+	if err != nil {
+		e.log.Error("cannot load message", "id", id, "error", err)
+		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
+	}
+	env := entry.Envelope
+	msg, err := e.convert(entry.Raw(), env)
+	if errors.Is(err, queue.ErrNotFound) {
+		return result{id: id, finished: true}
+	}
+	if err != nil {
+		e.fail(entry, id, failure{
+			reason: "conversion failed: " + err.Error(),
+			plain:  "The gateway could not read the message.",
+			status: "5.6.0",
+		})
+		return result{id: id, finished: true}
+	}
+	if len(msg.DroppedHeaders) > 0 {
+		e.log.Warn("X- headers dropped: Graph accepts at most five", "id", id, "headers", msg.DroppedHeaders)
+	}
+
+	// Count the attempt and set the next one before the call, so that a
+	// crash during the call neither loses the message nor retries it at
+	// once, over and over.
+	before := entry.State
+	st := before
+	now := e.clock.Now()
+	st.Attempts++
+	st.LastAttempt = now
+	st.NextAttempt = now.Add(e.backoff(st.Attempts))
+	if err := e.spool.SaveState(id, st); err != nil {
+		if errors.Is(err, queue.ErrNotFound) {
+			return result{id: id, finished: true}
+		}
+		e.log.Error("cannot record attempt; not sending", "id", id, "error", err)
+		return result{id: id, next: st.NextAttempt}
+	}
+	entry.State = st
+
+	start := time.Now()
+	e.metrics.inFlight.Inc()
+	receipt, err := e.target.Send(ctx, env, msg)
+	e.metrics.inFlight.Dec()
+	took := time.Since(start)
+	e.metrics.sendDuration.Observe(took.Seconds())
+	now = e.clock.Now()
+
+	v, ue := classify(ctx, err)
+	switch v {
+	case delivered:
+		e.metrics.delivered.Inc()
+		if err := e.spool.Done(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			// It stays on disk and may be sent again after its next
+			// attempt time: at least once, never lost.
+			e.log.Error("delivered but cannot remove from spool", "id", id, "error", err)
+		}
+		e.log.Info("delivered", "id", id, "mailbox", env.Mailbox, "status", receipt.Status,
+			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration", took.Round(time.Millisecond))
+		return result{id: id, finished: true}
+
+	case gone:
+		return result{id: id, finished: true}
+
+	case interrupted:
+		// Not an attempt: undo its count and make it due at once.
+		before.NextAttempt = now
+		if err := e.spool.SaveState(id, before); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			e.log.Error("cannot record interrupted attempt", "id", id, "error", err)
+		}
+		e.log.Info("attempt interrupted by shutdown", "id", id, "mailbox", env.Mailbox)
+		return result{id: id, next: now}
+
+	case permanent:
+		plain, status := explain(ue, env.Mailbox)
+		e.fail(entry, id, failure{reason: err.Error(), plain: plain, status: status})
+		return result{id: id, finished: true}
+	}
+
+	// temporary
+	if deadline := ageStart(entry).Add(e.maxAge); !now.Before(deadline) {
+		e.fail(entry, id, failure{
+			reason: fmt.Sprintf("gave up after %s and %d attempts: %v", e.maxAge, st.Attempts, err),
+			plain:  fmt.Sprintf("The gateway tried for %s and could not send the message.", e.maxAge),
+			status: "5.4.7", // delivery time expired
+		})
+		return result{id: id, finished: true}
+	}
+	r := result{id: id}
+	if ue != nil && ue.RetryAfter > 0 {
+		r.next = now.Add(ue.RetryAfter)
+		if ue.Status == http.StatusTooManyRequests {
+			// Graph throttles per app and mailbox: the mailbox's other
+			// messages would only be throttled too.
+			r.hold = r.next
+		}
+	} else {
+		r.next = now.Add(e.backoff(st.Attempts))
+	}
+	st.NextAttempt = r.next
+	st.LastError = err.Error()
+	if err := e.spool.SaveState(id, st); err != nil {
+		if errors.Is(err, queue.ErrNotFound) {
+			return result{id: id, finished: true}
+		}
+		e.log.Error("cannot record deferral", "id", id, "error", err)
+	}
+	e.metrics.deferred.Inc()
+	e.log.Warn("deferred", "id", id, "mailbox", env.Mailbox, "attempts", st.Attempts,
+		"next_attempt", r.next, "error", err)
+	return r
+}
+
+// ageStart is when the maximum age of a message starts counting: its
+// reception, or when an admin last moved it back from the dead letters.
+func ageStart(entry *queue.Entry) time.Time {
+	if entry.State.Requeued.After(entry.Envelope.Received) {
+		return entry.State.Requeued
+	}
+	return entry.Envelope.Received
+}
+
+// backoff is the wait after the given number of failed attempts: the
+// minimum backoff doubling up to the maximum, then ±20% jitter so that a
+// burst of failures does not retry in lockstep.
+func (e *Engine) backoff(attempts int) time.Duration {
+	d := e.minBackoff
+	for i := 1; i < attempts && d < e.maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, e.maxBackoff)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// failure describes why a message became a dead letter.
+type failure struct {
+	reason string // technical: for the log, the dead letter and the bounce
+	plain  string // for the sender, in the bounce
+	status string // RFC 3463 status code for the bounce; default 5.0.0
+}
+
+// fail moves a message to the dead letters and bounces it if it should.
+// entry is nil when the message could not even be read.
+func (e *Engine) fail(entry *queue.Entry, id string, f failure) {
+	if err := e.spool.Fail(id, f.reason); err != nil {
+		if !errors.Is(err, queue.ErrNotFound) {
+			e.log.Error("cannot move message to failed", "id", id, "reason", f.reason, "error", err)
+		}
+		return
+	}
+	e.metrics.failed.Inc()
+	if entry == nil {
+		e.log.Error("delivery failed", "id", id, "reason", f.reason)
+		return
+	}
+	e.log.Error("delivery failed", "id", id, "mailbox", entry.Envelope.Mailbox,
+		"attempts", entry.State.Attempts, "reason", f.reason)
+	if e.bounce {
+		e.sendBounce(entry.Envelope, f)
+	}
+}

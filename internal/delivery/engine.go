@@ -1,0 +1,465 @@
+// Package delivery sends spooled messages through an upstream Target: per
+// mailbox lanes that respect Graph's concurrency limit, a global worker
+// limit, retries with Retry-After or jittered backoff, dead letters and
+// bounces.
+//
+// One goroutine (the scheduler loop in Run) owns every scheduling
+// structure; each attempt runs in its own goroutine and reports back.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/convert"
+	"github.com/smtpgw/smtpgw/internal/envelope"
+	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/upstream"
+)
+
+// Defaults for zero values in config.Queue.
+const (
+	defaultMailboxConcurrency = 4 // Graph's limit per app and mailbox
+	defaultWorkers            = 16
+	defaultMaxAge             = 48 * time.Hour
+	defaultMinBackoff         = time.Minute
+	defaultMaxBackoff         = time.Hour
+)
+
+// How often the engine looks for changes admins made to the spool: a full
+// rescan, and a cheaper check for a poke left by an admin command.
+const (
+	rescanInterval = 30 * time.Second
+	pokeInterval   = time.Second
+)
+
+// Config is what an Engine needs.
+type Config struct {
+	Spool  *queue.Spool
+	Target upstream.Target
+	Queue  config.Queue
+	// Hostname names this gateway in non-delivery reports; default
+	// os.Hostname().
+	Hostname string
+	Logger   *slog.Logger          // default slog.Default()
+	Metrics  prometheus.Registerer // nil: metrics are kept but not registered
+	Clock    Clock                 // nil: the real clock
+	// Convert turns a raw message into a Graph message; nil means
+	// convert.Convert.
+	Convert func(open convert.Opener, env *envelope.Envelope) (*convert.Result, error)
+}
+
+// Engine delivers the spool's messages. Create it with New before the
+// SMTP server accepts mail, so that no commit goes unnoticed.
+type Engine struct {
+	spool      *queue.Spool
+	target     upstream.Target
+	convert    func(convert.Opener, *envelope.Envelope) (*convert.Result, error)
+	clock      Clock
+	log        *slog.Logger
+	metrics    *metrics
+	hostname   string
+	bounce     bool
+	perMailbox int
+	workers    int
+	maxAge     time.Duration
+	minBackoff time.Duration
+	maxBackoff time.Duration
+
+	// Messages committed since the loop last looked, and its wake-up call.
+	mu        sync.Mutex
+	committed []string
+	cancel    context.CancelFunc // cancels attempts in flight; set by Run
+	wake      chan struct{}
+
+	running  atomic.Bool
+	stop     chan struct{} // closed by Shutdown
+	stopOnce sync.Once
+	done     chan struct{} // closed when Run returns
+	results  chan result
+
+	// Owned by the loop in Run.
+	items    map[string]*item
+	lanes    map[string]*lane
+	order    []*lane // lanes in round-robin order
+	cursor   int     // index in order of the lane served next
+	waiting  itemHeap
+	inFlight int
+}
+
+// item is one queued message as the scheduler sees it. It is in exactly
+// one place: the waiting heap (next attempt in the future), its lane's
+// ready heap, or in flight.
+type item struct {
+	id       string
+	lane     *lane
+	next     time.Time
+	inFlight bool
+}
+
+// lane holds the messages of one mailbox.
+type lane struct {
+	key       string // lower-case mailbox
+	ready     itemHeap
+	items     int // every item of the mailbox, wherever it is
+	inFlight  int
+	holdUntil time.Time // Graph throttled the mailbox: no new send before
+}
+
+// New returns an engine for cfg and subscribes it to the spool's commits.
+func New(cfg Config) *Engine {
+	q := cfg.Queue
+	e := &Engine{
+		spool:      cfg.Spool,
+		target:     cfg.Target,
+		convert:    cfg.Convert,
+		clock:      cfg.Clock,
+		log:        cfg.Logger,
+		metrics:    newMetrics(cfg.Metrics),
+		hostname:   cfg.Hostname,
+		bounce:     q.BounceEnabled(),
+		perMailbox: q.MailboxConcurrency,
+		workers:    q.Workers,
+		maxAge:     q.MaxAge.D(),
+		minBackoff: q.MinBackoff.D(),
+		maxBackoff: q.MaxBackoff.D(),
+		wake:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		results:    make(chan result),
+		items:      map[string]*item{},
+		lanes:      map[string]*lane{},
+		waiting:    itemHeap{less: nextFirst},
+	}
+	if e.convert == nil {
+		e.convert = convert.Convert
+	}
+	if e.clock == nil {
+		e.clock = realClock{}
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	if e.hostname == "" {
+		e.hostname, _ = os.Hostname()
+	}
+	if e.perMailbox <= 0 || e.perMailbox > defaultMailboxConcurrency {
+		e.perMailbox = defaultMailboxConcurrency
+	}
+	if e.workers <= 0 {
+		e.workers = defaultWorkers
+	}
+	if e.maxAge <= 0 {
+		e.maxAge = defaultMaxAge
+	}
+	if e.minBackoff <= 0 {
+		e.minBackoff = defaultMinBackoff
+	}
+	if e.maxBackoff < e.minBackoff {
+		e.maxBackoff = max(defaultMaxBackoff, e.minBackoff)
+	}
+	cfg.Spool.OnCommit(e.notify)
+	return e
+}
+
+// notify is the spool's OnCommit hook. It runs inside Commit, on the SMTP
+// session's goroutine, so it only records the ID and never blocks.
+func (e *Engine) notify(id string) {
+	e.mu.Lock()
+	e.committed = append(e.committed, id)
+	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run loads the spool and delivers until ctx ends or Shutdown completes.
+// When ctx ends, attempts in flight are cancelled; their messages stay in
+// the spool. It returns an error only if the spool cannot be read at start.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("delivery: Run called twice")
+	}
+	defer close(e.done)
+	attemptCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e.mu.Lock()
+	e.cancel = cancel
+	e.mu.Unlock()
+
+	now := e.clock.Now()
+	if err := e.rescan(now); err != nil {
+		return err
+	}
+	e.log.Info("delivery started", "queued", len(e.items), "mailbox_concurrency", e.perMailbox, "workers", e.workers)
+	nextRescan, nextPokeCheck := now.Add(rescanInterval), now.Add(pokeInterval)
+
+	var timer <-chan time.Time
+	var timerAt time.Time
+	stop, ctxDone := e.stop, ctx.Done()
+	draining := false
+	for {
+		now = e.clock.Now()
+		if !now.Before(nextPokeCheck) {
+			nextPokeCheck = now.Add(pokeInterval)
+			if e.spool.TakePoke() {
+				nextRescan = now
+			}
+		}
+		if !now.Before(nextRescan) {
+			nextRescan = now.Add(rescanInterval)
+			if err := e.rescan(now); err != nil {
+				e.log.Error("cannot read the spool", "error", err)
+			}
+		}
+		e.promote(now)
+		if !draining {
+			e.dispatch(attemptCtx, now)
+		} else if e.inFlight == 0 {
+			e.log.Info("delivery stopped", "queued", len(e.items))
+			return nil
+		}
+
+		wakeAt := e.nextWake(now, minTime(nextRescan, nextPokeCheck))
+		if !wakeAt.Equal(timerAt) {
+			timerAt, timer = wakeAt, e.clock.After(wakeAt.Sub(now))
+		}
+		select {
+		case r := <-e.results:
+			e.finish(r, e.clock.Now())
+		case <-e.wake:
+			e.takeCommitted()
+		case <-timer:
+			timerAt = time.Time{}
+		case <-stop:
+			stop, draining = nil, true
+		case <-ctxDone:
+			ctxDone, draining = nil, true
+		}
+	}
+}
+
+// Shutdown stops starting attempts and waits for those in flight until ctx
+// ends; then it cancels them (their messages stay in the spool, due at the
+// next start) and waits for Run to return.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.stopOnce.Do(func() { close(e.stop) })
+	if !e.running.Load() {
+		return nil
+	}
+	select {
+	case <-e.done:
+		return nil
+	case <-ctx.Done():
+		e.mu.Lock()
+		if e.cancel != nil {
+			e.cancel()
+		}
+		e.mu.Unlock()
+		<-e.done
+		return ctx.Err()
+	}
+}
+
+// takeCommitted schedules the messages committed since the last call.
+func (e *Engine) takeCommitted() {
+	e.mu.Lock()
+	ids := e.committed
+	e.committed = nil
+	e.mu.Unlock()
+	now := e.clock.Now()
+	for _, id := range ids {
+		e.add(id, now)
+	}
+	e.metrics.queued.Set(float64(len(e.items)))
+}
+
+// add loads a message the scheduler does not know yet and schedules it.
+func (e *Engine) add(id string, now time.Time) {
+	if _, ok := e.items[id]; ok {
+		return
+	}
+	entry, err := e.spool.Get(id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return // delivered or removed already
+	}
+	if errors.Is(err, queue.ErrCorrupt) {
+		// It can never be delivered; keep it for the admin rather than
+		// stumbling on it at every rescan.
+		e.fail(nil, id, failure{reason: err.Error()})
+		return
+	}
+	if err != nil {
+		e.log.Error("cannot load message; will try again at the next rescan", "id", id, "error", err)
+		return
+	}
+	key := strings.ToLower(entry.Envelope.Mailbox)
+	l := e.lanes[key]
+	if l == nil {
+		l = &lane{key: key, ready: itemHeap{less: oldestFirst}}
+		e.lanes[key] = l
+		e.order = append(e.order, l)
+	}
+	it := &item{id: id, lane: l, next: entry.State.NextAttempt}
+	l.items++
+	e.items[id] = it
+	e.schedule(it, now)
+}
+
+// schedule puts an item that is not in flight where it belongs.
+func (e *Engine) schedule(it *item, now time.Time) {
+	if it.next.After(now) {
+		e.waiting.push(it)
+	} else {
+		it.lane.ready.push(it)
+	}
+}
+
+// promote moves the items whose time has come to their lanes.
+func (e *Engine) promote(now time.Time) {
+	for e.waiting.Len() > 0 && !e.waiting.peek().next.After(now) {
+		it := e.waiting.pop()
+		it.lane.ready.push(it)
+	}
+}
+
+// dispatch starts attempts while workers are free, taking one message at a
+// time from each lane in turn, so that a busy mailbox never starves
+// another.
+func (e *Engine) dispatch(ctx context.Context, now time.Time) {
+	for e.inFlight < e.workers {
+		l := e.nextLane(now)
+		if l == nil {
+			return
+		}
+		it := l.ready.pop()
+		it.inFlight = true
+		l.inFlight++
+		e.inFlight++
+		go func() { e.results <- e.attempt(ctx, it.id) }()
+	}
+}
+
+// nextLane returns the next lane in round-robin order that may start a
+// send now, or nil.
+func (e *Engine) nextLane(now time.Time) *lane {
+	for range len(e.order) {
+		l := e.order[e.cursor]
+		e.cursor = (e.cursor + 1) % len(e.order)
+		if l.ready.Len() > 0 && l.inFlight < e.perMailbox && !now.Before(l.holdUntil) {
+			return l
+		}
+	}
+	return nil
+}
+
+// finish applies the outcome of an attempt.
+func (e *Engine) finish(r result, now time.Time) {
+	it := e.items[r.id]
+	l := it.lane
+	it.inFlight = false
+	l.inFlight--
+	e.inFlight--
+	if r.hold.After(l.holdUntil) {
+		l.holdUntil = r.hold
+	}
+	if r.finished {
+		e.forget(it)
+	} else {
+		it.next = r.next
+		e.schedule(it, now)
+	}
+	e.metrics.queued.Set(float64(len(e.items)))
+}
+
+func (e *Engine) forget(it *item) {
+	delete(e.items, it.id)
+	it.lane.items--
+}
+
+// nextWake returns when the loop must next look at the schedule: the
+// earliest next attempt, the end of a hold on a lane with work, or the
+// next periodic check.
+func (e *Engine) nextWake(now, periodic time.Time) time.Time {
+	wake := periodic
+	if e.waiting.Len() > 0 {
+		wake = minTime(wake, e.waiting.peek().next)
+	}
+	for _, l := range e.order {
+		if l.ready.Len() > 0 && l.holdUntil.After(now) {
+			wake = minTime(wake, l.holdUntil)
+		}
+	}
+	return wake
+}
+
+// rescan brings the schedule in line with the spool, which admins change
+// behind the engine's back: messages that vanished are dropped, new ones
+// (moved back from failed/) are added, and next attempt times are reread.
+// Items in flight are left alone: only their attempt writes their state.
+func (e *Engine) rescan(now time.Time) error {
+	ids, err := e.spool.Queued()
+	if err != nil {
+		return fmt.Errorf("delivery: %w", err)
+	}
+	e.takeCommitted()
+	onDisk := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		onDisk[id] = true
+	}
+	for id, it := range e.items {
+		if !onDisk[id] && !it.inFlight {
+			e.forget(it)
+		}
+	}
+	for _, id := range ids {
+		it, ok := e.items[id]
+		if !ok {
+			e.add(id, now)
+			continue
+		}
+		if st, err := e.spool.State(id); err == nil && !it.inFlight {
+			it.next = st.NextAttempt
+		}
+	}
+
+	// Rebuild the heaps from the items and drop idle lanes.
+	e.waiting.items = e.waiting.items[:0]
+	order := e.order[:0]
+	for _, l := range e.order {
+		l.ready.items = l.ready.items[:0]
+		if l.items > 0 || l.holdUntil.After(now) {
+			order = append(order, l)
+		} else {
+			delete(e.lanes, l.key)
+		}
+	}
+	clear(e.order[len(order):])
+	e.order = order
+	e.cursor = 0
+	for _, it := range e.items {
+		if !it.inFlight {
+			e.schedule(it, now)
+		}
+	}
+	e.metrics.queued.Set(float64(len(e.items)))
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
