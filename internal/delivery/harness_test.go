@@ -311,6 +311,8 @@ func (h *harness) state(id string) queue.State {
 	return st
 }
 
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
 // quiet gives the engine a moment to act wrongly, for tests asserting that
 // something does not happen.
 func quiet() { time.Sleep(50 * time.Millisecond) }
