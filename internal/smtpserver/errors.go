@@ -1,0 +1,92 @@
+package smtpserver
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Internal reasons for refusing a command, connection or message. Session
+// code returns these (wrapped with details for the log); replyFor turns them
+// into what the client sees. Their text goes to the log only.
+var (
+	errNoIdentity          = errors.New("no identity: not authenticated and address in no allowed network")
+	errSenderNotAllowed    = errors.New("sender not allowed for this identity")
+	errNullSender          = errors.New("null sender refused")
+	errBadRecipient        = errors.New("bad recipient address")
+	errAuthFailed          = errors.New("invalid credentials")
+	errAuthMalformed       = errors.New("malformed authentication exchange")
+	errTooManyAuthFailures = errors.New("too many authentication failures")
+	errAuthNeedsTLS        = errors.New("AUTH attempted without TLS")
+	errAuthUnavailable     = errors.New("AUTH attempted but no accounts are configured")
+	errUnknownMechanism    = errors.New("unsupported authentication mechanism")
+	errSpool               = errors.New("spool failure")
+	errClientData          = errors.New("reading the message from the client failed")
+	errShuttingDown        = errors.New("server shutting down")
+	errTooManyConnections  = errors.New("too many connections")
+)
+
+// reply is how one internal reason reaches the client. The SMTP code decides
+// whether the client may retry: 4xx is temporary, 5xx is permanent.
+type reply struct {
+	err    error
+	smtp   *smtp.SMTPError
+	reason string // metrics label
+}
+
+// replies is the one place that decides every code this package sends.
+//
+// go-smtp answers a few refusals itself, before the session sees them, with
+// codes that already fit: SIZE parameter above the limit (552 5.3.4), BDAT
+// chunk above the limit (552 5.3.4), more than max_recipients RCPT
+// (452 4.5.3), an address it cannot parse at all (501 5.5.2), and commands
+// out of sequence (502/503 5.5.1).
+var replies = []reply{
+	// Policy: permanent, retrying cannot help.
+	{errNoIdentity, &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}, "no_identity"},
+	{errSenderNotAllowed, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address not allowed for this client"}, "sender"},
+	{errNullSender, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address not allowed for this client"}, "sender"},
+	{errBadRecipient, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}, "recipient"},
+	{smtp.ErrDataTooLarge, &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed maximum message size"}, "size"},
+
+	// Authentication (RFC 4954 section 6).
+	{errAuthFailed, &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}, "auth"},
+	{errAuthMalformed, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Malformed authentication response"}, "auth"},
+	// 421 closes the connection, so a guesser must reconnect for each batch.
+	{errTooManyAuthFailures, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many authentication failures, closing connection"}, "auth_limit"},
+	// 538 5.7.11 is RFC 4954's reply for a mechanism that needs encryption.
+	// go-smtp's own refusal (523 5.7.10) uses a reply code outside RFC 5321,
+	// so the session makes this decision instead of go-smtp.
+	{errAuthNeedsTLS, &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}, "auth_tls"},
+	{errAuthUnavailable, &smtp.SMTPError{Code: 502, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Authentication not available"}, "auth"},
+	{errUnknownMechanism, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unrecognized authentication type"}, "auth"},
+
+	// Local trouble: temporary, the client should try again later.
+	{errSpool, &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}, "spool"},
+	{errClientData, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message transfer interrupted, try again"}, "transfer"},
+	{errShuttingDown, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}, "shutdown"},
+	{errTooManyConnections, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections, try again later"}, "connections"},
+}
+
+// errInternal is the reply to anything not listed above: temporary, because
+// an unexpected failure is ours, not the client's.
+var errInternal = reply{nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error in processing, try again later"}, "internal"}
+
+// replyFor maps an internal error to the reply the client gets. It never
+// passes internal error text through.
+func replyFor(err error) reply {
+	for _, r := range replies {
+		if errors.Is(err, r.err) {
+			return r
+		}
+	}
+	return errInternal
+}
+
+// replyLine is r as a raw response line, for connections refused before
+// go-smtp sees them.
+func replyLine(r *smtp.SMTPError) string {
+	e := r.EnhancedCode
+	return fmt.Sprintf("%d %d.%d.%d %s\r\n", r.Code, e[0], e[1], e[2], r.Message)
+}

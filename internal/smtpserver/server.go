@@ -1,0 +1,244 @@
+// Package smtpserver is the SMTP front end: it accepts submissions from
+// printers and applications on the configured listeners, decides who the
+// client is (an AUTH account or an allowlisted network), enforces sender
+// policy and limits, and streams each accepted message into the spool. It
+// never relays for an unidentified client.
+package smtpserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/queue"
+)
+
+// Server serves every [[listener]] of a configuration.
+type Server struct {
+	cfg       *config.Config
+	spool     *queue.Spool
+	log       *slog.Logger
+	ids       *identities
+	metrics   *metrics
+	conns     *connTracker
+	listeners []*listener
+	wg        sync.WaitGroup // accept loops, go-smtp servers, refusals
+}
+
+// listener is one [[listener]]: a go-smtp server of its own, since TLS and
+// AUTH settings differ per listener.
+type listener struct {
+	cfg     config.Listener
+	tls     *tls.Config // nil for tls = "none"
+	smtp    *smtp.Server
+	raw     net.Listener
+	handoff *handoffListener
+}
+
+// New prepares a server for cfg; Start binds the listeners. Listener
+// MinVersion and network Prefixes are read as config.Load sets them.
+func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, error) {
+	ids, err := newIdentities(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		spool:   spool,
+		log:     logger,
+		ids:     ids,
+		metrics: newMetrics(),
+		conns:   newConnTracker(cfg.Server.MaxConnections),
+	}
+	var certs []tls.Certificate
+	for _, lc := range cfg.Listeners {
+		l := &listener{cfg: lc}
+		switch lc.TLS {
+		case config.TLSNone, "":
+		case config.TLSStartTLS, config.TLSImplicit:
+			if certs == nil {
+				if certs, err = certificates(cfg, logger); err != nil {
+					return nil, err
+				}
+			}
+			l.tls = listenerTLSConfig(lc, certs)
+		default:
+			return nil, fmt.Errorf("listener %s: unknown tls mode %q", lc.Address, lc.TLS)
+		}
+		l.smtp = s.newSMTPServer(l)
+		s.listeners = append(s.listeners, l)
+	}
+	return s, nil
+}
+
+func (s *Server) newSMTPServer(l *listener) *smtp.Server {
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return s.newSession(l, c)
+	}))
+	srv.Domain = s.cfg.Server.Hostname
+	srv.MaxMessageBytes = int64(s.cfg.Server.MaxMessageSize)
+	srv.MaxRecipients = s.cfg.Server.MaxRecipients
+	srv.ReadTimeout = s.cfg.Server.ReadTimeout.D()
+	srv.WriteTimeout = s.cfg.Server.WriteTimeout.D()
+	// The session decides whether AUTH is allowed without TLS (see
+	// session.authAllowed), so that the refusal carries our reply code.
+	srv.AllowInsecureAuth = true
+	if l.cfg.TLS == config.TLSStartTLS {
+		srv.TLSConfig = l.tls
+	}
+	srv.ErrorLog = smtpLog{s.log.With("listener", l.cfg.Address)}
+	return srv
+}
+
+// Start binds every listener and starts serving. If any address cannot be
+// bound, nothing stays bound and the error names the address.
+func (s *Server) Start() error {
+	for _, l := range s.listeners {
+		raw, err := net.Listen("tcp", l.cfg.Address)
+		if err != nil {
+			for _, bound := range s.listeners {
+				if bound.raw != nil {
+					bound.raw.Close()
+					bound.raw = nil
+				}
+			}
+			return fmt.Errorf("listener %s: %w", l.cfg.Address, err)
+		}
+		l.raw = raw
+		l.handoff = newHandoffListener(raw.Addr())
+	}
+	for _, l := range s.listeners {
+		s.wg.Add(2)
+		go func() {
+			defer s.wg.Done()
+			s.accept(l)
+		}()
+		go func() {
+			defer s.wg.Done()
+			l.smtp.Serve(l.handoff)
+		}()
+	}
+	return nil
+}
+
+// Addrs returns the bound address of every listener, in configuration
+// order; useful when a listener asked for port 0.
+func (s *Server) Addrs() []net.Addr {
+	var addrs []net.Addr
+	for _, l := range s.listeners {
+		if l.raw != nil {
+			addrs = append(addrs, l.raw.Addr())
+		}
+	}
+	return addrs
+}
+
+// accept admits connections to the go-smtp server of l, or answers 421
+// when the server is over max_connections or shutting down.
+func (s *Server) accept(l *listener) {
+	var delay time.Duration
+	for {
+		raw, err := l.raw.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			// For example out of file descriptors: wait rather than spin.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "listener", l.cfg.Address, "error", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		tc, err := s.conns.add(raw)
+		if err != nil {
+			s.refuseConn(l, raw, err)
+			continue
+		}
+		var conn net.Conn = tc
+		if l.cfg.TLS == config.TLSImplicit {
+			conn = tls.Server(tc, l.tls)
+			tc.setOuter(conn)
+		}
+		if !l.handoff.deliver(conn) {
+			tc.Close()
+		}
+	}
+}
+
+// refuseConn answers a connection that will not be served with a 421 and
+// closes it, without holding up the accept loop.
+func (s *Server) refuseConn(l *listener, raw net.Conn, reason error) {
+	r := replyFor(reason)
+	s.metrics.refused.WithLabelValues(r.reason).Inc()
+	s.log.Info("connection refused", "client", raw.RemoteAddr().String(), "code", r.smtp.Code, "reason", reason.Error())
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		conn := raw
+		if l.cfg.TLS == config.TLSImplicit {
+			conn = tls.Server(raw, l.tls)
+		}
+		conn.SetDeadline(time.Now().Add(goodbyeTimeout))
+		conn.Write([]byte(replyLine(r.smtp)))
+		conn.Close()
+	}()
+}
+
+// Shutdown stops the server. From the moment it is called, new connections
+// are answered 421 4.3.2 and closed, and idle sessions are told the same;
+// sessions inside a mail transaction may finish it and are closed after its
+// final reply. When ctx ends first, the remaining connections are closed
+// and ctx's error is returned. The listeners close when Shutdown returns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	conns, empty := s.conns.drain()
+	goodbye := replyLine(replyFor(errShuttingDown).smtp)
+	for _, c := range conns {
+		// Concurrently: a goodbye may wait on a slow client's TLS handshake.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			c.drain(goodbye)
+		}()
+	}
+	var err error
+	select {
+	case <-empty:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.conns.closeAll()
+	}
+	for _, l := range s.listeners {
+		if l.raw != nil {
+			l.raw.Close()
+		}
+		l.smtp.Close()
+	}
+	s.wg.Wait()
+	return err
+}
+
+// smtpLog receives go-smtp's own reports: failed TLS handshakes, broken
+// connections, and recovered panics.
+type smtpLog struct{ log *slog.Logger }
+
+func (l smtpLog) Printf(format string, v ...any) { l.report(fmt.Sprintf(format, v...)) }
+func (l smtpLog) Println(v ...any)               { l.report(fmt.Sprintln(v...)) }
+
+func (l smtpLog) report(msg string) {
+	msg = strings.TrimSpace(msg)
+	if strings.HasPrefix(msg, "panic") {
+		l.log.Error("smtp", "detail", msg)
+		return
+	}
+	l.log.Info("smtp", "detail", msg)
+}
