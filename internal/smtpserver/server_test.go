@@ -366,35 +366,43 @@ func TestTLS10Client(t *testing.T) {
 }
 
 func TestMaxConnections(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.Server.MaxConnections = 2
-	ts := startServer(t, cfg)
-	addr := ts.addrs[plainListener]
-	first := dialRaw(t, addr, nil, nil)
-	first.greet()
-	second := dialRaw(t, addr, nil, nil)
-	second.greet()
+	for _, listener := range []int{plainListener, implicitListener} {
+		t.Run(testConfig(t).Listeners[listener].TLS, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Server.MaxConnections = 2
+			ts := startServer(t, cfg)
+			addr := ts.addrs[listener]
+			var tlsConfig *tls.Config
+			if listener == implicitListener {
+				tlsConfig = clientTLS()
+			}
+			first := dialRaw(t, addr, tlsConfig, nil)
+			first.greet()
+			second := dialRaw(t, addr, tlsConfig, nil)
+			second.greet()
 
-	third := dialRaw(t, addr, nil, nil)
-	if got := third.reply(); !strings.HasPrefix(got, "421 4.7.0 ") {
-		t.Fatalf("connection over the limit got %q, want 421 4.7.0", got)
-	}
-	if !third.closed() {
-		t.Error("connection over the limit left open")
-	}
+			third := dialRaw(t, addr, tlsConfig, nil)
+			if got := third.reply(); !strings.HasPrefix(got, "421 4.7.0 ") {
+				t.Fatalf("connection over the limit got %q, want 421 4.7.0", got)
+			}
+			if !third.closed() {
+				t.Error("connection over the limit left open")
+			}
 
-	// A slot frees up once a client leaves.
-	first.cmd("QUIT", "221 ")
-	deadline := time.Now().Add(5 * time.Second)
-	for attempt := 0; ; attempt++ {
-		r := dialRaw(t, addr, nil, nil)
-		if got := r.reply(); strings.HasPrefix(got, "220 ") {
-			break
-		}
-		if attempt > 100 || time.Now().After(deadline) {
-			t.Fatal("no connection admitted after a client left")
-		}
-		time.Sleep(20 * time.Millisecond)
+			// A slot frees up once a client leaves.
+			first.cmd("QUIT", "221 ")
+			deadline := time.Now().Add(5 * time.Second)
+			for attempt := 0; ; attempt++ {
+				r := dialRaw(t, addr, tlsConfig, nil)
+				if got := r.reply(); strings.HasPrefix(got, "220 ") {
+					break
+				}
+				if attempt > 100 || time.Now().After(deadline) {
+					t.Fatal("no connection admitted after a client left")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }
 

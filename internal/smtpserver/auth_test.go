@@ -1,0 +1,152 @@
+package smtpserver
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-sasl"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/smtpgw/smtpgw/internal/config"
+)
+
+func TestLoginServer(t *testing.T) {
+	tests := []struct {
+		name      string
+		responses [][]byte // nil first: no initial response
+		prompts   []string // challenges expected before the last response
+	}{
+		{"initial response", [][]byte{[]byte("user"), []byte("pw")}, []string{"Password:"}},
+		{"challenges", [][]byte{nil, []byte("user"), []byte("pw")}, []string{"Username:", "Password:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var gotUser, gotPassword string
+			l := &loginServer{authenticate: func(u, p string) error { gotUser, gotPassword = u, p; return nil }}
+			for i, resp := range tt.responses {
+				challenge, done, err := l.Next(resp)
+				if err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				last := i == len(tt.responses)-1
+				if done != last {
+					t.Fatalf("step %d: done %v", i, done)
+				}
+				if !last && string(challenge) != tt.prompts[i] {
+					t.Fatalf("step %d: challenge %q, want %q", i, challenge, tt.prompts[i])
+				}
+			}
+			if gotUser != "user" || gotPassword != "pw" {
+				t.Errorf("authenticated %q/%q", gotUser, gotPassword)
+			}
+			if _, _, err := l.Next([]byte("more")); !errors.Is(err, sasl.ErrUnexpectedClientResponse) {
+				t.Errorf("response after the end: %v", err)
+			}
+		})
+	}
+}
+
+func TestIdentities(t *testing.T) {
+	cfg := testConfig(t)
+	slow, err := bcrypt.GenerateFromPassword([]byte("x"), bcrypt.MinCost+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Users = append(cfg.Users, config.User{Username: "slow", PasswordHash: string(slow), Mailbox: "slow@contoso.com"})
+	ids, err := newIdentities(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unknown users are checked against a hash as costly as the costliest.
+	if cost, _ := bcrypt.Cost(ids.dummyHash); cost != bcrypt.MinCost+1 {
+		t.Errorf("dummy hash cost %d", cost)
+	}
+	for _, tc := range []struct{ user, password string }{
+		{scannerUser, "wrong"}, {"nobody", scannerPassword}, {"", ""},
+	} {
+		if id, err := ids.authenticate(tc.user, tc.password); id != nil || !errors.Is(err, errAuthFailed) {
+			t.Errorf("authenticate(%q): %v, %v", tc.user, id, err)
+		}
+	}
+	id, err := ids.authenticate(scannerUser, scannerPassword)
+	if err != nil || id.name != "user:"+scannerUser || id.mailboxFor("x@y.z") != scannerMailbox {
+		t.Errorf("authenticate: %+v, %v", id, err)
+	}
+
+	for _, tc := range []struct{ addr, want string }{
+		{"127.0.0.1", "network:127.0.0.1/32"},
+		{"::ffff:127.0.0.1", "network:127.0.0.1/32"},
+		{"127.0.0.0", "network:127.0.0.0/31"},
+		{"127.0.0.2", ""},
+		{"::1", ""},
+	} {
+		got := ""
+		if id := ids.network(netip.MustParseAddr(tc.addr)); id != nil {
+			got = id.name
+		}
+		if got != tc.want {
+			t.Errorf("network(%s) = %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+
+	cfg.Users[0].PasswordHash = "plain text"
+	if _, err := newIdentities(cfg); err == nil || !strings.Contains(err.Error(), scannerUser) {
+		t.Errorf("bad hash: %v", err)
+	}
+}
+
+// TestAuthAdvertised checks where AUTH is offered: only where it may run.
+func TestAuthAdvertised(t *testing.T) {
+	withUsers := startServer(t, testConfig(t))
+	noUsersCfg := testConfig(t)
+	noUsersCfg.Users = nil
+	noUsers := startServer(t, noUsersCfg)
+	tests := []struct {
+		name      string
+		ts        *testServer
+		listener  int
+		wantAuth  bool
+		wantReply string // to AUTH PLAIN with valid credentials
+	}{
+		{"plain", withUsers, plainListener, false, "538 5.7.11 "},
+		{"plain with allow_insecure_auth", withUsers, insecureAuthListener, true, "235 2.0.0 "},
+		{"starttls before TLS", withUsers, startTLSListener, false, "538 5.7.11 "},
+		{"implicit TLS", withUsers, implicitListener, true, "235 2.0.0 "},
+		{"implicit TLS, no accounts", noUsers, implicitListener, false, "502 5.5.1 "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var tlsConfig = clientTLS()
+			if tt.ts.cfg.Listeners[tt.listener].TLS != config.TLSImplicit {
+				tlsConfig = nil
+			}
+			r := dialRaw(t, tt.ts.addrs[tt.listener], tlsConfig, nil)
+			ehlo := r.greet()
+			if got := strings.Contains(ehlo, "AUTH PLAIN LOGIN"); got != tt.wantAuth {
+				t.Errorf("AUTH advertised %v, want %v:\n%s", got, tt.wantAuth, ehlo)
+			}
+			if wantStartTLS := tt.listener == startTLSListener; strings.Contains(ehlo, "STARTTLS") != wantStartTLS {
+				t.Errorf("STARTTLS advertised %v, want %v", !wantStartTLS, wantStartTLS)
+			}
+			r.cmd("AUTH PLAIN "+plainIR(scannerUser, scannerPassword), tt.wantReply)
+		})
+	}
+}
+
+func TestLoginIsLogged(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	r := dialRaw(t, ts.addrs[implicitListener], clientTLS(), nil)
+	r.greet()
+	r.cmd("AUTH PLAIN "+plainIR(scannerUser, "a secret guess"), "535 5.7.8 ")
+	r.cmd("AUTH PLAIN "+plainIR(scannerUser, scannerPassword), "235 2.0.0 ")
+	logs := ts.logs.String()
+	if !strings.Contains(logs, `msg="authentication failed" client=127.0.0.1:`) || !strings.Contains(logs, `username \"`+scannerUser) {
+		t.Errorf("failure not logged with client and username:\n%s", logs)
+	}
+	if bytes.Contains([]byte(logs), []byte("a secret guess")) || strings.Contains(logs, scannerPassword) {
+		t.Error("log contains a password")
+	}
+}
