@@ -21,6 +21,9 @@ type Config struct {
 	Networks  []Network  `toml:"network"`
 	Log       Log        `toml:"log"`
 	Metrics   Metrics    `toml:"metrics"`
+
+	// Warnings are risky but valid settings, for the log and `check`.
+	Warnings []string `toml:"-"`
 }
 
 // Server holds settings shared by every listener.

@@ -1,0 +1,153 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtpgw/smtpgw"
+)
+
+// testHash is a bcrypt hash of "secret" at the minimum cost.
+const testHash = "$2a$04$uV9ZIi0T0p1Ij1Bj9m0UNu3c7tTpVxgPOUUhpPCWq.C8tvUOwXO0m"
+
+const minimal = `
+[[listener]]
+address = "127.0.0.1:2525"
+
+[outbox]
+dir = "out"
+
+[[network]]
+cidrs = ["127.0.0.1"]
+mailbox = "noreply@example.com"
+`
+
+func TestExampleConfigParses(t *testing.T) {
+	cfg, err := Parse(smtpgw.ExampleConfig, "config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listeners[0].Address != "127.0.0.1:2525" || cfg.Outbox == nil || cfg.Outbox.Dir != "./outbox" {
+		t.Errorf("unexpected example config: %+v", cfg)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(minimal), "min.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"max_message_size", cfg.Server.MaxMessageSize, Size(35 << 20)},
+		{"max_recipients", cfg.Server.MaxRecipients, 500},
+		{"tls", cfg.Listeners[0].TLS, TLSNone},
+		{"min_tls_version", cfg.Listeners[0].MinTLSVersion, "1.2"},
+		{"mailbox_concurrency", cfg.Queue.MailboxConcurrency, 4},
+		{"max_age", cfg.Queue.MaxAge.D(), 48 * time.Hour},
+		{"queue.dir", cfg.Queue.Dir, "./spool"},
+		{"allowed_senders", strings.Join(cfg.Networks[0].AllowedSenders, ","), "noreply@example.com"},
+		{"prefix", cfg.Networks[0].Prefixes[0].String(), "127.0.0.1/32"},
+		{"bounce", cfg.Queue.BounceEnabled(), true},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestProblems(t *testing.T) {
+	tests := []struct {
+		name, config string
+		want         []string // each must appear in the error text
+	}{
+		{"unknown key", minimal + "\n[server]\nhostnme = \"x\"\n", []string{"x.toml:13: server.hostnme: unknown key"}},
+		{"unknown key in array table", strings.Replace(minimal, `address = "127.0.0.1:2525"`, "address = \"127.0.0.1:2525\"\ntls_mode = \"none\"", 1), []string{"x.toml:4: listener.tls_mode: unknown key"}},
+		{"bad size", "[server]\nmax_message_size = \"lots\"\n" + minimal, []string{`x.toml:2: server.max_message_size`, "invalid size"}},
+		{"syntax", "[server\n", []string{"x.toml:2:", "end table name"}},
+		{"bad tls mode", strings.Replace(minimal, `address = "127.0.0.1:2525"`, "address = \"127.0.0.1:2525\"\ntls = \"ssl\"", 1), []string{`x.toml:4: listener[0].tls: must be none, starttls or implicit, not "ssl"`}},
+		{"no target", strings.Replace(minimal, "[outbox]\ndir = \"out\"", "", 1), []string{"graph: one of [graph] and [outbox] is required"}},
+		{"bad cidr", strings.Replace(minimal, `"127.0.0.1"]`, `"10.0.0.0/33"]`, 1), []string{`x.toml:9: network[0].cidrs: "10.0.0.0/33" is not an address or CIDR`}},
+		{"bad hash", minimal + "\n[[user]]\nusername = \"mfp\"\npassword_hash = \"plain\"\nmailbox = \"a@example.com\"\n", []string{"x.toml:14: user[0].password_hash: must be a bcrypt hash"}},
+		{"concurrency", minimal + "\n[queue]\nmailbox_concurrency = 8\n", []string{"x.toml:13: queue.mailbox_concurrency: must be 1 to 4"}},
+		{"graph credential", strings.Replace(minimal, "[outbox]\ndir = \"out\"", "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nendpoint = \"http://graph\"", 1), []string{"graph: no credential", `graph.endpoint: must be an https URL`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(ClientSecretEnv, "")
+			_, err := Parse([]byte(tt.config), "x.toml")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestAllProblemsAtOnce(t *testing.T) {
+	config := `
+[server]
+max_recipients = -1
+colour = "blue"
+
+[[listener]]
+address = "nowhere"
+tls = "ssl"
+
+[outbox]
+dir = "out"
+`
+	_, err := Parse([]byte(config), "x.toml")
+	var problems Errors
+	if !errors.As(err, &problems) {
+		t.Fatalf("error %v is not Errors", err)
+	}
+	if len(problems) < 5 {
+		t.Errorf("want at least 5 problems, got %d:\n%v", len(problems), err)
+	}
+}
+
+func TestClientSecret(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(path, []byte("s3cret\n"), 0o600)
+	t.Setenv(ClientSecretEnv, "from-env")
+
+	got, err := (&Graph{ClientSecretFile: path}).ClientSecret()
+	if err != nil || got != "s3cret" {
+		t.Errorf("from file: %q, %v", got, err)
+	}
+	got, err = (&Graph{}).ClientSecret()
+	if err != nil || got != "from-env" {
+		t.Errorf("from env: %q, %v", got, err)
+	}
+	t.Setenv(ClientSecretEnv, "")
+	if _, err := (&Graph{ClientSecretFile: path + ".missing"}).ClientSecret(); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestSizeAndDuration(t *testing.T) {
+	for in, want := range map[string]Size{"35MiB": 35 << 20, "10MB": 10e6, "512KiB": 512 << 10, "1000": 1000, "1GiB": 1 << 30} {
+		var s Size
+		if err := s.UnmarshalText([]byte(in)); err != nil || s != want {
+			t.Errorf("Size(%q) = %d, %v; want %d", in, s, err, want)
+		}
+	}
+	for in, want := range map[string]time.Duration{"90s": 90 * time.Second, "48h": 48 * time.Hour, "2d": 48 * time.Hour} {
+		var d Duration
+		if err := d.UnmarshalText([]byte(in)); err != nil || d.D() != want {
+			t.Errorf("Duration(%q) = %v, %v; want %v", in, d, err, want)
+		}
+	}
+}

@@ -1,0 +1,141 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ClientSecretEnv is the environment variable that may hold the client
+// secret instead of client_secret_file.
+const ClientSecretEnv = "SMTPGW_CLIENT_SECRET"
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse validates a configuration read from the file called name. Every
+// problem found is reported at once, as Errors.
+func Parse(data []byte, name string) (*Config, error) {
+	var cfg Config
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		// Syntax and type errors stop decoding: report the one found.
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, Errors{{File: name, Line: perr.Position.Line, Key: perr.LastKey, Msg: perr.Message}}
+		}
+		return nil, Errors{{File: name, Msg: err.Error()}}
+	}
+	v := &validator{file: name, lines: indexKeys(data)}
+	for _, key := range md.Undecoded() {
+		v.unknownKey(key.String())
+	}
+	cfg.applyDefaults()
+	v.check(&cfg)
+	if len(v.problems) > 0 {
+		return nil, v.problems
+	}
+	return &cfg, nil
+}
+
+// ClientSecret returns the client secret from client_secret_file, else
+// from the SMTPGW_CLIENT_SECRET environment variable. Errors never contain
+// the secret.
+func (g *Graph) ClientSecret() (string, error) {
+	if g.ClientSecretFile != "" {
+		data, err := os.ReadFile(g.ClientSecretFile)
+		if err != nil {
+			return "", fmt.Errorf("client secret: %w", err)
+		}
+		secret := strings.TrimSpace(string(data))
+		if secret == "" {
+			return "", fmt.Errorf("client secret: %s is empty", g.ClientSecretFile)
+		}
+		return secret, nil
+	}
+	if secret := strings.TrimSpace(os.Getenv(ClientSecretEnv)); secret != "" {
+		return secret, nil
+	}
+	return "", fmt.Errorf("client secret: neither client_secret_file nor %s is set", ClientSecretEnv)
+}
+
+// Defaults of keys an admin may leave out.
+const (
+	defaultMaxMessageSize  = 35 << 20
+	defaultMaxRecipients   = 500
+	defaultReadTimeout     = Duration(10 * 60e9)
+	defaultWriteTimeout    = Duration(60e9)
+	defaultMaxConnections  = 100
+	defaultMaxAuthFailures = 3
+	defaultShutdownTimeout = Duration(30e9)
+	defaultMinTLSVersion   = "1.2"
+	defaultGraphTimeout    = Duration(2 * 60e9)
+	defaultQueueDir        = "./spool"
+	maxMailboxConcurrency  = 4 // Graph's limit per app and mailbox
+	defaultWorkers         = 16
+	defaultMaxAge          = Duration(48 * 3600e9)
+	defaultMinBackoff      = Duration(60e9)
+	defaultMaxBackoff      = Duration(3600e9)
+)
+
+func (c *Config) applyDefaults() {
+	s := &c.Server
+	if s.Hostname == "" {
+		s.Hostname, _ = os.Hostname()
+	}
+	setDefault(&s.MaxMessageSize, defaultMaxMessageSize)
+	setDefault(&s.MaxRecipients, defaultMaxRecipients)
+	setDefault(&s.ReadTimeout, defaultReadTimeout)
+	setDefault(&s.WriteTimeout, defaultWriteTimeout)
+	setDefault(&s.MaxConnections, defaultMaxConnections)
+	setDefault(&s.MaxAuthFailures, defaultMaxAuthFailures)
+	setDefault(&s.ShutdownTimeout, defaultShutdownTimeout)
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		setDefault(&l.TLS, TLSNone)
+		setDefault(&l.MinTLSVersion, defaultMinTLSVersion)
+		l.MinVersion = tlsVersions[l.MinTLSVersion]
+	}
+	if g := c.Graph; g != nil {
+		setDefault(&g.Cloud, CloudGlobal)
+		setDefault(&g.Timeout, defaultGraphTimeout)
+	}
+	q := &c.Queue
+	setDefault(&q.Dir, defaultQueueDir)
+	setDefault(&q.MailboxConcurrency, maxMailboxConcurrency)
+	setDefault(&q.Workers, defaultWorkers)
+	setDefault(&q.MaxAge, defaultMaxAge)
+	setDefault(&q.MinBackoff, defaultMinBackoff)
+	setDefault(&q.MaxBackoff, defaultMaxBackoff)
+	for i := range c.Users {
+		u := &c.Users[i]
+		if len(u.AllowedSenders) == 0 && u.Mailbox != "" {
+			u.AllowedSenders = []string{u.Mailbox}
+		}
+	}
+	for i := range c.Networks {
+		n := &c.Networks[i]
+		if len(n.AllowedSenders) == 0 && n.Mailbox != "" {
+			n.AllowedSenders = []string{n.Mailbox}
+		}
+	}
+	setDefault(&c.Log.Level, "info")
+	setDefault(&c.Log.Format, "text")
+}
+
+// setDefault sets *v to def when the admin left it out (zero).
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
