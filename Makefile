@@ -35,8 +35,9 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME) ./internal/convert
 
-bench: build
-	$(GO) run ./cmd/smtpgw-bench -binary $(BIN)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./e2e
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/queue ./internal/convert
 
 clean:
 	rm -rf bin
