@@ -1,0 +1,304 @@
+// Package graphtest serves a fake Entra ID and a fake Microsoft Graph over
+// TLS on loopback, for every test of the project. It records what it is sent
+// and can be told to fail, throttle, hang or slow down.
+package graphtest
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/convert"
+)
+
+// Server is a running fake. Its URL serves both Entra ID and Graph.
+type Server struct {
+	URL          string // https://127.0.0.1:PORT
+	TenantID     string
+	ClientID     string
+	ClientSecret string
+
+	ts      *httptest.Server
+	opts    options
+	closing chan struct{} // closed at cleanup: releases hung requests
+
+	mu        sync.Mutex
+	tokens    map[string]bool // access tokens issued
+	tokenReqs int
+	calls     map[string]int
+	failures  map[string][]Failure
+	latency   time.Duration
+	inFlight  map[string]int
+	peak      map[string]int
+	sent      []Sent
+	drafts    map[string]*draft
+	uploads   map[string]*upload
+	deleted   []string
+}
+
+// Sent is one message Graph accepted for sending.
+type Sent struct {
+	Mailbox         string
+	Kind            string          // "json", "mime" or "draft"
+	Message         convert.Message // json and draft: with every attachment's bytes
+	MIME            []byte          // mime: the decoded message
+	SaveToSentItems bool
+	RequestID       string
+}
+
+// Failure is a scripted answer; see FailNext.
+type Failure struct {
+	Status     int
+	Code       string // Graph error code
+	Message    string
+	RetryAfter string // Retry-After header value
+	Hang       bool   // never answer: hold the request until the client gives up
+	HTML       bool   // an HTML body, as a proxy's 413 has, instead of Graph's JSON
+}
+
+// Routes that FailNext and Calls name.
+const (
+	RouteToken               = "token"
+	RouteSendMail            = "sendMail"
+	RouteCreateDraft         = "createDraft"
+	RouteAddAttachment       = "addAttachment"
+	RouteCreateUploadSession = "createUploadSession"
+	RouteUpload              = "upload"
+	RouteSend                = "send"
+	RouteDeleteMessage       = "deleteMessage"
+)
+
+type options struct {
+	roles []string
+	cert  *x509.Certificate
+}
+
+// Option configures a fake.
+type Option func(*options)
+
+// WithRoles sets the roles claim of issued tokens (default Mail.Send and
+// Mail.ReadWrite).
+func WithRoles(roles ...string) Option { return func(o *options) { o.roles = roles } }
+
+// WithCertificate accepts client assertions signed with cert's key.
+func WithCertificate(cert *x509.Certificate) Option { return func(o *options) { o.cert = cert } }
+
+// New starts a fake; t's cleanup stops it.
+func New(t testing.TB, opts ...Option) *Server {
+	s := &Server{
+		TenantID:     newGUID(),
+		ClientID:     newGUID(),
+		ClientSecret: "fake-secret-" + randomHex(8),
+		opts:         options{roles: []string{"Mail.Send", "Mail.ReadWrite"}},
+		closing:      make(chan struct{}),
+		tokens:       map[string]bool{},
+		calls:        map[string]int{},
+		failures:     map[string][]Failure{},
+		inFlight:     map[string]int{},
+		peak:         map[string]int{},
+		drafts:       map[string]*draft{},
+		uploads:      map[string]*upload{},
+	}
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	mux := http.NewServeMux()
+	s.routeEntra(mux)
+	s.routeGraph(mux)
+	s.ts = httptest.NewTLSServer(mux)
+	s.URL = s.ts.URL
+	t.Cleanup(func() {
+		close(s.closing)
+		s.ts.Close()
+	})
+	return s
+}
+
+// CertPool trusts the fake's certificate.
+func (s *Server) CertPool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(s.ts.Certificate())
+	return pool
+}
+
+// Client is an HTTP client that trusts the fake.
+func (s *Server) Client() *http.Client { return s.ts.Client() }
+
+// WriteCAFile writes the fake's certificate as PEM into dir, for the
+// SSL_CERT_FILE of a gateway running as a separate process.
+func (s *Server) WriteCAFile(dir string) string {
+	path := filepath.Join(dir, "graphtest-ca.pem")
+	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.ts.Certificate().Raw})
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		panic(err)
+	}
+	return path
+}
+
+// GraphConfig is a [graph] section pointing at the fake, with the client
+// secret in a file under t.TempDir().
+func (s *Server) GraphConfig(t testing.TB) *config.Graph {
+	path := filepath.Join(t.TempDir(), "client-secret")
+	if err := os.WriteFile(path, []byte(s.ClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &config.Graph{
+		TenantID: s.TenantID, ClientID: s.ClientID, ClientSecretFile: path,
+		Cloud: config.CloudGlobal, AuthorityHost: s.URL + "/", Endpoint: s.URL,
+		Timeout: config.Duration(30 * time.Second),
+	}
+}
+
+// GraphTOML is GraphConfig as a TOML section for a configuration file.
+func (s *Server) GraphTOML(t testing.TB) string {
+	g := s.GraphConfig(t)
+	return fmt.Sprintf("[graph]\ntenant_id = %q\nclient_id = %q\nclient_secret_file = %q\nauthority_host = %q\nendpoint = %q\n",
+		g.TenantID, g.ClientID, g.ClientSecretFile, g.AuthorityHost, g.Endpoint)
+}
+
+// FailNext makes the next n requests on route answer f, after any
+// failures already scripted for it.
+func (s *Server) FailNext(route string, n int, f Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.failures[route] = append(s.failures[route], f)
+	}
+}
+
+// SetLatency makes every Graph request wait d before it is answered.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	s.latency = d
+	s.mu.Unlock()
+}
+
+// Sent returns the messages accepted so far, in order.
+func (s *Server) Sent() []Sent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Sent(nil), s.sent...)
+}
+
+// WaitSent waits until at least n messages were accepted and returns them;
+// the test fails if that takes longer than timeout.
+func (s *Server) WaitSent(t testing.TB, n int, timeout time.Duration) []Sent {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		sent := s.Sent()
+		if len(sent) >= n {
+			return sent
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("graphtest: %d message(s) sent after %s, want %d", len(sent), timeout, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TokenRequests counts token requests, refused ones included.
+func (s *Server) TokenRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenReqs
+}
+
+// Calls counts the requests seen on route, failed ones included.
+func (s *Server) Calls(route string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[route]
+}
+
+// PeakInFlight is the most Graph requests for mailbox ever in flight at once.
+func (s *Server) PeakInFlight(mailbox string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak[strings.ToLower(mailbox)]
+}
+
+// Deleted lists the IDs of the messages (drafts) deleted.
+func (s *Server) Deleted() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.deleted...)
+}
+
+// takeFailure counts a call on route and pops its next scripted failure.
+func (s *Server) takeFailure(route string) (Failure, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[route]++
+	queue := s.failures[route]
+	if len(queue) == 0 {
+		return Failure{}, false
+	}
+	s.failures[route] = queue[1:]
+	return queue[0], true
+}
+
+// fail answers f, or holds the request until the client or the fake ends.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, f Failure) {
+	if f.Hang {
+		select {
+		case <-r.Context().Done():
+		case <-s.closing:
+		}
+		return
+	}
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	if f.HTML {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(f.Status)
+		fmt.Fprintf(w, "<html><body><h1>%d %s</h1></body></html>", f.Status, http.StatusText(f.Status))
+		return
+	}
+	graphError(w, f.Status, f.Code, f.Message)
+}
+
+// graphError writes an error in Graph's shape.
+func graphError(w http.ResponseWriter, status int, code, message string) {
+	if code == "" {
+		code = strings.ReplaceAll(http.StatusText(status), " ", "")
+	}
+	if message == "" {
+		message = http.StatusText(status)
+	}
+	body := map[string]any{"error": map[string]any{
+		"code": code, "message": message,
+		"innerError": map[string]any{"date": time.Now().UTC().Format(time.RFC3339), "request-id": w.Header().Get("request-id")},
+	}}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newGUID() string {
+	h := randomHex(16)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
