@@ -1,13 +1,225 @@
+// Package convert turns a raw MIME message and its SMTP envelope into a
+// Microsoft Graph message. It is pure: no network and no disk of its own;
+// content is streamed from the Opener it is given.
 package convert
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
+	"net/mail"
+	"regexp"
+	"strings"
+
+	"github.com/emersion/go-message"
+	gomail "github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
 
+// maxXHeaders is how many internetMessageHeaders Graph accepts.
+const maxXHeaders = 5
+
 // Convert turns the raw MIME message that open streams into a Graph message
-// for env.Mailbox. It does no network and no disk I/O of its own.
+// for env.Mailbox. The envelope decides who receives; the header From is
+// kept only when the identity may send as it.
 func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
-	return nil, errors.New("convert: not implemented yet")
+	rc, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	br := bufio.NewReader(rc)
+	if _, err := br.Peek(1); err != nil {
+		return nil, errors.New("the message is empty")
+	}
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, fmt.Errorf("the message header cannot be read: %v", err)
+	}
+	header := gomail.Header{Header: message.Header{Header: h}}
+
+	res := &Result{}
+	m := &res.Message
+	m.Subject = decodedText(header, "Subject")
+	setAddresses(m, header, env)
+	m.ReplyTo = recipients(addressList(header, "Reply-To"))
+	m.Importance = importance(h)
+	if id, err := header.MessageID(); err == nil && id != "" && !strings.ContainsAny(id, " <>") {
+		m.InternetMessageID = "<" + id + ">"
+	}
+	m.InternetMessageHeaders, res.DroppedHeaders = xHeaders(h)
+
+	root := newPart(h, br, nil, "text/plain")
+	if isSecured(root.mediaType) {
+		res.MIME = passthrough(open, env)
+		return res, nil
+	}
+	w := &walker{open: open}
+	t, err := w.walk(root, 0)
+	if err != nil {
+		return nil, fmt.Errorf("the message cannot be read: %v", err)
+	}
+	m.Body = ItemBody{ContentType: "text"}
+	if t.body != nil {
+		m.Body.Content = t.body.content
+		if t.body.html {
+			m.Body.ContentType = "html"
+			m.Body.Content = linkLocations(m.Body.Content, t.attachments)
+		}
+	}
+	res.Attachments = t.attachments
+	return res, nil
 }
+
+// isSecured reports signed or encrypted structures, which must reach Graph
+// as MIME unchanged or their signature breaks.
+func isSecured(mediaType string) bool {
+	switch mediaType {
+	case "multipart/signed", "multipart/encrypted", "application/pkcs7-mime", "application/x-pkcs7-mime":
+		return true
+	}
+	return false
+}
+
+// setAddresses applies the envelope to the header's From, To and Cc.
+func setAddresses(m *Message, h gomail.Header, env *envelope.Envelope) {
+	from := &Recipient{EmailAddress: EmailAddress{Address: env.Mailbox}}
+	if list := addressList(h, "From"); len(list) > 0 {
+		from.EmailAddress.Name = list[0].Name
+		if envelope.SenderAllowed(env.AllowedSenders, list[0].Address) {
+			from.EmailAddress.Address = list[0].Address
+		}
+	}
+	m.From = from
+
+	seen := map[string]bool{}
+	pick := func(key string) []Recipient {
+		var out []Recipient
+		for _, a := range addressList(h, key) {
+			lower := strings.ToLower(a.Address)
+			if seen[lower] || !env.IsRecipient(a.Address) {
+				continue
+			}
+			seen[lower] = true
+			out = append(out, Recipient{EmailAddress: EmailAddress{Name: a.Name, Address: a.Address}})
+		}
+		return out
+	}
+	m.ToRecipients = pick("To")
+	m.CcRecipients = pick("Cc")
+	for _, r := range env.Recipients {
+		if lower := strings.ToLower(r); !seen[lower] {
+			seen[lower] = true
+			m.BccRecipients = append(m.BccRecipients, Recipient{EmailAddress: EmailAddress{Address: r}})
+		}
+	}
+}
+
+var addrSpecRE = regexp.MustCompile(`[^\s<>,;:"()\[\]]+@[^\s<>,;:"()\[\]]+\.[^\s<>,;:"()\[\]]+`)
+
+// addressList parses an address header, leniently: when the list does not
+// parse, the addresses in it are still found, without names.
+func addressList(h gomail.Header, key string) []*mail.Address {
+	if !h.Has(key) {
+		return nil
+	}
+	if list, err := h.AddressList(key); err == nil {
+		return list
+	}
+	var out []*mail.Address
+	for _, addr := range addrSpecRE.FindAllString(h.Get(key), -1) {
+		out = append(out, &mail.Address{Address: addr})
+	}
+	return out
+}
+
+func recipients(list []*mail.Address) []Recipient {
+	var out []Recipient
+	for _, a := range list {
+		out = append(out, Recipient{EmailAddress: EmailAddress{Name: a.Name, Address: a.Address}})
+	}
+	return out
+}
+
+// decodedText is a header's value with RFC 2047 words decoded, or the raw
+// value when they cannot be.
+func decodedText(h gomail.Header, key string) string {
+	if v, err := h.Text(key); err == nil {
+		return strings.TrimSpace(v)
+	}
+	return strings.TrimSpace(decodeWord(h.Get(key)))
+}
+
+// importance reads Importance, X-Priority and Priority, in that order.
+func importance(h textproto.Header) string {
+	switch strings.ToLower(strings.TrimSpace(h.Get("Importance"))) {
+	case "high":
+		return "high"
+	case "low":
+		return "low"
+	case "normal":
+		return "normal"
+	}
+	if p := strings.TrimSpace(h.Get("X-Priority")); p != "" {
+		switch p[0] {
+		case '1', '2':
+			return "high"
+		case '4', '5':
+			return "low"
+		case '3':
+			return "normal"
+		}
+	}
+	switch strings.ToLower(strings.TrimSpace(h.Get("Priority"))) {
+	case "urgent":
+		return "high"
+	case "non-urgent":
+		return "low"
+	}
+	return ""
+}
+
+// xHeaders keeps the first X- headers Graph accepts and names the rest.
+func xHeaders(h textproto.Header) (kept []Header, dropped []string) {
+	fields := h.Fields()
+	for fields.Next() {
+		name := fields.Key()
+		if !strings.HasPrefix(strings.ToLower(name), "x-") {
+			continue
+		}
+		value := strings.Join(strings.Fields(fields.Value()), " ")
+		if value == "" {
+			continue
+		}
+		if len(kept) < maxXHeaders {
+			kept = append(kept, Header{Name: name, Value: value})
+		} else {
+			dropped = append(dropped, name)
+		}
+	}
+	return kept, dropped
+}
+
+// linkLocations gives parts that HTML refers to by Content-Location a
+// Content-ID, and points the HTML at it, since Graph resolves only cid:.
+func linkLocations(html string, attachments []Attachment) string {
+	for i := range attachments {
+		a := &attachments[i]
+		if a.location == "" || a.ContentID != "" {
+			continue
+		}
+		replaced := html
+		for _, quote := range []string{`"`, `'`} {
+			replaced = strings.ReplaceAll(replaced, quote+a.location+quote, quote+"cid:"+contentIDFor(i)+quote)
+		}
+		if replaced != html {
+			html = replaced
+			a.ContentID, a.IsInline = contentIDFor(i), true
+		}
+	}
+	return html
+}
+
+func contentIDFor(i int) string { return fmt.Sprintf("part%d@smtpgw", i+1) }

@@ -74,6 +74,8 @@ type Attachment struct {
 	ContentID   string
 	Size        int64 // decoded size in bytes
 	Open        Opener
+
+	location string // Content-Location, for HTML that refers to the part by URL
 }
 
 // Result is the outcome of converting one message.

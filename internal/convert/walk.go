@@ -1,0 +1,472 @@
+package convert
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"path"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+)
+
+// maxDepth bounds MIME nesting: deeper structures are kept as attachments.
+const maxDepth = 20
+
+// maxBodyBytes bounds the text kept in memory for one body part; past it
+// the part travels as an attachment.
+const maxBodyBytes = 8 << 20
+
+// part is one MIME entity as the walker sees it.
+type part struct {
+	header    textproto.Header
+	body      io.Reader // raw, still transfer-encoded
+	mediaType string    // lower case; text/plain when absent or unreadable
+	params    map[string]string
+	path      []int // indexes from the root through nested multiparts
+}
+
+// tree is what a walk over one entity found: at most one body, and
+// attachments.
+type tree struct {
+	body        *textBody
+	attachments []Attachment
+}
+
+type textBody struct {
+	html    bool
+	content string
+}
+
+// walker walks a message once to describe it; open re-reads the message
+// when an attachment is streamed later.
+type walker struct {
+	open    Opener
+	unnamed int // attachments named so far without a name of their own
+}
+
+func newPart(h textproto.Header, body io.Reader, path []int, defaultType string) *part {
+	p := &part{header: h, body: body, path: path}
+	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil || mt == "" {
+		mt, params = defaultType, map[string]string{}
+		if raw := h.Get("Content-Type"); raw != "" {
+			// Keep what a sloppy header makes clear, like "text/html;".
+			if t, _, _ := strings.Cut(raw, ";"); strings.Contains(t, "/") {
+				mt = strings.ToLower(strings.TrimSpace(t))
+			}
+		}
+	}
+	p.mediaType, p.params = mt, params
+	return p
+}
+
+func (w *walker) walk(p *part, depth int) (tree, error) {
+	if strings.HasPrefix(p.mediaType, "multipart/") && p.params["boundary"] != "" && depth < maxDepth {
+		return w.walkMultipart(p, depth)
+	}
+	return w.leaf(p, false)
+}
+
+func (w *walker) walkMultipart(p *part, depth int) (tree, error) {
+	subtype := strings.TrimPrefix(p.mediaType, "multipart/")
+	childDefault := "text/plain"
+	if subtype == "digest" {
+		childDefault = "message/rfc822"
+	}
+	var children []tree
+	mr := textproto.NewMultipartReader(p.body, p.params["boundary"])
+	for i := 0; ; i++ {
+		cp, err := mr.NextPart()
+		if err != nil {
+			// io.EOF after the final boundary; anything else is a broken
+			// or missing boundary: keep the parts read so far.
+			break
+		}
+		child := newPart(cp.Header, cp, append(append([]int(nil), p.path...), i), childDefault)
+		var t tree
+		if subtype == "related" && i > 0 {
+			t, err = w.leaf(child, true)
+		} else {
+			t, err = w.walk(child, depth+1)
+		}
+		if err != nil {
+			return tree{}, err
+		}
+		children = append(children, t)
+	}
+	switch subtype {
+	case "alternative":
+		return chooseAlternative(children), nil
+	case "related":
+		return mergeRelated(children), nil
+	}
+	return w.mergeMixed(children), nil
+}
+
+// chooseAlternative keeps the richest alternative: the last with HTML,
+// else the last with any body.
+func chooseAlternative(children []tree) tree {
+	best := -1
+	for i, c := range children {
+		switch {
+		case c.body == nil:
+		case c.body.html:
+			best = i
+		case best < 0 || !children[best].body.html:
+			best = i
+		}
+	}
+	if best < 0 {
+		return tree{}
+	}
+	return children[best]
+}
+
+// mergeRelated takes the root's body; the other parts are the root's
+// resources, such as inline images.
+func mergeRelated(children []tree) tree {
+	var t tree
+	for i, c := range children {
+		if i == 0 {
+			t.body = c.body
+		}
+		t.attachments = append(t.attachments, c.attachments...)
+	}
+	return t
+}
+
+// mergeMixed keeps the first body; a later one travels as an attachment.
+func (w *walker) mergeMixed(children []tree) tree {
+	var t tree
+	for _, c := range children {
+		t.attachments = append(t.attachments, c.attachments...)
+		if c.body == nil {
+			continue
+		}
+		if t.body == nil {
+			t.body = c.body
+			continue
+		}
+		ext, ct := ".txt", "text/plain"
+		if c.body.html {
+			ext, ct = ".html", "text/html"
+		}
+		content := []byte(c.body.content)
+		t.attachments = append(t.attachments, Attachment{
+			Name: w.defaultName(ext), ContentType: ct, Size: int64(len(content)),
+			Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(content)), nil },
+		})
+	}
+	return t
+}
+
+// leaf describes a part that is not walked into: a body text, or an
+// attachment streamed later from the source.
+func (w *walker) leaf(p *part, inRelated bool) (tree, error) {
+	disposition, dparams, _ := mime.ParseMediaType(p.header.Get("Content-Disposition"))
+	filename := decodeWord(firstNonEmpty(dparams["filename"], p.params["name"]))
+	isText := p.mediaType == "text/plain" || p.mediaType == "text/html"
+	if isText && disposition != "attachment" && filename == "" && !inRelated {
+		body, ok, err := readText(p)
+		if err != nil || ok {
+			return tree{body: body}, err
+		}
+		// Too large for a body: fall through to an attachment.
+	}
+	size, subject, err := measure(p)
+	if err != nil {
+		return tree{}, err
+	}
+	a := Attachment{Name: filename, ContentType: p.mediaType, Size: size, Open: w.opener(p.path)}
+	switch {
+	case a.Name != "":
+	case p.mediaType == "message/rfc822":
+		a.Name = safeName(firstNonEmpty(subject, "message")) + ".eml"
+	case p.mediaType == "text/calendar":
+		a.Name = "invite.ics"
+	default:
+		a.Name = w.defaultName(extension(p.mediaType))
+	}
+	a.Name = safeName(a.Name)
+	if id := strings.Trim(strings.TrimSpace(p.header.Get("Content-Id")), "<>"); id != "" {
+		a.ContentID = id
+		a.IsInline = disposition != "attachment"
+	} else if loc := strings.TrimSpace(p.header.Get("Content-Location")); loc != "" && inRelated {
+		a.location = loc
+	}
+	return tree{attachments: []Attachment{a}}, nil
+}
+
+// readText decodes a body part to UTF-8; ok is false when the part is too
+// large to be a body.
+func readText(p *part) (*textBody, bool, error) {
+	r := transferDecoder(p.header.Get("Content-Transfer-Encoding"), p.body)
+	raw, err := io.ReadAll(io.LimitReader(r, maxBodyBytes+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(raw) > maxBodyBytes {
+		return nil, false, nil
+	}
+	return &textBody{html: p.mediaType == "text/html", content: toUTF8(raw, p.params["charset"])}, true, nil
+}
+
+// toUTF8 decodes text in charset. An unknown or wrong charset keeps the
+// content: valid UTF-8 as it is, anything else read as Windows-1252.
+func toUTF8(raw []byte, cs string) string {
+	if cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
+		if r, err := charset.Reader(cs, bytes.NewReader(raw)); err == nil {
+			if decoded, err := io.ReadAll(r); err == nil && utf8.Valid(decoded) {
+				return string(decoded)
+			}
+		}
+	}
+	if utf8.Valid(raw) {
+		return string(raw)
+	}
+	if r, err := charset.Reader("windows-1252", bytes.NewReader(raw)); err == nil {
+		if decoded, err := io.ReadAll(r); err == nil {
+			return strings.ToValidUTF8(string(decoded), "\uFFFD")
+		}
+	}
+	return strings.ToValidUTF8(string(raw), "\uFFFD")
+}
+
+// measure counts an attachment's decoded bytes without keeping them; for an
+// attached message it also reads its subject, to name the file.
+func measure(p *part) (int64, string, error) {
+	cr := &countingReader{r: transferDecoder(p.header.Get("Content-Transfer-Encoding"), p.body)}
+	var subject string
+	if p.mediaType == "message/rfc822" {
+		br := bufio.NewReader(cr)
+		if h, err := textproto.ReadHeader(br); err == nil {
+			mh := mail.Header{Header: message.Header{Header: h}}
+			subject, _ = mh.Subject()
+		}
+		_, err := io.Copy(io.Discard, br)
+		return cr.n, subject, err
+	}
+	_, err := io.Copy(io.Discard, cr)
+	return cr.n, subject, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// opener streams the decoded content of the part at path by walking the
+// message again: the source is read, never held.
+func (w *walker) opener(path []int) Opener {
+	open := w.open
+	return func() (io.ReadCloser, error) {
+		rc, err := open()
+		if err != nil {
+			return nil, err
+		}
+		p, err := findPart(rc, path)
+		if err != nil {
+			rc.Close()
+			return nil, err
+		}
+		return readCloser{transferDecoder(p.header.Get("Content-Transfer-Encoding"), p.body), rc}, nil
+	}
+}
+
+func findPart(r io.Reader, path []int) (*part, error) {
+	br := bufio.NewReader(r)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, err
+	}
+	p := newPart(h, br, nil, "text/plain")
+	for depth, index := range path {
+		mr := textproto.NewMultipartReader(p.body, p.params["boundary"])
+		var cp *textproto.Part
+		for i := 0; i <= index; i++ {
+			if cp, err = mr.NextPart(); err != nil {
+				return nil, fmt.Errorf("part %v vanished: %w", path[:depth+1], err)
+			}
+		}
+		childDefault := "text/plain"
+		if p.mediaType == "multipart/digest" {
+			childDefault = "message/rfc822"
+		}
+		p = newPart(cp.Header, cp, nil, childDefault)
+	}
+	return p, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// transferDecoder undoes a Content-Transfer-Encoding, leniently: broken
+// base64 yields what can be decoded, an unknown encoding the raw bytes.
+func transferDecoder(encoding string, r io.Reader) io.Reader {
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
+	case "base64":
+		return &lenientReader{r: base64.NewDecoder(base64.StdEncoding, &base64Filter{r: r})}
+	case "quoted-printable":
+		return &lenientReader{r: quotedprintable.NewReader(r)}
+	}
+	return &lenientReader{r: r}
+}
+
+// lenientReader ends the stream at the first decoding error, so that a
+// damaged part gives the bytes before the damage, the same on every read.
+type lenientReader struct {
+	r   io.Reader
+	err error
+}
+
+func (l *lenientReader) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	switch {
+	case err == nil:
+	case isDecodeError(err):
+		l.err = io.EOF
+	default:
+		l.err = err
+	}
+	return n, l.err
+}
+
+// isDecodeError tells damage in the message (bad base64 or
+// quoted-printable, a missing final boundary) from a failing source.
+func isDecodeError(err error) bool {
+	var ce base64.CorruptInputError
+	return errors.As(err, &ce) || strings.HasPrefix(err.Error(), "quotedprintable:") ||
+		errors.Is(err, io.ErrUnexpectedEOF) || strings.HasPrefix(err.Error(), "multipart:")
+}
+
+// base64Filter passes only base64 alphabet bytes, and stops at padding, so
+// that line breaks, stray characters and junk after the data do not stop
+// decoding.
+type base64Filter struct {
+	r    io.Reader
+	done bool
+	pad  int
+}
+
+func (f *base64Filter) Read(p []byte) (int, error) {
+	for {
+		if f.done {
+			return 0, io.EOF
+		}
+		n, err := f.r.Read(p)
+		out := 0
+		for _, c := range p[:n] {
+			switch {
+			case c == '=':
+				p[out] = c
+				out++
+				f.pad++
+			case f.pad > 0:
+				if !isSpace(c) {
+					f.done = true
+				}
+			case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '+', c == '/':
+				p[out] = c
+				out++
+			}
+			if f.done {
+				break
+			}
+		}
+		if out > 0 || err != nil {
+			if err == io.EOF {
+				f.done = true
+			}
+			return out, err
+		}
+	}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func (w *walker) defaultName(ext string) string {
+	w.unnamed++
+	return fmt.Sprintf("attachment-%d%s", w.unnamed, ext)
+}
+
+// extensions for types whose mime.ExtensionsByType answer varies by system.
+var extensions = map[string]string{
+	"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif",
+	"image/tiff": ".tif", "text/plain": ".txt", "text/html": ".html", "text/csv": ".csv",
+	"message/rfc822": ".eml", "text/calendar": ".ics", "application/zip": ".zip",
+	"application/octet-stream": ".bin", "message/delivery-status": ".txt", "text/rfc822-headers": ".txt",
+	"application/pkcs7-signature": ".p7s", "application/pgp-signature": ".asc",
+}
+
+func extension(mediaType string) string {
+	if ext, ok := extensions[mediaType]; ok {
+		return ext
+	}
+	return ".bin"
+}
+
+// safeName keeps a file name Graph and mail clients accept.
+func safeName(name string) string {
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || strings.ContainsRune(`/\:*?"<>|`, r) {
+			return '_'
+		}
+		return r
+	}, strings.TrimSpace(name))
+	name = path.Base("/" + name)
+	if name == "/" || name == "." || name == "" {
+		return "attachment"
+	}
+	if len(name) > 200 {
+		ext := path.Ext(name)
+		if len(ext) > 10 {
+			ext = ""
+		}
+		name = strings.ToValidUTF8(name[:200-len(ext)], "") + ext
+	}
+	return name
+}
+
+var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}
+
+// decodeWord decodes RFC 2047 encoded words, keeping the text when it
+// cannot.
+func decodeWord(s string) string {
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	if d, err := wordDecoder.DecodeHeader(s); err == nil {
+		return d
+	}
+	return s
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
