@@ -102,13 +102,13 @@ func (v *validator) checkListeners(c *Config) {
 	seen := map[string]bool{}
 	for i, l := range c.Listeners {
 		key := fmt.Sprintf("listener[%d]", i)
-		host, _, err := net.SplitHostPort(l.Address)
+		host, port, err := net.SplitHostPort(l.Address)
 		switch {
 		case l.Address == "":
 			v.add(key+".address", "is required")
 		case err != nil:
 			v.add(key+".address", "must be host:port: %v", err)
-		case seen[l.Address]:
+		case seen[l.Address] && port != "0": // port 0: each gets its own
 			v.add(key+".address", "%s is used by another listener", l.Address)
 		}
 		seen[l.Address] = true

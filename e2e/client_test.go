@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// submission is one message as a client sends it.
+type submission struct {
+	From     string
+	To       []string
+	Body     string
+	StartTLS bool
+	Username string // AUTH PLAIN when set
+	Password string
+}
+
+var queueIDRE = regexp.MustCompile(`queued as (\S+)`)
+
+// submit sends s to addr and returns the queue ID from the 250 reply.
+func submit(addr string, s submission) (string, error) {
+	dial := smtp.Dial
+	if s.StartTLS {
+		dial = func(addr string) (*smtp.Client, error) {
+			return smtp.DialStartTLS(addr, &tls.Config{InsecureSkipVerify: true})
+		}
+	}
+	c, err := dial(addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if s.Username != "" {
+		if err := c.Auth(sasl.NewPlainClient("", s.Username, s.Password)); err != nil {
+			return "", err
+		}
+	}
+	return sendOn(c, s)
+}
+
+// sendOn runs one mail transaction on an open connection.
+func sendOn(c *smtp.Client, s submission) (string, error) {
+	if err := c.Mail(s.From, nil); err != nil {
+		return "", err
+	}
+	for _, to := range s.To {
+		if err := c.Rcpt(to, nil); err != nil {
+			return "", err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return "", err
+	}
+	if _, err := w.Write([]byte(strings.ReplaceAll(s.Body, "\n", "\r\n"))); err != nil {
+		return "", err
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return "", err
+	}
+	m := queueIDRE.FindStringSubmatch(resp.StatusText)
+	if m == nil {
+		return "", fmt.Errorf("no queue ID in %q", resp.StatusText)
+	}
+	return m[1], nil
+}
+
+func mustSubmit(t testing.TB, addr string, s submission) string {
+	t.Helper()
+	id, err := submit(addr, s)
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return id
+}

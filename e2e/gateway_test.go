@@ -1,0 +1,159 @@
+// Package e2e drives the built smtpgw binary with real SMTP clients on
+// loopback and checks what reaches the fake Entra ID and Graph.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the smtpgw built once for the whole package by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "smtpgw-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "smtpgw")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/smtpgw")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build smtpgw:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// gateway is one running smtpgw process.
+type gateway struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	dir  string   // working directory: config, spool, outbox
+	Addr []string // SMTP listen addresses, in config order
+	logs *lockedBuffer
+	done chan struct{}
+}
+
+// startupTimeout bounds how long a gateway may take to log its listeners.
+const startupTimeout = 20 * time.Second
+
+var listenRE = regexp.MustCompile(`listen=(\S+)`)
+
+// startGateway writes config to dir/smtpgw.toml (when config is not empty)
+// and starts `smtpgw serve` in dir, returning once it listens.
+func startGateway(t testing.TB, dir, config string, env ...string) *gateway {
+	t.Helper()
+	args := []string{"serve"}
+	if config != "" {
+		path := filepath.Join(dir, "smtpgw.toml")
+		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-config", path)
+	}
+	g := &gateway{t: t, dir: dir, logs: &lockedBuffer{}, done: make(chan struct{})}
+	g.cmd = exec.Command(binary, args...)
+	g.cmd.Dir = dir
+	g.cmd.Env = append(os.Environ(), env...)
+	pr, pw := io.Pipe()
+	g.cmd.Stdout = g.logs
+	g.cmd.Stderr = io.MultiWriter(g.logs, pw)
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		g.cmd.Wait()
+		pw.Close()
+		close(g.done)
+	}()
+	started := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "smtpgw started") {
+				var addrs []string
+				for _, m := range listenRE.FindAllStringSubmatch(sc.Text(), -1) {
+					addrs = append(addrs, m[1])
+				}
+				started <- addrs
+				break
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	t.Cleanup(func() { g.Stop() })
+	select {
+	case g.Addr = <-started:
+	case <-g.done:
+		t.Fatalf("smtpgw exited during start-up:\n%s", g.logs)
+	case <-time.After(startupTimeout):
+		t.Fatalf("smtpgw did not start within %s:\n%s", startupTimeout, g.logs)
+	}
+	return g
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (g *gateway) Stop() {
+	g.signal(syscall.SIGTERM)
+}
+
+// Kill stops the process abruptly, as a crash or power cut would.
+func (g *gateway) Kill() {
+	g.signal(syscall.SIGKILL)
+}
+
+func (g *gateway) signal(sig syscall.Signal) {
+	select {
+	case <-g.done:
+		return
+	default:
+	}
+	g.cmd.Process.Signal(sig)
+	select {
+	case <-g.done:
+	case <-time.After(startupTimeout):
+		g.cmd.Process.Kill()
+		<-g.done
+		g.t.Errorf("smtpgw did not exit after %v:\n%s", sig, g.logs)
+	}
+}
+
+// ExitCode waits for the process to end and returns its exit code.
+func (g *gateway) ExitCode() int {
+	<-g.done
+	return g.cmd.ProcessState.ExitCode()
+}
+
+// lockedBuffer collects a process's output while tests read it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
