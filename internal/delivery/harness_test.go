@@ -157,7 +157,7 @@ func (f *fakeTarget) peakFor(mailbox string) int {
 }
 
 // fakeConvert stands in for convert.Convert: it reads the raw message
-// through the opener and keeps only the subject.
+// through the opener and keeps only the subject and the recipients.
 func fakeConvert(open convert.Opener, env *envelope.Envelope) (*convert.Result, error) {
 	r, err := open()
 	if err != nil {
@@ -168,7 +168,11 @@ func fakeConvert(open convert.Opener, env *envelope.Envelope) (*convert.Result, 
 	if err != nil && err != io.EOF {
 		return nil, err
 	}
-	return &convert.Result{Message: convert.Message{Subject: h.Get("Subject")}}, nil
+	msg := convert.Message{Subject: h.Get("Subject")}
+	for _, rcpt := range env.Recipients {
+		msg.BccRecipients = append(msg.BccRecipients, convert.Recipient{EmailAddress: convert.EmailAddress{Address: rcpt}})
+	}
+	return &convert.Result{Message: msg}, nil
 }
 
 type harness struct {
@@ -182,7 +186,8 @@ type harness struct {
 
 type options struct {
 	queue     config.Queue
-	spool     *queue.Spool // default: a new one
+	spool     *queue.Spool    // default: a new one
+	target    upstream.Target // default: h.target, a fakeTarget
 	realClock bool
 	convert   func(convert.Opener, *envelope.Envelope) (*convert.Result, error)
 	before    func(h *harness) // runs before the engine starts
@@ -206,12 +211,16 @@ func start(t *testing.T, opts options) *harness {
 		clock = h.clock
 	}
 	h.target = &fakeTarget{clock: clock, inFlight: map[string]int{}, peak: map[string]int{}}
-	if opts.convert == nil {
-		opts.convert = fakeConvert
+	target := opts.target
+	if target == nil {
+		target = h.target
+		if opts.convert == nil {
+			opts.convert = fakeConvert
+		}
 	}
 	h.engine = New(Config{
 		Spool:    spool,
-		Target:   h.target,
+		Target:   target,
 		Queue:    opts.queue,
 		Hostname: "gw.example.com",
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), nil)),
