@@ -30,9 +30,6 @@ func startGraph(t *testing.T, fake *graphtest.Server, timeout time.Duration, opt
 		t.Fatal(err)
 	}
 	opts.target = g
-	// The converter is not written yet; the stand-in gives Graph a valid
-	// message. Drop this line once convert.Convert works.
-	opts.convert = fakeConvert
 	return start(t, opts)
 }
 
@@ -121,8 +118,15 @@ func TestGraphPermanentFailures(t *testing.T) {
 			if d.State != queue.StateFailed || d.Attempts != 1 || !strings.Contains(d.LastError, tt.code) {
 				t.Errorf("dead letter = %+v", d.Info)
 			}
-			if !strings.EqualFold(sent[0].Mailbox, mailbox) || !strings.HasPrefix(sent[0].Message.Subject, "Undeliverable") {
-				t.Errorf("bounce sent as %s with subject %q", sent[0].Mailbox, sent[0].Message.Subject)
+			bounce := sent[0].Message
+			if !strings.EqualFold(sent[0].Mailbox, mailbox) || !strings.HasPrefix(bounce.Subject, "Undeliverable") {
+				t.Errorf("bounce sent as %s with subject %q", sent[0].Mailbox, bounce.Subject)
+			}
+			if len(bounce.ToRecipients) != 1 || bounce.ToRecipients[0].EmailAddress.Address != sender {
+				t.Errorf("bounce to %+v, want %s", bounce.ToRecipients, sender)
+			}
+			if !strings.Contains(bounce.Body.Content, "rcpt@example.net") || !strings.Contains(bounce.Body.Content, tt.code) {
+				t.Errorf("bounce body does not name the recipients and the reason:\n%s", bounce.Body.Content)
 			}
 		})
 	}
