@@ -145,9 +145,7 @@ func writeLargeMessage(w io.Writer, size int) error {
 	line := make([]byte, base64.StdEncoding.EncodedLen(57))
 	for written := 0; written < size; {
 		n := min(len(chunk), size-written)
-		for i := range chunk[:n] {
-			chunk[i] = byte((written + i) * 7)
-		}
+		fillContent(chunk[:n], written)
 		for off := 0; off < n; off += 57 {
 			part := chunk[off:min(off+57, n)]
 			base64.StdEncoding.Encode(line, part)
@@ -158,6 +156,20 @@ func writeLargeMessage(w io.Writer, size int) error {
 	}
 	fmt.Fprint(bw, "--b--\r\n")
 	return bw.Flush()
+}
+
+// fillContent fills b with the attachment bytes found at offset.
+func fillContent(b []byte, offset int) {
+	for i := range b {
+		b[i] = byte((offset + i) * 7)
+	}
+}
+
+// largeContent is the whole attachment writeLargeMessage sends, for checks.
+func largeContent(size int) []byte {
+	b := make([]byte, size)
+	fillContent(b, 0)
+	return b
 }
 
 // procStatus reads a memory figure (VmRSS, VmHWM) of the gateway in bytes.

@@ -58,7 +58,8 @@ func sendOn(c *smtp.Client, s submission) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := w.Write([]byte(strings.ReplaceAll(s.Body, "\n", "\r\n"))); err != nil {
+	crlf := strings.ReplaceAll(strings.ReplaceAll(s.Body, "\r\n", "\n"), "\n", "\r\n")
+	if _, err := w.Write([]byte(crlf)); err != nil {
 		return "", err
 	}
 	resp, err := w.CloseWithResponse()

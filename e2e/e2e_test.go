@@ -355,3 +355,61 @@ func wrap(s string) string {
 	b.WriteString(s + "\n")
 	return b.String()
 }
+
+// TestLargeAttachment sends a 12 MB scan through the binary: it must reach
+// Graph byte for byte through an upload session, even when one chunk upload
+// fails on the way.
+func TestLargeAttachment(t *testing.T) {
+	const size = 12 << 20
+	fake := graphtest.New(t)
+	fake.FailNext(graphtest.RouteUpload, 1, graphtest.Failure{Status: 503})
+	g := startWithGraph(t, fake)
+	var body strings.Builder
+	if err := writeLargeMessage(&body, size); err != nil {
+		t.Fatal(err)
+	}
+	mustSubmit(t, g.Addr[0], submission{From: "scanner@contoso.com", To: []string{"alice@contoso.com"}, Body: body.String()})
+	sent := fake.WaitSent(t, 1, deliveryTimeout)[0]
+	if sent.Kind != "draft" || len(sent.Message.Attachments) != 1 {
+		t.Fatalf("sent %s with %d attachments, want a draft with one", sent.Kind, len(sent.Message.Attachments))
+	}
+	if got := sent.Message.Attachments[0].ContentBytes; !bytes.Equal(got, largeContent(size)) {
+		t.Errorf("attachment: %d bytes arrived, not the %d sent", len(got), size)
+	}
+	if fake.Calls(graphtest.RouteUpload) < 2 {
+		t.Error("the failed chunk was not sent again")
+	}
+}
+
+// TestQueueCommands lists, shows, retries and deletes messages of a
+// running gateway's spool with `smtpgw queue`.
+func TestQueueCommands(t *testing.T) {
+	fake := graphtest.New(t)
+	fake.FailNext(graphtest.RouteSendMail, 1, graphtest.Failure{Status: 404, Code: "ErrorInvalidUser"})
+	dir := t.TempDir()
+	config := strings.Replace(gatewayConfig(t, dir, fake.GraphTOML(t)), "[queue]", "[queue]\nbounce = false", 1)
+	g := startGateway(t, dir, config, "SSL_CERT_FILE="+fake.WriteCAFile(dir))
+	id := mustSubmit(t, g.Addr[0], submission{From: "scanner@contoso.com", To: []string{"ghost@contoso.com"}, Body: "Subject: to nobody\n\nx\n"})
+	waitLog(t, g, "delivery failed", 1)
+
+	queue := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(binary, append([]string{"queue"}, append(args, "-config", filepath.Join(dir, "smtpgw.toml"))...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("queue %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := queue("list"); !strings.Contains(out, id) || !strings.Contains(out, "failed") || !strings.Contains(out, "ErrorInvalidUser") {
+		t.Errorf("queue list:\n%s", out)
+	}
+	if out := queue("show", id); !strings.Contains(out, "ghost@contoso.com") || !strings.Contains(out, "Subject: to nobody") {
+		t.Errorf("queue show:\n%s", out)
+	}
+	queue("retry-failed")
+	if sent := fake.WaitSent(t, 1, deliveryTimeout); sent[0].Message.Subject != "to nobody" {
+		t.Errorf("retried message = %+v", sent[0].Message)
+	}
+	waitFor(t, deliveryTimeout, func() bool { return strings.Contains(queue("list"), "0 message(s)") })
+}

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -48,9 +49,14 @@ func (o *Outbox) Send(_ context.Context, env *envelope.Envelope, msg *convert.Re
 		if err != nil {
 			return Receipt{}, &Error{Message: "read attachments from the spool", Err: err, Temporary: true}
 		}
-		if body, err = json.MarshalIndent(req, "", "  "); err != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // keep HTML bodies readable for the admin
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(req); err != nil {
 			return Receipt{}, &Error{Message: "encode message", Err: err}
 		}
+		body = buf.Bytes()
 		name = env.ID + ".json"
 	}
 	if err := writeFileAtomic(filepath.Join(o.dir, name), body); err != nil {
