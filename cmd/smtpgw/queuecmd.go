@@ -36,14 +36,6 @@ func queueCommand(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		return err
-	}
-	spool, err := queue.OpenExisting(cfg.Queue.Dir)
-	if err != nil {
-		return err
-	}
 	want := map[string]int{"list": 0, "retry-failed": 0, "show": 1, "retry": 1, "delete": 1}
 	n, known := want[sub]
 	if !known {
@@ -51,6 +43,14 @@ func queueCommand(args []string, stdout io.Writer) error {
 	}
 	if len(operands) != n {
 		return fmt.Errorf("%w: queue %s takes %d argument(s)\n\n%s", errUsage, sub, n, queueUsage)
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	spool, err := queue.OpenExisting(cfg.Queue.Dir)
+	if err != nil {
+		return err
 	}
 	switch sub {
 	case "list":
