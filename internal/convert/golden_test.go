@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"flag"
@@ -10,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
@@ -41,10 +44,10 @@ func corpusEnvelope(t testing.TB, path string, raw []byte) *envelope.Envelope {
 		}
 		return env
 	}
-	if m, err := mail.CreateReader(bytes.NewReader(raw)); err == nil {
+	if h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw))); err == nil {
+		header := mail.Header{Header: message.Header{Header: h}}
 		for _, key := range []string{"To", "Cc"} {
-			list, _ := m.Header.AddressList(key)
-			for _, a := range list {
+			for _, a := range addressList(header, key) {
 				env.Recipients = append(env.Recipients, a.Address)
 			}
 		}

@@ -114,7 +114,8 @@ func (w *walker) walkMultipart(p *part, depth int) (tree, error) {
 }
 
 // chooseAlternative keeps the richest alternative: the last with HTML,
-// else the last with any body.
+// else the last with any body. A calendar alternative (a meeting request)
+// is kept too, as an .ics attachment, since Graph has no place for it.
 func chooseAlternative(children []tree) tree {
 	best := -1
 	for i, c := range children {
@@ -126,10 +127,18 @@ func chooseAlternative(children []tree) tree {
 			best = i
 		}
 	}
-	if best < 0 {
-		return tree{}
+	var t tree
+	if best >= 0 {
+		t = children[best]
 	}
-	return children[best]
+	for i, c := range children {
+		for _, a := range c.attachments {
+			if i != best && a.ContentType == "text/calendar" {
+				t.attachments = append(t.attachments, a)
+			}
+		}
+	}
+	return t
 }
 
 // mergeRelated takes the root's body; the other parts are the root's

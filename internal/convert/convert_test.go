@@ -1,0 +1,143 @@
+package convert
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/smtpgw/smtpgw/internal/envelope"
+)
+
+func convertString(t *testing.T, raw string, env *envelope.Envelope) *Result {
+	t.Helper()
+	res, err := Convert(bytesOpener([]byte(strings.ReplaceAll(raw, "\n", "\r\n"))), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func addressesOf(rs []Recipient) string {
+	var list []string
+	for _, r := range rs {
+		list = append(list, r.EmailAddress.Address)
+	}
+	return strings.Join(list, ",")
+}
+
+func TestRecipientsFollowTheEnvelope(t *testing.T) {
+	env := &envelope.Envelope{Mailbox: "scanner@contoso.com", AllowedSenders: []string{"*@contoso.com"},
+		Recipients: []string{"ALICE@contoso.com", "bob@contoso.com", "hidden@contoso.com", "hidden@contoso.com"}}
+	res := convertString(t, "From: scanner@contoso.com\nTo: alice@contoso.com, stranger@example.org\nCc: Bob <bob@contoso.com>, alice@contoso.com\n\nbody\n", env)
+	m := res.Message
+	if got := addressesOf(m.ToRecipients); got != "alice@contoso.com" {
+		t.Errorf("to = %s", got)
+	}
+	if got := addressesOf(m.CcRecipients); got != "bob@contoso.com" {
+		t.Errorf("cc = %s", got)
+	}
+	if got := addressesOf(m.BccRecipients); got != "hidden@contoso.com" {
+		t.Errorf("bcc = %s, want the envelope-only recipient once", got)
+	}
+}
+
+func TestFromDecision(t *testing.T) {
+	tests := []struct {
+		name, from, wantName, wantAddress string
+	}{
+		{"allowed header From kept", "From: Floor 3 <floor3@contoso.com>\n", "Floor 3", "floor3@contoso.com"},
+		{"foreign From becomes the mailbox", "From: CEO <ceo@example.org>\n", "CEO", "scanner@contoso.com"},
+		{"missing From is the mailbox", "", "", "scanner@contoso.com"},
+		{"encoded name decoded", "From: =?iso-8859-1?Q?J=FCrgen?= <j@contoso.com>\n", "Jürgen", "j@contoso.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := &envelope.Envelope{Mailbox: "scanner@contoso.com", AllowedSenders: []string{"*@contoso.com"}, Recipients: []string{"a@contoso.com"}}
+			res := convertString(t, tt.from+"To: a@contoso.com\n\nbody\n", env)
+			got := res.Message.From.EmailAddress
+			if got.Name != tt.wantName || got.Address != tt.wantAddress {
+				t.Errorf("from = %q <%s>, want %q <%s>", got.Name, got.Address, tt.wantName, tt.wantAddress)
+			}
+		})
+	}
+}
+
+func TestImportance(t *testing.T) {
+	tests := map[string]string{
+		"Importance: High\n":        "high",
+		"Importance: low\n":         "low",
+		"X-Priority: 1 (Highest)\n": "high",
+		"X-Priority: 5\n":           "low",
+		"Priority: urgent\n":        "high",
+		"Priority: non-urgent\n":    "low",
+		"":                          "",
+	}
+	env := &envelope.Envelope{Mailbox: "m@contoso.com", Recipients: []string{"a@contoso.com"}}
+	for header, want := range tests {
+		if got := convertString(t, header+"To: a@contoso.com\n\nx\n", env).Message.Importance; got != want {
+			t.Errorf("%q: importance %q, want %q", header, got, want)
+		}
+	}
+}
+
+func TestXHeaderLimit(t *testing.T) {
+	var raw strings.Builder
+	for i := range 7 {
+		raw.WriteString("X-H" + string(rune('a'+i)) + ": v\n")
+	}
+	raw.WriteString("X-Empty:\nTo: a@contoso.com\n\nx\n")
+	env := &envelope.Envelope{Mailbox: "m@contoso.com", Recipients: []string{"a@contoso.com"}}
+	res := convertString(t, raw.String(), env)
+	if n := len(res.Message.InternetMessageHeaders); n != maxXHeaders {
+		t.Errorf("%d headers sent, want %d", n, maxXHeaders)
+	}
+	if got := strings.Join(res.DroppedHeaders, ","); got != "X-Hf,X-Hg" {
+		t.Errorf("dropped %s, want X-Hf,X-Hg", got)
+	}
+}
+
+func TestAttachmentOpensTheSameBytesTwice(t *testing.T) {
+	pdf := bytes.Repeat([]byte{0, 1, 2, 0xff}, 3000)
+	raw := "To: a@contoso.com\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b\n" +
+		"Content-Type: application/pdf\nContent-Disposition: attachment; filename*=UTF-8''b%C3%A9l.pdf\nContent-Transfer-Encoding: base64\n\n" +
+		wrapBase64(pdf) + "--b--\n"
+	env := &envelope.Envelope{Mailbox: "m@contoso.com", Recipients: []string{"a@contoso.com"}}
+	res := convertString(t, raw, env)
+	if len(res.Attachments) != 1 {
+		t.Fatalf("%d attachments", len(res.Attachments))
+	}
+	a := res.Attachments[0]
+	if a.Name != "bél.pdf" || a.Size != int64(len(pdf)) {
+		t.Errorf("attachment %q of %d bytes, want bél.pdf of %d", a.Name, a.Size, len(pdf))
+	}
+	for range 2 {
+		r, err := a.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(r)
+		r.Close()
+		if !bytes.Equal(got, pdf) {
+			t.Fatalf("Open read %d bytes, not the %d attached", len(got), len(pdf))
+		}
+	}
+}
+
+func TestEmptyMessageIsAnError(t *testing.T) {
+	if _, err := Convert(bytesOpener(nil), &envelope.Envelope{}); err == nil {
+		t.Error("empty input converted without error")
+	}
+}
+
+func wrapBase64(data []byte) string {
+	var b strings.Builder
+	enc := base64.StdEncoding.EncodeToString(data)
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\n")
+	return b.String()
+}
