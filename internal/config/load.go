@@ -117,19 +117,21 @@ func (c *Config) applyDefaults() {
 	setDefault(&q.MinBackoff, defaultMinBackoff)
 	setDefault(&q.MaxBackoff, defaultMaxBackoff)
 	for i := range c.Users {
-		u := &c.Users[i]
-		if len(u.AllowedSenders) == 0 && u.Mailbox != "" {
-			u.AllowedSenders = []string{u.Mailbox}
-		}
+		defaultSenders(&c.Users[i].AllowedSenders, c.Users[i].Mailbox)
 	}
 	for i := range c.Networks {
-		n := &c.Networks[i]
-		if len(n.AllowedSenders) == 0 && n.Mailbox != "" {
-			n.AllowedSenders = []string{n.Mailbox}
-		}
+		defaultSenders(&c.Networks[i].AllowedSenders, c.Networks[i].Mailbox)
 	}
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "text")
+}
+
+// defaultSenders lets an identity send as its own mailbox when the admin
+// listed no allowed_senders.
+func defaultSenders(senders *[]string, mailbox string) {
+	if len(*senders) == 0 && mailbox != "" {
+		*senders = []string{mailbox}
+	}
 }
 
 // setDefault sets *v to def when the admin left it out (zero).
