@@ -195,21 +195,32 @@ func TestCheck(t *testing.T) {
 	}{
 		{"granted", []string{"Mail.Send", "Mail.ReadWrite"}, 0, []string{"token OK", "Mail.Send"}},
 		{"no Mail.ReadWrite", []string{"Mail.Send"}, 0, []string{"warning: Mail.ReadWrite is not granted"}},
-		{"no Mail.Send", []string{"User.Read.All"}, 1, []string{"no Mail.Send application permission"}},
+		{"no Mail.Send", []string{"User.Read.All"}, 0, []string{"warning: the token carries no Mail.Send"}},
+		{"wrong secret", nil, 1, []string{"token request failed", "invalid_client"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := graphtest.New(t, graphtest.WithRoles(tt.roles...))
 			dir := t.TempDir()
+			graph := fake.GraphTOML(t)
+			if tt.roles == nil {
+				secret := filepath.Join(dir, "wrong-secret")
+				os.WriteFile(secret, []byte("wrong"), 0o600)
+				graph = fmt.Sprintf("[graph]\ntenant_id = %q\nclient_id = %q\nclient_secret_file = %q\nauthority_host = %q\nendpoint = %q\n",
+					fake.TenantID, fake.ClientID, secret, fake.URL+"/", fake.URL)
+			}
 			path := filepath.Join(dir, "smtpgw.toml")
-			os.WriteFile(path, []byte(gatewayConfig(t, dir, fake.GraphTOML(t))), 0o600)
+			os.WriteFile(path, []byte(gatewayConfig(t, dir, graph)), 0o600)
 			cmd := exec.Command(binary, "check", "-config", path)
 			cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+fake.WriteCAFile(dir))
 			out, _ := cmd.CombinedOutput()
 			if code := cmd.ProcessState.ExitCode(); code != tt.wantCode {
 				t.Errorf("exit code %d, want %d:\n%s", code, tt.wantCode, out)
 			}
-			for _, w := range append(tt.want, fake.TenantID) {
+			if tt.wantCode == 0 {
+				tt.want = append(tt.want, fake.TenantID)
+			}
+			for _, w := range tt.want {
 				if !bytes.Contains(out, []byte(w)) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
