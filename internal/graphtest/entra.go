@@ -1,9 +1,11 @@
 package graphtest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -11,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"strings"
@@ -45,30 +48,36 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	s.tokenReqs++
 	s.mu.Unlock()
 	if f, ok := s.takeFailure(RouteToken); ok {
-		s.fail(w, r, f)
+		s.fail(w, r, RouteToken, f)
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		entraError(w, http.StatusBadRequest, "invalid_request", "AADSTS900144: malformed request")
+		entraError(w, http.StatusBadRequest, "invalid_request", 900144, "The request body is malformed.")
 		return
 	}
 	switch {
 	case r.PathValue("tenant") != s.TenantID:
-		entraError(w, http.StatusBadRequest, "invalid_request", "AADSTS90002: Tenant not found.")
+		entraError(w, http.StatusBadRequest, "invalid_request", 90002, "Tenant '"+r.PathValue("tenant")+"' not found.")
 		return
 	case r.Form.Get("grant_type") != "client_credentials":
-		entraError(w, http.StatusBadRequest, "unsupported_grant_type", "AADSTS70003: unsupported grant type")
+		entraError(w, http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
 		return
 	case graphScope(r.Form.Get("scope")) == "":
-		entraError(w, http.StatusBadRequest, "invalid_scope", "AADSTS1002012: scope must end in /.default")
+		entraError(w, http.StatusBadRequest, "invalid_scope", 1002012, "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.")
 		return
 	case r.Form.Get("client_id") != s.ClientID:
-		entraError(w, http.StatusBadRequest, "unauthorized_client", "AADSTS700016: Application not found in the directory.")
+		entraError(w, http.StatusBadRequest, "unauthorized_client", 700016, "Application with identifier '"+r.Form.Get("client_id")+"' was not found in the directory.")
 		return
 	}
-	if !s.clientAuthenticated(r) {
-		entraError(w, http.StatusUnauthorized, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
+	if r.Form.Get("client_secret") != "" && r.Form.Get("client_secret") != s.ClientSecret {
+		entraError(w, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
 		return
+	}
+	if r.Form.Get("client_secret") == "" {
+		if err := s.checkAssertion(r.Form.Get("client_assertion")); err != nil {
+			entraError(w, http.StatusUnauthorized, "invalid_client", 700027, "Client assertion failed signature validation: "+err.Error())
+			return
+		}
 	}
 	claims := map[string]any{
 		"aud": strings.TrimSuffix(graphScope(r.Form.Get("scope")), "/.default"), "iss": s.URL + "/" + s.TenantID + "/",
@@ -95,51 +104,94 @@ func graphScope(scopes string) string {
 	return ""
 }
 
-func (s *Server) clientAuthenticated(r *http.Request) bool {
-	if secret := r.Form.Get("client_secret"); secret != "" {
-		return secret == s.ClientSecret
+// checkAssertion accepts a client assertion as Entra ID does for a
+// certificate credential: a JWT naming this app, not expired, whose
+// thumbprint header names the registered certificate and whose RS256 or
+// PS256 signature its key verifies. Without WithCertificate no
+// certificate is registered, so every assertion is refused.
+func (s *Server) checkAssertion(jwt string) error {
+	if jwt == "" {
+		return errors.New("no client_secret or client_assertion")
 	}
-	assertion := r.Form.Get("client_assertion")
-	return assertion != "" && s.opts.cert != nil && verifyAssertion(assertion, s.opts.cert) == nil
-}
-
-// verifyAssertion checks a client assertion's RS256 or PS256 signature.
-func verifyAssertion(jwt string, cert *x509.Certificate) error {
+	if s.opts.cert == nil {
+		return errors.New("no certificate registered for the application")
+	}
 	parts := strings.Split(jwt, ".")
 	if len(parts) != 3 {
 		return errors.New("not a JWT")
 	}
-	header, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		return err
+	var header struct {
+		Alg     string `json:"alg"`
+		X5t     string `json:"x5t"`
+		X5tS256 string `json:"x5t#S256"`
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+		Exp int64  `json:"exp"`
+	}
+	if err := decodeSegment(parts[0], &header); err != nil {
+		return fmt.Errorf("header: %v", err)
+	}
+	if err := decodeSegment(parts[1], &claims); err != nil {
+		return fmt.Errorf("claims: %v", err)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil {
-		return err
+		return fmt.Errorf("signature: %v", err)
 	}
-	var h struct {
-		Alg string `json:"alg"`
+	sha1Print, sha256Print := sha1.Sum(s.opts.cert.Raw), sha256.Sum256(s.opts.cert.Raw)
+	switch {
+	case header.X5tS256 == "" && header.X5t == "":
+		return errors.New("no x5t or x5t#S256 header")
+	case header.X5tS256 != "" && !thumbprintIs(header.X5tS256, sha256Print[:]),
+		header.X5t != "" && !thumbprintIs(header.X5t, sha1Print[:]):
+		return errors.New("thumbprint does not match the registered certificate")
+	case claims.Sub != s.ClientID:
+		return errors.New("sub is not the client ID")
+	case time.Now().Unix() >= claims.Exp:
+		return errors.New("assertion expired")
 	}
-	if err := json.Unmarshal(header, &h); err != nil {
-		return err
-	}
-	key, ok := cert.PublicKey.(*rsa.PublicKey)
+	key, ok := s.opts.cert.PublicKey.(*rsa.PublicKey)
 	if !ok {
 		return errors.New("not an RSA certificate")
 	}
 	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	switch h.Alg {
+	switch header.Alg {
 	case "RS256":
 		return rsa.VerifyPKCS1v15(key, crypto.SHA256, digest[:], sig)
 	case "PS256":
 		return rsa.VerifyPSS(key, crypto.SHA256, digest[:], sig, nil)
 	}
-	return errors.New("unsupported alg " + h.Alg)
+	return errors.New("unsupported alg " + header.Alg)
 }
 
-func entraError(w http.ResponseWriter, status int, code, description string) {
+func decodeSegment(segment string, v any) error {
+	data, err := base64.RawURLEncoding.DecodeString(segment)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
+
+// thumbprintIs compares an x5t header, which MSAL writes in standard
+// base64 where RFC 7515 says base64url, with a certificate digest.
+func thumbprintIs(value string, digest []byte) bool {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawURLEncoding, base64.URLEncoding} {
+		if got, err := enc.DecodeString(value); err == nil {
+			return bytes.Equal(got, digest)
+		}
+	}
+	return false
+}
+
+// entraError answers in Entra ID's OAuth error shape; aadsts is the
+// number Entra ID puts in error_codes and before the description.
+func entraError(w http.ResponseWriter, status int, code string, aadsts int, description string) {
+	if aadsts != 0 {
+		description = fmt.Sprintf("AADSTS%d: %s", aadsts, description)
+	}
 	writeJSON(w, status, map[string]any{
-		"error": code, "error_description": description, "error_codes": []int{0},
+		"error": code, "error_description": description, "error_codes": []int{aadsts},
 		"timestamp": time.Now().UTC().Format(time.DateTime), "trace_id": newGUID(), "correlation_id": newGUID(),
 	})
 }

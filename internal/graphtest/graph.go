@@ -18,6 +18,7 @@ const (
 	chunkLimit     = 4 << 20   // bytes of one upload PUT
 	chunkMultiple  = 320 << 10 // every upload chunk but the last
 	maxXHeaders    = 5
+	uploadLimit    = 150 << 20 // bytes of one attachment through an upload session
 	uploadLifetime = 2 * time.Hour
 )
 
@@ -28,7 +29,7 @@ type draft struct {
 
 type upload struct {
 	mailbox, draftID string
-	item             convert.FileAttachment // ContentBytes grows as chunks arrive
+	item             convert.FileAttachment // ContentBytes grows as chunks arrive, into its final capacity
 	size             int64
 }
 
@@ -61,15 +62,11 @@ func (s *Server) graph(route string, h func(http.ResponseWriter, *http.Request, 
 			s.inFlight[mailbox]--
 			s.mu.Unlock()
 		}()
-		if latency > 0 {
-			select {
-			case <-time.After(latency):
-			case <-r.Context().Done():
-				return
-			}
+		if latency > 0 && !s.wait(r, latency) {
+			return
 		}
 		if f, ok := s.takeFailure(route); ok {
-			s.fail(w, r, f)
+			s.fail(w, r, route, f)
 			return
 		}
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -89,7 +86,7 @@ func (s *Server) graph(route string, h func(http.ResponseWriter, *http.Request, 
 			return
 		}
 		if len(body) > requestLimit {
-			s.fail(w, r, Failure{Status: http.StatusRequestEntityTooLarge, HTML: true})
+			s.fail(w, r, route, Failure{Status: http.StatusRequestEntityTooLarge, HTML: true})
 			return
 		}
 		h(w, r, body)
@@ -116,16 +113,22 @@ func (s *Server) sendMail(w http.ResponseWriter, r *http.Request, body []byte) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// createDraft answers, as Graph does, with the message it stored: the
+// properties sent plus its id.
 func (s *Server) createDraft(w http.ResponseWriter, r *http.Request, body []byte) {
 	var m convert.Message
-	if !decodeMessage(w, body, &m) || !validMessage(w, &m) {
+	var echo map[string]json.RawMessage
+	if !decodeMessage(w, body, &m) || !decodeMessage(w, body, &echo) || !validMessage(w, &m) {
 		return
 	}
 	id := "AAMk" + randomHex(12)
 	s.mu.Lock()
 	s.drafts[id] = &draft{mailbox: r.PathValue("m"), message: m}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusCreated, map[string]any{"id": id, "subject": m.Subject, "isDraft": true})
+	delete(echo, "attachments") // Graph does not return them inline either
+	echo["id"], _ = json.Marshal(id)
+	echo["isDraft"] = json.RawMessage("true")
+	writeJSON(w, http.StatusCreated, echo)
 }
 
 func (s *Server) addAttachment(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -164,13 +167,17 @@ func (s *Server) createUploadSession(w http.ResponseWriter, r *http.Request, bod
 		graphError(w, http.StatusBadRequest, "ErrorInvalidRequest", "AttachmentItem needs a name and a size.")
 		return
 	}
+	if item.Size > uploadLimit {
+		graphError(w, http.StatusBadRequest, "ErrorAttachmentSizeShouldNotBeGreaterThanMaximumSize", "Attachment size must be at most 150 MB.")
+		return
+	}
 	token := randomHex(16)
 	s.mu.Lock()
 	_, ok := s.drafts[r.PathValue("id")]
 	if ok {
 		s.uploads[token] = &upload{mailbox: r.PathValue("m"), draftID: r.PathValue("id"), size: item.Size,
 			item: convert.FileAttachment{ODataType: convert.FileAttachmentType, Name: item.Name,
-				ContentType: item.ContentType, IsInline: item.IsInline, ContentID: item.ContentID, ContentBytes: []byte{}}}
+				ContentType: item.ContentType, IsInline: item.IsInline, ContentID: item.ContentID, ContentBytes: make([]byte, 0, item.Size)}}
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -187,14 +194,22 @@ func (s *Server) createUploadSession(w http.ResponseWriter, r *http.Request, bod
 // pre-authenticated, and Graph refuses requests that carry a token.
 func (s *Server) putChunk(w http.ResponseWriter, r *http.Request) {
 	if f, ok := s.takeFailure(RouteUpload); ok {
-		s.fail(w, r, f)
+		s.fail(w, r, RouteUpload, f)
 		return
 	}
 	if r.Header.Get("Authorization") != "" {
 		graphError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Upload URLs must not carry an Authorization header.")
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, chunkLimit+1))
+	if r.ContentLength < 0 {
+		graphError(w, http.StatusLengthRequired, "LengthRequired", "Upload chunks need a Content-Length.")
+		return
+	}
+	if r.ContentLength > chunkLimit {
+		graphError(w, http.StatusRequestEntityTooLarge, "InvalidChunkSize", "A chunk must be at most 4 MiB.")
+		return
+	}
+	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return
 	}
@@ -209,8 +224,8 @@ func (s *Server) putChunk(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case u == nil:
 		graphError(w, http.StatusNotFound, "ItemNotFound", "Upload session not found.")
-	case len(body) > chunkLimit || last+1 < total && len(body)%chunkMultiple != 0:
-		graphError(w, http.StatusBadRequest, "InvalidChunkSize", "Chunks must be at most 4 MiB and a multiple of 320 KiB.")
+	case last+1 < total && len(body)%chunkMultiple != 0:
+		graphError(w, http.StatusBadRequest, "InvalidChunkSize", "Every chunk but the last must be a multiple of 320 KiB.")
 	case total != u.size || first != int64(len(u.item.ContentBytes)):
 		writeJSON(w, http.StatusRequestedRangeNotSatisfiable, map[string]any{"nextExpectedRanges": []string{fmt.Sprintf("%d-", len(u.item.ContentBytes))}})
 	default:

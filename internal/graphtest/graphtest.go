@@ -117,6 +117,9 @@ func New(t testing.TB, opts ...Option) *Server {
 	mux := http.NewServeMux()
 	s.routeEntra(mux)
 	s.routeGraph(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		graphError(w, http.StatusNotFound, "UnknownRoute", "graphtest has no route for "+r.Method+" "+r.URL.Path)
+	})
 	s.ts = httptest.NewTLSServer(mux)
 	s.URL = s.ts.URL
 	t.Cleanup(func() {
@@ -251,24 +254,53 @@ func (s *Server) takeFailure(route string) (Failure, bool) {
 }
 
 // fail answers f, or holds the request until the client or the fake ends.
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, f Failure) {
+// Token requests fail in Entra ID's error shape, the others in Graph's.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, route string, f Failure) {
 	if f.Hang {
-		select {
-		case <-r.Context().Done():
-		case <-s.closing:
-		}
+		s.wait(r, -1)
 		return
 	}
 	if f.RetryAfter != "" {
 		w.Header().Set("Retry-After", f.RetryAfter)
 	}
-	if f.HTML {
+	switch {
+	case f.HTML:
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(f.Status)
 		fmt.Fprintf(w, "<html><body><h1>%d %s</h1></body></html>", f.Status, http.StatusText(f.Status))
-		return
+	case route == RouteToken:
+		code, message := f.Code, f.Message
+		if code == "" {
+			code = "invalid_request"
+			if f.Status >= 500 || f.Status == http.StatusTooManyRequests {
+				code = "temporarily_unavailable"
+			}
+		}
+		if message == "" {
+			message = http.StatusText(f.Status)
+		}
+		entraError(w, f.Status, code, 0, message)
+	default:
+		graphError(w, f.Status, f.Code, f.Message)
 	}
-	graphError(w, f.Status, f.Code, f.Message)
+}
+
+// wait holds a request for d (forever when d < 0) unless its client gives
+// up or the fake is closing, and reports whether d passed.
+func (s *Server) wait(r *http.Request, d time.Duration) bool {
+	var elapsed <-chan time.Time
+	if d >= 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		elapsed = timer.C
+	}
+	select {
+	case <-elapsed:
+		return true
+	case <-r.Context().Done():
+	case <-s.closing:
+	}
+	return false
 }
 
 // graphError writes an error in Graph's shape.
@@ -281,7 +313,10 @@ func graphError(w http.ResponseWriter, status int, code, message string) {
 	}
 	body := map[string]any{"error": map[string]any{
 		"code": code, "message": message,
-		"innerError": map[string]any{"date": time.Now().UTC().Format(time.RFC3339), "request-id": w.Header().Get("request-id")},
+		"innerError": map[string]any{
+			"date":       time.Now().UTC().Format(time.RFC3339),
+			"request-id": w.Header().Get("request-id"), "client-request-id": w.Header().Get("client-request-id"),
+		},
 	}}
 	writeJSON(w, status, body)
 }
