@@ -27,7 +27,7 @@ const tokenLifetime = 3600
 
 func (s *Server) routeEntra(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		base := s.URL + "/" + r.PathValue("tenant")
+		base := origin(r) + "/" + r.PathValue("tenant")
 		writeJSON(w, http.StatusOK, map[string]any{
 			"token_endpoint":                        base + "/oauth2/v2.0/token",
 			"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
@@ -80,7 +80,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	claims := map[string]any{
-		"aud": strings.TrimSuffix(graphScope(r.Form.Get("scope")), "/.default"), "iss": s.URL + "/" + s.TenantID + "/",
+		"aud": strings.TrimSuffix(graphScope(r.Form.Get("scope")), "/.default"), "iss": origin(r) + "/" + s.TenantID + "/",
 		"tid": s.TenantID, "appid": s.ClientID, "azp": s.ClientID, "roles": s.opts.roles,
 		"exp": time.Now().Add(tokenLifetime * time.Second).Unix(), "jti": randomHex(8),
 	}

@@ -185,7 +185,7 @@ func (s *Server) createUploadSession(w http.ResponseWriter, r *http.Request, bod
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{
-		"uploadUrl": s.URL + "/upload/" + token, "nextExpectedRanges": []string{"0-"},
+		"uploadUrl": origin(r) + "/upload/" + token, "nextExpectedRanges": []string{"0-"},
 		"expirationDateTime": time.Now().Add(uploadLifetime).UTC().Format(time.RFC3339),
 	})
 }

@@ -327,6 +327,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// origin is the fake's own URL as the client reached it. Handlers use it
+// rather than s.URL, which is set only once the server is already serving.
+func origin(r *http.Request) string { return "https://" + r.Host }
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)

@@ -278,6 +278,9 @@ func TestSendMail(t *testing.T) {
 	if n := s.Calls(RouteSendMail); n != 2 {
 		t.Errorf("Calls(sendMail) = %d, want 2", n)
 	}
+	if status, _, body := do(t, s, http.MethodGet, "/v1.0/me", tok, nil, nil); status != 404 || graphCode(body) != "UnknownRoute" {
+		t.Errorf("unknown route: %d %s", status, body)
+	}
 }
 
 func TestGraphRefusals(t *testing.T) {
