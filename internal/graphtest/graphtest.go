@@ -118,6 +118,7 @@ func New(t testing.TB, opts ...Option) *Server {
 	s.routeEntra(mux)
 	s.routeGraph(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("request-id", newGUID())
 		graphError(w, http.StatusNotFound, "UnknownRoute", "graphtest has no route for "+r.Method+" "+r.URL.Path)
 	})
 	s.ts = httptest.NewTLSServer(mux)
