@@ -28,9 +28,9 @@ type draft struct {
 }
 
 type upload struct {
-	mailbox, draftID string
-	item             convert.FileAttachment // ContentBytes grows as chunks arrive, into its final capacity
-	size             int64
+	draftID string
+	item    convert.FileAttachment // ContentBytes grows as chunks arrive, into its final capacity
+	size    int64
 }
 
 func (s *Server) routeGraph(mux *http.ServeMux) {
@@ -175,7 +175,7 @@ func (s *Server) createUploadSession(w http.ResponseWriter, r *http.Request, bod
 	s.mu.Lock()
 	_, ok := s.drafts[r.PathValue("id")]
 	if ok {
-		s.uploads[token] = &upload{mailbox: r.PathValue("m"), draftID: r.PathValue("id"), size: item.Size,
+		s.uploads[token] = &upload{draftID: r.PathValue("id"), size: item.Size,
 			item: convert.FileAttachment{ODataType: convert.FileAttachmentType, Name: item.Name,
 				ContentType: item.ContentType, IsInline: item.IsInline, ContentID: item.ContentID, ContentBytes: make([]byte, 0, item.Size)}}
 	}
