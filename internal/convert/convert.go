@@ -5,13 +5,11 @@ package convert
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
+	"io"
 	"net/mail"
-	"regexp"
 	"strings"
 
-	"github.com/emersion/go-message"
 	gomail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
@@ -24,6 +22,9 @@ const maxXHeaders = 5
 // Convert turns the raw MIME message that open streams into a Graph message
 // for env.Mailbox. The envelope decides who receives; the header From is
 // kept only when the identity may send as it.
+//
+// A message that cannot be sent at all gives a *MalformedError; any other
+// error comes from open or the stream it returns, and wraps it.
 func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
 	rc, err := open()
 	if err != nil {
@@ -31,14 +32,16 @@ func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
 	}
 	defer rc.Close()
 	br := bufio.NewReader(rc)
-	if _, err := br.Peek(1); err != nil {
-		return nil, errors.New("the message is empty")
+	if _, err := br.Peek(1); err == io.EOF {
+		return nil, &MalformedError{"the message is empty"}
+	} else if err != nil {
+		return nil, fmt.Errorf("reading the message: %w", err)
 	}
-	h, err := textproto.ReadHeader(br)
+	h, body, err := readHeader(br)
 	if err != nil {
-		return nil, fmt.Errorf("the message header cannot be read: %v", err)
+		return nil, err
 	}
-	header := gomail.Header{Header: message.Header{Header: h}}
+	header := mailHeader(h)
 
 	res := &Result{}
 	m := &res.Message
@@ -51,7 +54,7 @@ func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
 	}
 	m.InternetMessageHeaders, res.DroppedHeaders = xHeaders(h)
 
-	root := newPart(h, br, nil, "text/plain")
+	root := newPart(h, body, nil, "text/plain")
 	if isSecured(root.mediaType) {
 		res.MIME = passthrough(open, env)
 		return res, nil
@@ -59,7 +62,7 @@ func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
 	w := &walker{open: open}
 	t, err := w.walk(root, 0)
 	if err != nil {
-		return nil, fmt.Errorf("the message cannot be read: %v", err)
+		return nil, fmt.Errorf("reading the message: %w", err)
 	}
 	m.Body = ItemBody{ContentType: "text"}
 	if t.body != nil {
@@ -72,6 +75,14 @@ func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
 	res.Attachments = t.attachments
 	return res, nil
 }
+
+// MalformedError reports a message that cannot be sent at all; its text is
+// a one-line reason fit for a dead letter or a bounce.
+type MalformedError struct {
+	Reason string
+}
+
+func (e *MalformedError) Error() string { return e.Reason }
 
 // isSecured reports signed or encrypted structures, which must reach Graph
 // as MIME unchanged or their signature breaks.
@@ -117,39 +128,12 @@ func setAddresses(m *Message, h gomail.Header, env *envelope.Envelope) {
 	}
 }
 
-var addrSpecRE = regexp.MustCompile(`[^\s<>,;:"()\[\]]+@[^\s<>,;:"()\[\]]+\.[^\s<>,;:"()\[\]]+`)
-
-// addressList parses an address header, leniently: when the list does not
-// parse, the addresses in it are still found, without names.
-func addressList(h gomail.Header, key string) []*mail.Address {
-	if !h.Has(key) {
-		return nil
-	}
-	if list, err := h.AddressList(key); err == nil {
-		return list
-	}
-	var out []*mail.Address
-	for _, addr := range addrSpecRE.FindAllString(h.Get(key), -1) {
-		out = append(out, &mail.Address{Address: addr})
-	}
-	return out
-}
-
 func recipients(list []*mail.Address) []Recipient {
 	var out []Recipient
 	for _, a := range list {
 		out = append(out, Recipient{EmailAddress: EmailAddress{Name: a.Name, Address: a.Address}})
 	}
 	return out
-}
-
-// decodedText is a header's value with RFC 2047 words decoded, or the raw
-// value when they cannot be.
-func decodedText(h gomail.Header, key string) string {
-	if v, err := h.Text(key); err == nil {
-		return strings.TrimSpace(v)
-	}
-	return strings.TrimSpace(decodeWord(h.Get(key)))
 }
 
 // importance reads Importance, X-Priority and Priority, in that order.
@@ -189,7 +173,7 @@ func xHeaders(h textproto.Header) (kept []Header, dropped []string) {
 		if !strings.HasPrefix(strings.ToLower(name), "x-") {
 			continue
 		}
-		value := strings.Join(strings.Fields(fields.Value()), " ")
+		value := strings.Join(strings.Fields(headerUTF8(fields.Value())), " ")
 		if value == "" {
 			continue
 		}

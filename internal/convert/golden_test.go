@@ -11,10 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/mail"
-	"github.com/emersion/go-message/textproto"
-
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
 
@@ -44,8 +40,8 @@ func corpusEnvelope(t testing.TB, path string, raw []byte) *envelope.Envelope {
 		}
 		return env
 	}
-	if h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw))); err == nil {
-		header := mail.Header{Header: message.Header{Header: h}}
+	if h, _, err := readHeader(bufio.NewReader(bytes.NewReader(raw))); err == nil {
+		header := mailHeader(h)
 		for _, key := range []string{"To", "Cc"} {
 			for _, a := range addressList(header, key) {
 				env.Recipients = append(env.Recipients, a.Address)
@@ -99,6 +95,9 @@ func TestCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatalf("convert: %v", err)
 			}
+			if res.MIME == nil {
+				checkEstimate(t, res)
+			}
 			ext, got := render(t, res)
 			golden := strings.TrimSuffix(path, ".eml") + ext
 			if *update {
@@ -115,5 +114,22 @@ func TestCorpus(t *testing.T) {
 				t.Errorf("result differs from %s:\n%s", golden, got)
 			}
 		})
+	}
+}
+
+// checkEstimate compares EstimatedRequestSize with the request encoding/json
+// writes, as the Graph sender does.
+func checkEstimate(t *testing.T, res *Result) {
+	t.Helper()
+	req, err := res.SendMailRequest(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.EstimatedRequestSize(); got != int64(len(data)) {
+		t.Errorf("EstimatedRequestSize = %d, request is %d bytes", got, len(data))
 	}
 }

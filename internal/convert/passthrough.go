@@ -7,7 +7,6 @@ import (
 	"net/mail"
 	"strings"
 
-	"github.com/emersion/go-message"
 	gomail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
@@ -27,20 +26,19 @@ func passthrough(open Opener, env *envelope.Envelope) Opener {
 		if err != nil {
 			return nil, err
 		}
-		br := bufio.NewReader(rc)
-		h, err := textproto.ReadHeader(br)
+		h, body, err := readHeader(bufio.NewReader(rc))
 		if err != nil {
 			rc.Close()
 			return nil, err
 		}
-		mh := gomail.Header{Header: message.Header{Header: h}}
+		mh := mailHeader(h)
 		rewriteForEnvelope(&mh, env)
 		var head bytes.Buffer
 		if err := textproto.WriteHeader(&head, mh.Header.Header); err != nil {
 			rc.Close()
 			return nil, err
 		}
-		return readCloser{io.MultiReader(&head, br), rc}, nil
+		return readCloser{io.MultiReader(&head, body), rc}, nil
 	}
 }
 

@@ -7,15 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"mime/quotedprintable"
 	"path"
 	"strings"
 	"unicode/utf8"
 
-	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset"
-	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
 
@@ -55,19 +52,11 @@ type walker struct {
 }
 
 func newPart(h textproto.Header, body io.Reader, path []int, defaultType string) *part {
-	p := &part{header: h, body: body, path: path}
-	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-	if err != nil || mt == "" {
-		mt, params = defaultType, map[string]string{}
-		if raw := h.Get("Content-Type"); raw != "" {
-			// Keep what a sloppy header makes clear, like "text/html;".
-			if t, _, _ := strings.Cut(raw, ";"); strings.Contains(t, "/") {
-				mt = strings.ToLower(strings.TrimSpace(t))
-			}
-		}
+	mt, params := parseParams(h.Get("Content-Type"))
+	if !isMediaType(mt) {
+		mt = defaultType
 	}
-	p.mediaType, p.params = mt, params
-	return p
+	return &part{header: h, body: body, path: path, mediaType: mt, params: params}
 }
 
 func (w *walker) walk(p *part, depth int) (tree, error) {
@@ -182,8 +171,8 @@ func (w *walker) mergeMixed(children []tree) tree {
 // leaf describes a part that is not walked into: a body text, or an
 // attachment streamed later from the source.
 func (w *walker) leaf(p *part, inRelated bool) (tree, error) {
-	disposition, dparams, _ := mime.ParseMediaType(p.header.Get("Content-Disposition"))
-	filename := decodeWord(firstNonEmpty(dparams["filename"], p.params["name"]))
+	disposition, dparams := parseParams(p.header.Get("Content-Disposition"))
+	filename := decodeWord(headerUTF8(firstNonEmpty(dparams["filename"], p.params["name"])))
 	isText := p.mediaType == "text/plain" || p.mediaType == "text/html"
 	if isText && disposition != "attachment" && filename == "" && !inRelated {
 		body, ok, err := readText(p)
@@ -258,9 +247,8 @@ func measure(p *part) (int64, string, error) {
 	var subject string
 	if p.mediaType == "message/rfc822" {
 		br := bufio.NewReader(cr)
-		if h, err := textproto.ReadHeader(br); err == nil {
-			mh := mail.Header{Header: message.Header{Header: h}}
-			subject, _ = mh.Subject()
+		if h, _, err := readHeader(br); err == nil {
+			subject = decodedText(mailHeader(h), "Subject")
 		}
 		_, err := io.Copy(io.Discard, br)
 		return cr.n, subject, err
@@ -299,12 +287,11 @@ func (w *walker) opener(path []int) Opener {
 }
 
 func findPart(r io.Reader, path []int) (*part, error) {
-	br := bufio.NewReader(r)
-	h, err := textproto.ReadHeader(br)
+	h, body, err := readHeader(bufio.NewReader(r))
 	if err != nil {
 		return nil, err
 	}
-	p := newPart(h, br, nil, "text/plain")
+	p := newPart(h, body, nil, "text/plain")
 	for depth, index := range path {
 		mr := textproto.NewMultipartReader(p.body, p.params["boundary"])
 		var cp *textproto.Part
@@ -412,8 +399,6 @@ func (f *base64Filter) Read(p []byte) (int, error) {
 	}
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
-
 func (w *walker) defaultName(ext string) string {
 	w.unnamed++
 	return fmt.Sprintf("attachment-%d%s", w.unnamed, ext)
@@ -455,20 +440,6 @@ func safeName(name string) string {
 		name = strings.ToValidUTF8(name[:200-len(ext)], "") + ext
 	}
 	return name
-}
-
-var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}
-
-// decodeWord decodes RFC 2047 encoded words, keeping the text when it
-// cannot.
-func decodeWord(s string) string {
-	if !strings.Contains(s, "=?") {
-		return s
-	}
-	if d, err := wordDecoder.DecodeHeader(s); err == nil {
-		return d
-	}
-	return s
 }
 
 func firstNonEmpty(values ...string) string {

@@ -1,0 +1,333 @@
+package convert
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/charset"
+	gomail "github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+)
+
+// maxHeaderBytes bounds the top-level header held in memory.
+const maxHeaderBytes = 1 << 20
+
+// readHeader reads a message's top-level header as leniently as mail
+// servers do: a leading mbox "From " line is skipped, and the first line
+// that is not a header field ends the header and starts the body, as if
+// the blank line between them had been forgotten. body continues after the
+// header. Convert, Attachment.Open and the MIME passthrough all read the
+// header through here, so they agree on where the body starts.
+func readHeader(br *bufio.Reader) (h textproto.Header, body io.Reader, err error) {
+	var clean bytes.Buffer
+	body = br
+	for first, fields := true, 0; ; first = false {
+		line, err := readLine(br, maxHeaderBytes-clean.Len())
+		if err != nil && err != io.EOF {
+			var malformed *MalformedError
+			if errors.As(err, &malformed) {
+				return h, nil, err
+			}
+			return h, nil, fmt.Errorf("reading the message header: %w", err)
+		}
+		text := bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0:
+			// End of input: a header without a body.
+		case len(text) == 0:
+			// The blank line that ends the header.
+			line = nil
+		case first && bytes.HasPrefix(text, []byte("From ")):
+			continue
+		case fields > 0 && isSpace(text[0]):
+			clean.Write(text)
+			clean.WriteString("\r\n")
+		case isHeaderField(text):
+			fields++
+			clean.Write(text)
+			clean.WriteString("\r\n")
+		case fields == 0:
+			return h, nil, &MalformedError{"the data is not a mail message: it does not start with a header field"}
+		default:
+			body = io.MultiReader(bytes.NewReader(line), br)
+			line = nil
+		}
+		if len(line) == 0 || err == io.EOF {
+			break
+		}
+	}
+	clean.WriteString("\r\n")
+	h, err = textproto.ReadHeader(bufio.NewReader(&clean))
+	if err != nil {
+		// Not expected: every line kept above is one go-message accepts.
+		return h, nil, &MalformedError{"the message header cannot be read"}
+	}
+	return h, body, nil
+}
+
+// readLine reads one line, however long, up to limit bytes.
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) > limit {
+			return nil, &MalformedError{"the message header is larger than " + strconv.Itoa(maxHeaderBytes>>20) + " MiB"}
+		}
+		line = append(line, chunk...)
+		if err != bufio.ErrBufferFull {
+			return line, err
+		}
+	}
+}
+
+// isHeaderField reports a "Name: value" line with a name go-message
+// accepts (spaces before the colon are common and tolerated).
+func isHeaderField(line []byte) bool {
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	name = bytes.TrimRight(name, " \t")
+	if !ok || len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if c < 33 || c > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// headerUTF8 turns raw 8-bit header text into UTF-8: valid UTF-8 stays, and
+// anything else is read as Windows-1252, the charset of the devices that
+// send unencoded Latin text in headers.
+func headerUTF8(s string) string {
+	return toUTF8([]byte(s), "")
+}
+
+var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}
+
+// decodeWord decodes RFC 2047 encoded words, keeping the text when it
+// cannot.
+func decodeWord(s string) string {
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	if d, err := wordDecoder.DecodeHeader(s); err == nil {
+		return d
+	}
+	return s
+}
+
+// decodedText is a header's value as UTF-8 with RFC 2047 words decoded.
+func decodedText(h gomail.Header, key string) string {
+	return strings.TrimSpace(decodeWord(headerUTF8(h.Get(key))))
+}
+
+var addrSpecRE = regexp.MustCompile(`[^\s<>,;:"()\[\]]+@[^\s<>,;:"()\[\]]+\.[^\s<>,;:"()\[\]]+`)
+
+// addressList parses an address header leniently: when the whole list does
+// not parse, each entry (separated by commas, or the semicolons Outlook
+// users type) is parsed alone, and an entry that still does not parse gives
+// its bare addresses without a name.
+func addressList(h gomail.Header, key string) []*mail.Address {
+	v := headerUTF8(h.Get(key))
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	if list, err := gomail.ParseAddressList(v); err == nil {
+		return list
+	}
+	var out []*mail.Address
+	for _, entry := range splitOutsideQuotes(v, ",;") {
+		// A group's name and terminator ("team: a@b;") are not addresses.
+		if name, rest, ok := strings.Cut(entry, ":"); ok && !strings.ContainsAny(name, `"<@`) {
+			entry = rest
+		}
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		if a, err := gomail.ParseAddress(entry); err == nil {
+			out = append(out, a)
+			continue
+		}
+		for _, addr := range addrSpecRE.FindAllString(entry, -1) {
+			out = append(out, &mail.Address{Address: addr})
+		}
+	}
+	return out
+}
+
+// splitOutsideQuotes splits s at any of the bytes in seps where it is not
+// inside a quoted string, an angle-bracketed address or a comment.
+func splitOutsideQuotes(s, seps string) []string {
+	var parts []string
+	quoted, escaped, angle, comment := false, false, 0, 0
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case escaped:
+			escaped = false
+		case c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '<':
+			angle++
+		case c == '>' && angle > 0:
+			angle--
+		case c == '(':
+			comment++
+		case c == ')' && comment > 0:
+			comment--
+		case strings.IndexByte(seps, c) >= 0 && angle == 0 && comment == 0:
+			parts = append(parts, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, s[start:])
+}
+
+// parseParams parses a Content-Type or Content-Disposition value, more
+// leniently than mime.ParseMediaType, which gives up every parameter when
+// one is bad: a bad parameter is skipped, a repeated one keeps its first
+// value, unquoted 8-bit values are kept, and RFC 2231 values (extended,
+// continued) are decoded from any charset go-message knows. value is the
+// part before the parameters, in lower case.
+func parseParams(v string) (value string, params map[string]string) {
+	segments := splitOutsideQuotes(v, ";")
+	value = strings.ToLower(strings.TrimSpace(segments[0]))
+	params = map[string]string{}
+	type piece struct {
+		index    int
+		value    string
+		extended bool
+	}
+	continued := map[string][]piece{}
+	for _, seg := range segments[1:] {
+		key, value, ok := strings.Cut(seg, "=")
+		key = strings.ToLower(strings.TrimSpace(key))
+		if !ok || key == "" {
+			continue
+		}
+		value = unquote(strings.TrimSpace(value))
+		base, rest, isContinued := strings.Cut(key, "*")
+		if !isContinued {
+			if _, seen := params[key]; !seen {
+				params[key] = value
+			}
+			continue
+		}
+		// base* is extended; base*N a section; base*N* an extended section.
+		p := piece{extended: rest == "" || strings.HasSuffix(rest, "*")}
+		if number := strings.TrimSuffix(rest, "*"); number != "" {
+			n, err := strconv.Atoi(number)
+			if err != nil || n < 0 || n > 999 {
+				continue
+			}
+			p.index = n
+		}
+		p.value = value
+		continued[base] = append(continued[base], p)
+	}
+	for base, pieces := range continued {
+		sort.SliceStable(pieces, func(i, j int) bool { return pieces[i].index < pieces[j].index })
+		var raw []byte
+		cs := ""
+		for i, p := range pieces {
+			if i > 0 && p.index == pieces[i-1].index {
+				continue
+			}
+			if !p.extended {
+				raw = append(raw, p.value...)
+				continue
+			}
+			value := p.value
+			if i == 0 {
+				// charset'language'value
+				if c, rest, ok := strings.Cut(value, "'"); ok {
+					if _, v, ok := strings.Cut(rest, "'"); ok {
+						cs, value = c, v
+					}
+				}
+			}
+			raw = append(raw, percentDecode(value)...)
+		}
+		params[base] = toUTF8(raw, cs)
+	}
+	return value, params
+}
+
+// isMediaType reports a well-formed type/subtype.
+func isMediaType(v string) bool {
+	typ, sub, ok := strings.Cut(v, "/")
+	return ok && isToken(typ) && isToken(sub)
+}
+
+// unquote removes a quoted string's quotes and escapes, ignoring anything
+// after the closing quote; an unquoted value is returned as it is.
+func unquote(v string) string {
+	if !strings.HasPrefix(v, `"`) {
+		return v
+	}
+	var b strings.Builder
+	for i := 1; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\' && i+1 < len(v):
+			i++
+			b.WriteByte(v[i])
+		case c == '"':
+			return b.String()
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// percentDecode undoes RFC 2231 %XX escapes, keeping a stray %.
+func percentDecode(s string) []byte {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				out = append(out, byte(n))
+				i += 2
+				continue
+			}
+		}
+		out = append(out, s[i])
+	}
+	return out
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// mailHeader wraps a raw header for go-message's mail helpers.
+func mailHeader(h textproto.Header) gomail.Header {
+	return gomail.Header{Header: message.Header{Header: h}}
+}
