@@ -108,10 +108,14 @@ func isHeaderField(line []byte) bool {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
-// headerUTF8 turns raw 8-bit header text into UTF-8: valid UTF-8 stays, and
-// anything else is read as Windows-1252, the charset of the devices that
-// send unencoded Latin text in headers.
+// headerUTF8 turns raw header text into UTF-8. Unencoded ISO-2022-JP (old
+// Japanese software) is recognised by its escape sequences; other valid
+// UTF-8 stays; anything else is read as Windows-1252, the charset of the
+// devices that send unencoded Latin text in headers.
 func headerUTF8(s string) string {
+	if strings.Contains(s, "\x1b$") {
+		return toUTF8([]byte(s), "iso-2022-jp")
+	}
 	return toUTF8([]byte(s), "")
 }
 

@@ -57,6 +57,10 @@ func TestEightBitHeaders(t *testing.T) {
 	if len(m.InternetMessageHeaders) != 1 || m.InternetMessageHeaders[0].Value != "Köln" {
 		t.Errorf("x-headers %+v", m.InternetMessageHeaders)
 	}
+	jis := "To: a@contoso.com\nSubject: \x1b$B8+@Q=q\x1b(B\n\nx"
+	if got := convertString(t, jis, testEnvelope).Message.Subject; got != "見積書" {
+		t.Errorf("unencoded ISO-2022-JP subject %q", got)
+	}
 }
 
 func TestAddressListFallback(t *testing.T) {

@@ -73,7 +73,7 @@ func (w *walker) walkMultipart(p *part, depth int) (tree, error) {
 		childDefault = "message/rfc822"
 	}
 	var children []tree
-	mr := textproto.NewMultipartReader(p.body, p.params["boundary"])
+	mr := newMultipartReader(p.body, p.params["boundary"])
 	for i := 0; ; i++ {
 		cp, err := mr.NextPart()
 		if err != nil {
@@ -293,7 +293,7 @@ func findPart(r io.Reader, path []int) (*part, error) {
 	}
 	p := newPart(h, body, nil, "text/plain")
 	for depth, index := range path {
-		mr := textproto.NewMultipartReader(p.body, p.params["boundary"])
+		mr := newMultipartReader(p.body, p.params["boundary"])
 		var cp *textproto.Part
 		for i := 0; i <= index; i++ {
 			if cp, err = mr.NextPart(); err != nil {

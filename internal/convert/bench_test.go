@@ -1,0 +1,106 @@
+package convert
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"io"
+	"runtime"
+	"testing"
+)
+
+// scanMessage builds a printer-style scan: a short text body and one PDF of
+// size bytes, base64 in 76-column lines.
+func scanMessage(size int) (raw, pdf []byte) {
+	pdf = make([]byte, size)
+	rand.Read(pdf)
+	var b bytes.Buffer
+	b.WriteString("From: scanner@contoso.com\r\nTo: a@contoso.com\r\nSubject: Scan\r\n" +
+		"Content-Type: multipart/mixed; boundary=scan\r\n\r\n--scan\r\nContent-Type: text/plain\r\n\r\nScanned.\r\n--scan\r\n" +
+		"Content-Type: application/pdf; name=scan.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+	enc := base64.StdEncoding.EncodeToString(pdf)
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n--scan--\r\n")
+	return b.Bytes(), pdf
+}
+
+// allocated is how many bytes f allocates.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestConvertStreamsAttachments checks that neither Convert nor reading an
+// attachment holds the attachment in memory.
+func TestConvertStreamsAttachments(t *testing.T) {
+	raw, pdf := scanMessage(8 << 20)
+	const limit = 1 << 20
+	var res *Result
+	if n := allocated(func() {
+		var err error
+		if res, err = Convert(bytesOpener(raw), testEnvelope); err != nil {
+			t.Fatal(err)
+		}
+	}); n > limit {
+		t.Errorf("Convert of a %d-byte message allocated %d bytes", len(raw), n)
+	}
+	if len(res.Attachments) != 1 || res.Attachments[0].Size != int64(len(pdf)) {
+		t.Fatalf("attachments %+v", res.Attachments)
+	}
+	hash := sha256.New()
+	if n := allocated(func() {
+		r, err := res.Attachments[0].Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if _, err := io.Copy(hash, r); err != nil {
+			t.Fatal(err)
+		}
+	}); n > limit {
+		t.Errorf("reading a %d-byte attachment allocated %d bytes", len(pdf), n)
+	}
+	if want := sha256.Sum256(pdf); !bytes.Equal(hash.Sum(nil), want[:]) {
+		t.Error("the attachment read back differs from the one sent")
+	}
+}
+
+// BenchmarkConvertLarge converts a message of about 50 MB: the bytes
+// allocated per operation stay far below the message size.
+func BenchmarkConvertLarge(b *testing.B) {
+	raw, _ := scanMessage(37 << 20)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Convert(bytesOpener(raw), testEnvelope); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpenLargeAttachment streams the attachment of a message of about
+// 50 MB, as the upload to Graph does.
+func BenchmarkOpenLargeAttachment(b *testing.B) {
+	raw, _ := scanMessage(37 << 20)
+	res, err := Convert(bytesOpener(raw), testEnvelope)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(res.Attachments[0].Size)
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := res.Attachments[0].Open()
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, r)
+		r.Close()
+	}
+}
