@@ -10,7 +10,7 @@ import (
 func TestLenientMultipart(t *testing.T) {
 	tests := []struct {
 		name, parts, body string
-		want             []string // name:content of each attachment
+		want              []string // name:content of each attachment
 	}{
 		{
 			name:  "part header line that is not a field starts the part body",
