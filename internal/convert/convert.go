@@ -72,6 +72,7 @@ func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
 			m.Body.Content = linkLocations(m.Body.Content, t.attachments)
 		}
 	}
+	keepReferencedInline(m.Body, t.attachments)
 	res.Attachments = t.attachments
 	return res, nil
 }
@@ -204,6 +205,21 @@ func linkLocations(html string, attachments []Attachment) string {
 		}
 	}
 	return html
+}
+
+// keepReferencedInline clears isInline on parts the HTML body does not show:
+// Outlook hides inline attachments, so an unreferenced one would be lost.
+func keepReferencedInline(body ItemBody, attachments []Attachment) {
+	html := ""
+	if body.ContentType == "html" {
+		html = strings.ToLower(body.Content)
+	}
+	for i := range attachments {
+		a := &attachments[i]
+		if a.IsInline && !strings.Contains(html, "cid:"+strings.ToLower(a.ContentID)) {
+			a.IsInline = false
+		}
+	}
 }
 
 func contentIDFor(i int) string { return fmt.Sprintf("part%d@smtpgw", i+1) }

@@ -141,3 +141,59 @@ func wrapBase64(data []byte) string {
 	b.WriteString(enc + "\n")
 	return b.String()
 }
+
+func TestInlineOnlyWhenShown(t *testing.T) {
+	raw := `To: a@contoso.com
+Content-Type: multipart/related; boundary=r
+
+--r
+Content-Type: text/html
+
+<p><img src="CID:Logo@X"></p>
+--r
+Content-Type: image/png
+Content-ID: <logo@x>
+
+PNG
+--r
+Content-Type: image/png
+Content-ID: <unused@x>
+Content-Disposition: inline
+
+PNG
+--r--
+`
+	res := convertString(t, raw, testEnvelope)
+	if a := res.Attachments; len(a) != 2 || !a[0].IsInline || a[1].IsInline || a[1].ContentID != "unused@x" {
+		t.Errorf("attachments %+v: want only the referenced one inline", a)
+	}
+}
+
+func TestSplitBodyJoined(t *testing.T) {
+	tests := []struct {
+		name, parts, body, contentType string
+		attachments                    []string
+	}{
+		{"plain around an image", "--m\nContent-Type: text/plain\n\nLook:\n--m\nContent-Type: image/jpeg; name=IMG_0001.jpg\nContent-Disposition: inline; filename=IMG_0001.jpg\nContent-Id: <img1@x>\n\nJPG\n--m\nContent-Type: text/plain\n\nSent from my iPhone\n--m--\n",
+			"Look:\r\nSent from my iPhone", "text", []string{"IMG_0001.jpg"}},
+		{"html fragments", "--m\nContent-Type: text/html\n\n<p>one</p>\n--m\nContent-Type: text/html\n\n<p>two</p>\n--m--\n",
+			"<p>one</p><p>two</p>", "html", nil},
+		{"html after plain travels as a file", "--m\nContent-Type: text/plain\n\none\n--m\nContent-Type: text/html\n\n<p>two</p>\n--m--\n",
+			"one", "text", []string{"attachment-1.html"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := convertString(t, "To: a@contoso.com\nContent-Type: multipart/mixed; boundary=m\n\n"+tt.parts, testEnvelope)
+			if b := res.Message.Body; b.Content != tt.body || b.ContentType != tt.contentType {
+				t.Errorf("body %s %q, want %s %q", b.ContentType, b.Content, tt.contentType, tt.body)
+			}
+			var names []string
+			for _, a := range res.Attachments {
+				names = append(names, a.Name)
+			}
+			if strings.Join(names, ",") != strings.Join(tt.attachments, ",") {
+				t.Errorf("attachments %q, want %q", names, tt.attachments)
+			}
+		})
+	}
+}

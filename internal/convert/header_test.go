@@ -194,7 +194,7 @@ PNG4
 	wantParts := []struct {
 		id     string
 		inline bool
-	}{{"part1@smtpgw", true}, {"part2@smtpgw", true}, {"", false}, {"logo3@x", true}}
+	}{{"part1@smtpgw", true}, {"part2@smtpgw", true}, {"", false}, {"logo3@x", false}}
 	if len(res.Attachments) != len(wantParts) {
 		t.Fatalf("%d attachments", len(res.Attachments))
 	}

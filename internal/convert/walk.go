@@ -143,29 +143,41 @@ func mergeRelated(children []tree) tree {
 	return t
 }
 
-// mergeMixed keeps the first body; a later one travels as an attachment.
+// mergeMixed keeps the first body. A later body of the same kind joins it:
+// Apple Mail splits a body around inline attachments into several parts. A
+// body of the other kind travels as an attachment.
 func (w *walker) mergeMixed(children []tree) tree {
 	var t tree
 	for _, c := range children {
 		t.attachments = append(t.attachments, c.attachments...)
-		if c.body == nil {
-			continue
-		}
-		if t.body == nil {
+		switch {
+		case c.body == nil:
+		case t.body == nil:
 			t.body = c.body
-			continue
+		case c.body.html == t.body.html:
+			joined := t.body.content
+			if !c.body.html && joined != "" && !strings.HasSuffix(joined, "\n") {
+				joined += "\r\n"
+			}
+			t.body = &textBody{html: c.body.html, content: joined + c.body.content}
+		default:
+			t.attachments = append(t.attachments, w.bodyAttachment(c.body))
 		}
-		ext, ct := ".txt", "text/plain"
-		if c.body.html {
-			ext, ct = ".html", "text/html"
-		}
-		content := []byte(c.body.content)
-		t.attachments = append(t.attachments, Attachment{
-			Name: w.defaultName(ext), ContentType: ct, Size: int64(len(content)),
-			Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(content)), nil },
-		})
 	}
 	return t
+}
+
+// bodyAttachment carries a body that has no place in the message.
+func (w *walker) bodyAttachment(body *textBody) Attachment {
+	ext, ct := ".txt", "text/plain; charset=utf-8"
+	if body.html {
+		ext, ct = ".html", "text/html; charset=utf-8"
+	}
+	content := []byte(body.content)
+	return Attachment{
+		Name: w.defaultName(ext), ContentType: ct, Size: int64(len(content)),
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(content)), nil },
+	}
 }
 
 // leaf describes a part that is not walked into: a body text, or an
