@@ -197,3 +197,28 @@ func TestSplitBodyJoined(t *testing.T) {
 		})
 	}
 }
+
+func TestOversizedTextBodyTravelsWhole(t *testing.T) {
+	line := "0123456789abcdef\n"
+	text := strings.Repeat(line, maxBodyBytes/len(line)+1000)
+	raw := "To: a@contoso.com\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n" + text
+	res := convertString(t, raw, testEnvelope)
+	if len(res.Attachments) != 1 {
+		t.Fatalf("%d attachments, want the text as one", len(res.Attachments))
+	}
+	a := res.Attachments[0]
+	r, err := a.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	n, err := io.Copy(io.Discard, r)
+	// convertString turned each LF into CRLF.
+	want := int64(len(text) + len(text)/len(line))
+	if err != nil || n != want || a.Size != want {
+		t.Errorf("Size %d, read %d (%v), want %d", a.Size, n, err, want)
+	}
+	if a.Name != "attachment-1.txt" || a.ContentType != "text/plain; charset=iso-8859-1" {
+		t.Errorf("attachment %q %q", a.Name, a.ContentType)
+	}
+}

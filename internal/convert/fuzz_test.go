@@ -26,8 +26,16 @@ func FuzzConvert(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := json.Marshal(res.Message); err != nil {
-			t.Fatalf("message does not marshal: %v", err)
+		req, err := res.SendMailRequest(false)
+		if err != nil {
+			t.Fatalf("attachments do not load: %v", err)
+		}
+		data, err := json.Marshal(req)
+		if err != nil {
+			t.Fatalf("request does not marshal: %v", err)
+		}
+		if n := res.EstimatedRequestSize(); n != int64(len(data)) {
+			t.Fatalf("EstimatedRequestSize %d, request is %d bytes", n, len(data))
 		}
 		for _, a := range res.Attachments {
 			r, err := a.Open()

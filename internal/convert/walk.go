@@ -122,7 +122,7 @@ func chooseAlternative(children []tree) tree {
 	}
 	for i, c := range children {
 		for _, a := range c.attachments {
-			if i != best && a.ContentType == "text/calendar" {
+			if i != best && strings.HasPrefix(a.ContentType, "text/calendar") {
 				t.attachments = append(t.attachments, a)
 			}
 		}
@@ -186,18 +186,26 @@ func (w *walker) leaf(p *part, inRelated bool) (tree, error) {
 	disposition, dparams := parseParams(p.header.Get("Content-Disposition"))
 	filename := decodeWord(headerUTF8(firstNonEmpty(dparams["filename"], p.params["name"])))
 	isText := p.mediaType == "text/plain" || p.mediaType == "text/html"
+	var size int64
+	var subject string
 	if isText && disposition != "attachment" && filename == "" && !inRelated {
-		body, ok, err := readText(p)
-		if err != nil || ok {
+		body, n, err := readText(p)
+		if err != nil || body != nil {
 			return tree{body: body}, err
 		}
-		// Too large for a body: fall through to an attachment.
-	}
-	size, subject, err := measure(p)
-	if err != nil {
-		return tree{}, err
+		// Too large for a body: it travels as an attachment.
+		size = n
+	} else {
+		var err error
+		if size, subject, err = measure(p); err != nil {
+			return tree{}, err
+		}
 	}
 	a := Attachment{Name: filename, ContentType: p.mediaType, Size: size, Open: w.opener(p.path)}
+	if cs := p.params["charset"]; strings.HasPrefix(p.mediaType, "text/") && cs != "" && isToken(cs) {
+		// The bytes stay in their charset: say which it is.
+		a.ContentType += "; charset=" + cs
+	}
 	switch {
 	case a.Name != "":
 	case p.mediaType == "message/rfc822":
@@ -217,18 +225,19 @@ func (w *walker) leaf(p *part, inRelated bool) (tree, error) {
 	return tree{attachments: []Attachment{a}}, nil
 }
 
-// readText decodes a body part to UTF-8; ok is false when the part is too
-// large to be a body.
-func readText(p *part) (*textBody, bool, error) {
+// readText decodes a body part to UTF-8. A part too large to be a body
+// gives no body but its decoded size, read to the end.
+func readText(p *part) (*textBody, int64, error) {
 	r := transferDecoder(p.header.Get("Content-Transfer-Encoding"), p.body)
 	raw, err := io.ReadAll(io.LimitReader(r, maxBodyBytes+1))
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
-	if len(raw) > maxBodyBytes {
-		return nil, false, nil
+	if len(raw) <= maxBodyBytes {
+		return &textBody{html: p.mediaType == "text/html", content: toUTF8(raw, p.params["charset"])}, 0, nil
 	}
-	return &textBody{html: p.mediaType == "text/html", content: toUTF8(raw, p.params["charset"])}, true, nil
+	rest, err := io.Copy(io.Discard, r)
+	return nil, int64(len(raw)) + rest, err
 }
 
 // toUTF8 decodes text in charset. An unknown or wrong charset keeps the
