@@ -220,6 +220,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, l := range s.listeners {
 		if l.raw != nil {
 			l.raw.Close()
+			// go-smtp's Close only closes listeners its Serve has already
+			// registered; a Serve goroutine not yet started would then
+			// wait on the handoff forever.
+			l.handoff.Close()
 		}
 		l.smtp.Close()
 	}

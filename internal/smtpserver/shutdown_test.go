@@ -108,3 +108,21 @@ func TestShutdownDeadline(t *testing.T) {
 		t.Error("connection left open after the shutdown deadline")
 	}
 }
+
+// TestShutdownRightAfterStart stops a server whose serving goroutines may
+// not have started yet, as a SIGTERM during start-up does.
+func TestShutdownRightAfterStart(t *testing.T) {
+	for range 30 {
+		ts := startServer(t, testConfig(t))
+		done := make(chan error, 1)
+		go func() { done <- ts.Shutdown(context.Background()) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Shutdown right after Start did not return")
+		}
+	}
+}
