@@ -71,6 +71,14 @@ const (
 	CloudChina    = "china"
 )
 
+// GraphRoots maps each cloud to its Microsoft Graph root URL.
+var GraphRoots = map[string]string{
+	CloudGlobal:   "https://graph.microsoft.com",
+	CloudUSGov:    "https://graph.microsoft.us",
+	CloudUSGovDoD: "https://dod-graph.microsoft.us",
+	CloudChina:    "https://microsoftgraph.chinacloudapi.cn",
+}
+
 // Graph is the [graph] section: the Entra ID app and the Graph endpoint.
 type Graph struct {
 	TenantID                string   `toml:"tenant_id"`
@@ -80,7 +88,8 @@ type Graph struct {
 	CertificatePasswordFile string   `toml:"certificate_password_file"`
 	Cloud                   string   `toml:"cloud"`          // default global
 	AuthorityHost           string   `toml:"authority_host"` // https URL; overrides the cloud's login host
-	Endpoint                string   `toml:"endpoint"`       // https URL; overrides the cloud's Graph root
+	Endpoint                string   `toml:"endpoint"`       // https URL; overrides where Graph requests go
+	Scope                   string   `toml:"scope"`          // of the token; default the cloud's Graph, whatever the endpoint
 	SaveToSentItems         *bool    `toml:"save_to_sent_items"`
 	Timeout                 Duration `toml:"timeout"` // per Graph request, default 2m
 	// ManagedIdentity uses the Azure managed identity (or workload identity
@@ -105,6 +114,8 @@ type Queue struct {
 	MinBackoff         Duration `toml:"min_backoff"`         // default 1m
 	MaxBackoff         Duration `toml:"max_backoff"`         // default 1h
 	Bounce             *bool    `toml:"bounce"`              // default true
+	MinProbeInterval   Duration `toml:"min_probe_interval"`  // while the credential is refused: first probe after, default 30s
+	MaxProbeInterval   Duration `toml:"max_probe_interval"`  // probe intervals double up to this, default 5m
 }
 
 // BounceEnabled reports the effective bounce setting (default true).

@@ -85,6 +85,8 @@ const (
 	defaultMaxAge          = Duration(48 * 3600e9)
 	defaultMinBackoff      = Duration(60e9)
 	defaultMaxBackoff      = Duration(3600e9)
+	defaultMinProbe        = Duration(30e9)
+	defaultMaxProbe        = Duration(300e9)
 )
 
 func (c *Config) applyDefaults() {
@@ -108,6 +110,9 @@ func (c *Config) applyDefaults() {
 	if g := c.Graph; g != nil {
 		setDefault(&g.Cloud, CloudGlobal)
 		setDefault(&g.Timeout, defaultGraphTimeout)
+		if root, ok := GraphRoots[g.Cloud]; ok {
+			setDefault(&g.Scope, root+"/.default")
+		}
 	}
 	q := &c.Queue
 	setDefault(&q.Dir, defaultQueueDir)
@@ -116,6 +121,8 @@ func (c *Config) applyDefaults() {
 	setDefault(&q.MaxAge, defaultMaxAge)
 	setDefault(&q.MinBackoff, defaultMinBackoff)
 	setDefault(&q.MaxBackoff, defaultMaxBackoff)
+	setDefault(&q.MinProbeInterval, defaultMinProbe)
+	setDefault(&q.MaxProbeInterval, defaultMaxProbe)
 	for i := range c.Users {
 		defaultSenders(&c.Users[i].AllowedSenders, c.Users[i].Mailbox)
 	}

@@ -194,6 +194,9 @@ func (v *validator) checkGraph(g *Graph) {
 	}
 	v.httpsURL("graph.authority_host", g.AuthorityHost)
 	v.httpsURL("graph.endpoint", g.Endpoint)
+	if u, err := url.Parse(g.Scope); g.Scope != "" && (err != nil || u.Scheme != "https" || !strings.HasSuffix(u.Path, "/.default")) {
+		v.add("graph.scope", "must be a resource's https URL ending in /.default, such as https://graph.microsoft.com/.default, not %q", g.Scope)
+	}
 }
 
 func (v *validator) httpsURL(key, s string) {
@@ -215,6 +218,9 @@ func (v *validator) checkQueue(q *Queue) {
 	}
 	if q.MinBackoff > q.MaxBackoff {
 		v.add("queue.min_backoff", "is longer than max_backoff (%s)", q.MaxBackoff)
+	}
+	if q.MinProbeInterval > q.MaxProbeInterval {
+		v.add("queue.min_probe_interval", "is longer than max_probe_interval (%s)", q.MaxProbeInterval)
 	}
 }
 
