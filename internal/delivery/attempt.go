@@ -1,11 +1,11 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/queue"
@@ -18,6 +18,14 @@ type result struct {
 	finished bool      // delivered, failed or gone: forget the message
 	next     time.Time // otherwise, when to try again
 	hold     time.Time // no new send for this mailbox before this time
+	// refused is set when Entra ID or Graph refused the credential: the
+	// message waits, unattempted, for the hold of refused.Scope to end.
+	refused *upstream.Error
+	// accepted: Graph took the credential (it delivered the message or
+	// judged its content), which ends any hold of the message's mailbox.
+	accepted bool
+	// inconclusive: the attempt said nothing about the credential.
+	inconclusive bool
 }
 
 // verdict is what a send's outcome means for the message.
@@ -27,6 +35,7 @@ const (
 	delivered   verdict = iota
 	temporary           // try again later
 	permanent           // will never succeed: dead letter
+	refused             // the credential was refused: hold, without spending an attempt
 	interrupted         // the engine is stopping: not the message's fault
 	gone                // the message left the spool (an admin deleted it)
 )
@@ -42,7 +51,9 @@ func classify(ctx context.Context, err error) (verdict, *upstream.Error) {
 		return interrupted, ue
 	case errors.Is(err, queue.ErrNotFound):
 		return gone, ue
-	case ue != nil && !ue.Temporary:
+	case ue != nil && ue.Kind == upstream.KindCredential:
+		return refused, ue
+	case ue != nil && ue.Kind == upstream.KindMessage:
 		return permanent, ue
 	default:
 		// Temporary by Graph's answer, or an error of unknown cause (a full
@@ -53,23 +64,31 @@ func classify(ctx context.Context, err error) (verdict, *upstream.Error) {
 
 // attempt makes one delivery attempt of message id and does the spool
 // bookkeeping for its outcome.
-func (e *Engine) attempt(ctx context.Context, id string) result {
+// A probe is an attempt made while the credential is refused, to see
+// whether an admin fixed it: the credential files are read again first.
+func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
+	r := e.try(ctx, id, probe)
+	r.id = id
+	return r
+}
+
+func (e *Engine) try(ctx context.Context, id string, probe bool) result {
 	entry, err := e.spool.Get(id)
 	if errors.Is(err, queue.ErrNotFound) {
-		return result{id: id, finished: true}
+		return result{finished: true, inconclusive: true}
 	}
 	if errors.Is(err, queue.ErrCorrupt) {
 		e.fail(nil, id, failure{reason: err.Error()})
-		return result{id: id, finished: true}
+		return result{finished: true, inconclusive: true}
 	}
 	if err != nil {
 		e.log.Error("cannot load message", "id", id, "error", err)
-		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
+		return result{next: e.clock.Now().Add(e.backoff(1)), inconclusive: true}
 	}
 	env := entry.Envelope
 	msg, err := e.convert(entry.Raw(), env)
 	if errors.Is(err, queue.ErrNotFound) {
-		return result{id: id, finished: true}
+		return result{finished: true, inconclusive: true}
 	}
 	if err != nil {
 		e.fail(entry, id, failure{
@@ -77,7 +96,7 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 			plain:  "The gateway could not read the message.",
 			status: "5.6.0",
 		})
-		return result{id: id, finished: true}
+		return result{finished: true, inconclusive: true}
 	}
 	if len(msg.DroppedHeaders) > 0 {
 		e.log.Warn("X- headers dropped: Graph accepts at most five", "id", id, "headers", msg.DroppedHeaders)
@@ -94,13 +113,16 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 	st.NextAttempt = now.Add(e.backoff(st.Attempts))
 	if err := e.spool.SaveState(id, st); err != nil {
 		if errors.Is(err, queue.ErrNotFound) {
-			return result{id: id, finished: true}
+			return result{finished: true, inconclusive: true}
 		}
 		e.log.Error("cannot record attempt; not sending", "id", id, "error", err)
-		return result{id: id, next: st.NextAttempt}
+		return result{next: st.NextAttempt, inconclusive: true}
 	}
 	entry.State = st
 
+	if probe {
+		e.reloadCredential()
+	}
 	start := time.Now()
 	e.metrics.inFlight.Inc()
 	receipt, err := e.target.Send(ctx, env, msg)
@@ -110,6 +132,9 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 	now = e.clock.Now()
 
 	v, ue := classify(ctx, err)
+	if ue != nil {
+		st.LastErrorCode, st.RequestID, st.ClientRequestID = cmp.Or(ue.AADSTS, ue.Code), ue.RequestID, ue.ClientRequestID
+	}
 	switch v {
 	case delivered:
 		e.metrics.delivered.Inc()
@@ -120,10 +145,10 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 		}
 		e.log.Info("delivered", "id", id, "mailbox", env.Mailbox, "status", receipt.Status,
 			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration", took.Round(time.Millisecond))
-		return result{id: id, finished: true}
+		return result{finished: true, accepted: true}
 
 	case gone:
-		return result{id: id, finished: true}
+		return result{finished: true, inconclusive: true}
 
 	case interrupted:
 		// Not an attempt: undo its count and make it due at once.
@@ -132,29 +157,43 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 			e.log.Error("cannot record interrupted attempt", "id", id, "error", err)
 		}
 		e.log.Info("attempt interrupted by shutdown", "id", id, "mailbox", env.Mailbox)
-		return result{id: id, next: now}
+		return result{next: now, inconclusive: true}
 
 	case permanent:
-		plain, status := explain(ue, env.Mailbox)
-		e.fail(entry, id, failure{reason: err.Error(), plain: plain, status: status})
-		return result{id: id, finished: true}
+		// Keep Graph's IDs with the dead letter for support cases.
+		if err := e.spool.SaveState(id, st); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			e.log.Error("cannot record failure", "id", id, "error", err)
+		}
+		e.fail(entry, id, failure{reason: err.Error(), plain: explain(ue), status: ue.BounceStatus, cause: ue})
+		// Graph judged the message, so it took the credential; a failure
+		// before any answer says nothing about it.
+		return result{finished: true, accepted: ue.Status != 0, inconclusive: ue.Status == 0}
+	}
+
+	if !now.Before(ageStart(entry).Add(e.maxAge)) {
+		e.giveUp(entry, st.Attempts, err)
+		if v == refused {
+			return result{finished: true, refused: ue}
+		}
+		return result{finished: true, inconclusive: true}
+	}
+	if v == refused {
+		// The credential, not the message, failed: the attempt does not
+		// count, and the message is due as soon as the hold ends.
+		st.Attempts, st.NextAttempt = before.Attempts, now
+		st.LastError = err.Error()
+		if err := e.spool.SaveState(id, st); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			e.log.Error("cannot record refusal", "id", id, "error", err)
+		}
+		e.log.Warn("held: the credential was refused", "id", id, "mailbox", env.Mailbox, "error", err)
+		return result{next: now, refused: ue}
 	}
 
 	// temporary
-	if deadline := ageStart(entry).Add(e.maxAge); !now.Before(deadline) {
-		e.fail(entry, id, failure{
-			reason: fmt.Sprintf("gave up after %s and %d attempts: %v", e.maxAge, st.Attempts, err),
-			plain:  fmt.Sprintf("The gateway tried for %s and could not send the message.", e.maxAge),
-			status: "5.4.7", // delivery time expired
-		})
-		return result{id: id, finished: true}
-	}
-	r := result{id: id}
+	r := result{inconclusive: true}
 	if ue != nil && ue.RetryAfter > 0 {
 		r.next = now.Add(ue.RetryAfter)
-		if ue.Status == http.StatusTooManyRequests {
-			// Graph throttles per app and mailbox: the mailbox's other
-			// messages would only be throttled too.
+		if ue.Scope == upstream.ScopeMailbox {
 			r.hold = r.next
 		}
 	} else {
@@ -164,7 +203,7 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 	st.LastError = err.Error()
 	if err := e.spool.SaveState(id, st); err != nil {
 		if errors.Is(err, queue.ErrNotFound) {
-			return result{id: id, finished: true}
+			return result{finished: true, inconclusive: true}
 		}
 		e.log.Error("cannot record deferral", "id", id, "error", err)
 	}
@@ -172,6 +211,27 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 	e.log.Warn("deferred", "id", id, "mailbox", env.Mailbox, "attempts", st.Attempts,
 		"next_attempt", r.next, "error", err)
 	return r
+}
+
+// giveUp fails a message whose maximum age passed while it waited.
+func (e *Engine) giveUp(entry *queue.Entry, attempts int, cause error) {
+	e.fail(entry, entry.Envelope.ID, failure{
+		reason: fmt.Sprintf("gave up after %s and %d attempts: %v", e.maxAge, attempts, cause),
+		plain:  fmt.Sprintf("The gateway tried for %s and could not send the message.", e.maxAge),
+		status: "5.4.7", // delivery time expired
+	})
+}
+
+// reloadCredential has the target re-read its credential files before a
+// probe, so that fixing the file is all an admin has to do.
+func (e *Engine) reloadCredential() {
+	r, ok := e.target.(upstream.CredentialReloader)
+	if !ok {
+		return
+	}
+	if err := r.ReloadCredential(); err != nil {
+		e.log.Error("cannot read the credential files again; probing with the credential in use", "error", err)
+	}
 }
 
 // ageStart is when the maximum age of a message starts counting: its
@@ -197,9 +257,10 @@ func (e *Engine) backoff(attempts int) time.Duration {
 
 // failure describes why a message became a dead letter.
 type failure struct {
-	reason string // technical: for the log, the dead letter and the bounce
-	plain  string // for the sender, in the bounce
-	status string // RFC 3463 status code for the bounce; default 5.0.0
+	reason string          // technical: for the log, the dead letter and the bounce
+	plain  string          // for the sender, in the bounce
+	status string          // RFC 3463 status code for the bounce; default 5.0.0
+	cause  *upstream.Error // Graph's refusal, if that is the reason
 }
 
 // fail moves a message to the dead letters and bounces it if it should.
@@ -216,8 +277,11 @@ func (e *Engine) fail(entry *queue.Entry, id string, f failure) {
 		e.log.Error("delivery failed", "id", id, "reason", f.reason)
 		return
 	}
-	e.log.Error("delivery failed", "id", id, "mailbox", entry.Envelope.Mailbox,
-		"attempts", entry.State.Attempts, "reason", f.reason)
+	attrs := []any{"id", id, "mailbox", entry.Envelope.Mailbox, "attempts", entry.State.Attempts, "reason", f.reason}
+	if f.cause != nil {
+		attrs = append(attrs, "error", f.cause)
+	}
+	e.log.Error("delivery failed", attrs...)
 	if e.bounce {
 		e.sendBounce(entry.Envelope, f)
 	}

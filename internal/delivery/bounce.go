@@ -7,7 +7,6 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
-	"net/http"
 	"net/textproto"
 	"strings"
 	"time"
@@ -16,23 +15,12 @@ import (
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
-// explain turns a permanent Graph failure into words for the sender and an
-// RFC 3463 status code.
-func explain(ue *upstream.Error, mailbox string) (plain, status string) {
-	switch {
-	case ue.Status == http.StatusForbidden && strings.EqualFold(ue.Code, "ErrorSendAsDenied"):
-		return fmt.Sprintf("The mailbox %s is not allowed to send with the From address of your message.", mailbox), "5.7.1"
-	case ue.Status == http.StatusForbidden:
-		return fmt.Sprintf("The gateway is not allowed to send as the mailbox %s.", mailbox), "5.7.1"
-	case ue.Status == http.StatusNotFound:
-		return fmt.Sprintf("The mailbox %s was not found in Microsoft 365.", mailbox), "5.1.0"
-	case ue.Status == http.StatusRequestEntityTooLarge:
-		return "The message is too large for Microsoft 365.", "5.3.4"
-	case ue.Status == http.StatusBadRequest:
-		return "Microsoft 365 refused the message as malformed.", "5.6.0"
-	default:
-		return "Microsoft 365 refused the message.", "5.0.0"
+// explain gives the sender the words upstream found for a refusal.
+func explain(ue *upstream.Error) string {
+	if ue.Explanation != "" {
+		return ue.Explanation
 	}
+	return "Microsoft 365 refused the message."
 }
 
 // sendBounce queues a non-delivery report for a failed message: from its

@@ -27,7 +27,8 @@ func TestReport(t *testing.T) {
 	}
 	rawHeader := "From: mfp@contoso.com\r\nSubject: Scan 42\r\nMessage-ID: <42@mfp>\r\n\r\n"
 	header := textproto.MIMEHeader{"Subject": {"Scan 42"}, "Message-Id": {"<42@mfp>"}}
-	plain, status := explain(graphErr(403, "ErrorSendAsDenied", 0), mailbox)
+	refusal := graphErr(403, "ErrorSendAsDenied", 0)
+	plain, status := explain(refusal), refusal.BounceStatus
 	var buf bytes.Buffer
 	err = e.writeReport(&buf, "bounce1", env, header, []byte(rawHeader), failure{
 		reason: "graph permanent failure: HTTP 403 ErrorSendAsDenied", plain: plain, status: status,
@@ -73,7 +74,7 @@ func TestReport(t *testing.T) {
 	if strings.Join(types, ",") != "text/plain; charset=utf-8,message/delivery-status,text/rfc822-headers" {
 		t.Fatalf("parts = %v", types)
 	}
-	for _, want := range []string{"a@example.net", "b@example.net", "not allowed to send with the From address", "ErrorSendAsDenied"} {
+	for _, want := range []string{"a@example.net", "b@example.net", "may not send with the From address", "ErrorSendAsDenied"} {
 		if !strings.Contains(bodies[0], want) {
 			t.Errorf("human part lacks %q:\n%s", want, bodies[0])
 		}

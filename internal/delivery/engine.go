@@ -1,7 +1,7 @@
 // Package delivery sends spooled messages through an upstream Target: per
 // mailbox lanes that respect Graph's concurrency limit, a global worker
-// limit, retries with Retry-After or jittered backoff, dead letters and
-// bounces.
+// limit, retries with Retry-After or jittered backoff, holds with probes
+// while the credential is refused, dead letters and bounces.
 //
 // One goroutine (the scheduler loop in Run) owns every scheduling
 // structure; each attempt runs in its own goroutine and reports back.
@@ -34,6 +34,8 @@ const (
 	defaultMaxAge             = 48 * time.Hour
 	defaultMinBackoff         = time.Minute
 	defaultMaxBackoff         = time.Hour
+	defaultMinProbe           = 30 * time.Second
+	defaultMaxProbe           = 5 * time.Minute
 )
 
 // How often the engine looks for changes admins made to the spool: a full
@@ -75,6 +77,8 @@ type Engine struct {
 	maxAge     time.Duration
 	minBackoff time.Duration
 	maxBackoff time.Duration
+	minProbe   time.Duration
+	maxProbe   time.Duration
 
 	// Messages committed since the loop last looked, and its wake-up call.
 	mu        sync.Mutex
@@ -87,6 +91,7 @@ type Engine struct {
 	stopOnce sync.Once
 	done     chan struct{} // closed when Run returns
 	results  chan result
+	statusQs chan chan Status // Status asks the loop
 
 	// Owned by the loop in Run.
 	items    map[string]*item
@@ -95,6 +100,7 @@ type Engine struct {
 	cursor   int     // index in order of the lane served next
 	waiting  itemHeap
 	inFlight int
+	outage   *hold // the target refuses the credential: only probes are sent
 }
 
 // item is one queued message as the scheduler sees it. It is in exactly
@@ -105,6 +111,9 @@ type item struct {
 	lane     *lane
 	next     time.Time
 	inFlight bool
+	probeOf  *hold     // the hold this attempt in flight probes for
+	received time.Time // by the gateway
+	expires  time.Time // when its maximum age passes
 }
 
 // lane holds the messages of one mailbox.
@@ -114,6 +123,7 @@ type lane struct {
 	items     int // every item of the mailbox, wherever it is
 	inFlight  int
 	holdUntil time.Time // Graph throttled the mailbox: no new send before
+	held      *hold     // Graph refuses the gateway this mailbox
 }
 
 // New returns an engine for cfg and subscribes it to the spool's commits.
@@ -133,10 +143,13 @@ func New(cfg Config) *Engine {
 		maxAge:     q.MaxAge.D(),
 		minBackoff: q.MinBackoff.D(),
 		maxBackoff: q.MaxBackoff.D(),
+		minProbe:   q.MinProbeInterval.D(),
+		maxProbe:   q.MaxProbeInterval.D(),
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		results:    make(chan result),
+		statusQs:   make(chan chan Status),
 		items:      map[string]*item{},
 		lanes:      map[string]*lane{},
 		waiting:    itemHeap{less: nextFirst},
@@ -168,6 +181,13 @@ func New(cfg Config) *Engine {
 	if e.maxBackoff < e.minBackoff {
 		e.maxBackoff = max(defaultMaxBackoff, e.minBackoff)
 	}
+	if e.minProbe <= 0 {
+		e.minProbe = defaultMinProbe
+	}
+	if e.maxProbe < e.minProbe {
+		e.maxProbe = max(defaultMaxProbe, e.minProbe)
+	}
+	e.metrics.register(cfg.Metrics, e.Status)
 	cfg.Spool.OnCommit(e.notify)
 	return e
 }
@@ -240,6 +260,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.finish(r, e.clock.Now())
 		case <-e.wake:
 			e.takeCommitted()
+		case reply := <-e.statusQs:
+			reply <- e.status(e.clock.Now())
 		case <-timer:
 			timerAt = time.Time{}
 		case <-stop:
@@ -282,7 +304,6 @@ func (e *Engine) takeCommitted() {
 	for _, id := range ids {
 		e.add(id, now)
 	}
-	e.metrics.queued.Set(float64(len(e.items)))
 }
 
 // add loads a message the scheduler does not know yet and schedules it.
@@ -311,7 +332,8 @@ func (e *Engine) add(id string, now time.Time) {
 		e.lanes[key] = l
 		e.order = append(e.order, l)
 	}
-	it := &item{id: id, lane: l, next: entry.State.NextAttempt}
+	it := &item{id: id, lane: l, next: entry.State.NextAttempt,
+		received: entry.Envelope.Received, expires: ageStart(entry).Add(e.maxAge)}
 	l.items++
 	e.items[id] = it
 	e.schedule(it, now)
@@ -336,19 +358,45 @@ func (e *Engine) promote(now time.Time) {
 
 // dispatch starts attempts while workers are free, taking one message at a
 // time from each lane in turn, so that a busy mailbox never starves
-// another.
+// another. Held lanes, and every lane in an outage, only get their probes.
 func (e *Engine) dispatch(ctx context.Context, now time.Time) {
+	if e.outage != nil {
+		if l := e.oldestLane(now); l != nil && e.mayProbe(e.outage, now) {
+			e.start(ctx, l, e.outage)
+		}
+		return
+	}
 	for e.inFlight < e.workers {
 		l := e.nextLane(now)
 		if l == nil {
-			return
+			break
 		}
-		it := l.ready.pop()
-		it.inFlight = true
-		l.inFlight++
-		e.inFlight++
-		go func() { e.results <- e.attempt(ctx, it.id) }()
+		e.start(ctx, l, nil)
 	}
+	for _, l := range e.order {
+		if l.held != nil && e.sendable(l, now) && e.mayProbe(l.held, now) {
+			e.start(ctx, l, l.held)
+		}
+	}
+}
+
+// start sends the oldest ready message of lane l; probe is the hold it
+// probes for, if any.
+func (e *Engine) start(ctx context.Context, l *lane, probe *hold) {
+	it := l.ready.pop()
+	it.inFlight = true
+	it.probeOf = probe
+	if probe != nil {
+		probe.probing = true
+	}
+	l.inFlight++
+	e.inFlight++
+	go func() { e.results <- e.attempt(ctx, it.id, probe != nil) }()
+}
+
+// sendable reports whether lane l has a message ready and room to send it.
+func (e *Engine) sendable(l *lane, now time.Time) bool {
+	return l.ready.Len() > 0 && l.inFlight < e.perMailbox && !now.Before(l.holdUntil)
 }
 
 // nextLane returns the next lane in round-robin order that may start a
@@ -357,20 +405,46 @@ func (e *Engine) nextLane(now time.Time) *lane {
 	for range len(e.order) {
 		l := e.order[e.cursor]
 		e.cursor = (e.cursor + 1) % len(e.order)
-		if l.ready.Len() > 0 && l.inFlight < e.perMailbox && !now.Before(l.holdUntil) {
+		if l.held == nil && e.sendable(l, now) {
 			return l
 		}
 	}
 	return nil
 }
 
+// oldestLane returns the sendable lane whose next message is the oldest,
+// or nil.
+func (e *Engine) oldestLane(now time.Time) *lane {
+	var oldest *lane
+	for _, l := range e.order {
+		if e.sendable(l, now) && (oldest == nil || oldestFirst(l.ready.peek(), oldest.ready.peek())) {
+			oldest = l
+		}
+	}
+	return oldest
+}
+
 // finish applies the outcome of an attempt.
 func (e *Engine) finish(r result, now time.Time) {
 	it := e.items[r.id]
 	l := it.lane
-	it.inFlight = false
+	probe := it.probeOf
+	it.inFlight, it.probeOf = false, nil
 	l.inFlight--
 	e.inFlight--
+	if probe != nil {
+		probe.probing = false
+	}
+	switch {
+	case r.refused != nil:
+		e.refuse(l, r.refused, probe, now)
+	case !r.inconclusive:
+		e.accepted(l, now)
+	case probe != nil:
+		// The probe told nothing (Graph did not answer, say): another
+		// one after the same interval.
+		probe.nextProbe = now.Add(probe.interval)
+	}
 	if r.hold.After(l.holdUntil) {
 		l.holdUntil = r.hold
 	}
@@ -380,7 +454,6 @@ func (e *Engine) finish(r result, now time.Time) {
 		it.next = r.next
 		e.schedule(it, now)
 	}
-	e.metrics.queued.Set(float64(len(e.items)))
 }
 
 func (e *Engine) forget(it *item) {
@@ -389,16 +462,30 @@ func (e *Engine) forget(it *item) {
 }
 
 // nextWake returns when the loop must next look at the schedule: the
-// earliest next attempt, the end of a hold on a lane with work, or the
-// next periodic check.
+// earliest next attempt, the end of a throttle or the next probe on a lane
+// with work, or the next periodic check.
 func (e *Engine) nextWake(now, periodic time.Time) time.Time {
 	wake := periodic
 	if e.waiting.Len() > 0 {
 		wake = minTime(wake, e.waiting.peek().next)
 	}
+	probeAt := func(h *hold) {
+		if !h.probing && h.nextProbe.After(now) {
+			wake = minTime(wake, h.nextProbe)
+		}
+	}
 	for _, l := range e.order {
-		if l.ready.Len() > 0 && l.holdUntil.After(now) {
+		if l.ready.Len() == 0 {
+			continue
+		}
+		if l.holdUntil.After(now) {
 			wake = minTime(wake, l.holdUntil)
+		}
+		switch {
+		case e.outage != nil:
+			probeAt(e.outage)
+		case l.held != nil:
+			probeAt(l.held)
 		}
 	}
 	return wake
@@ -431,15 +518,20 @@ func (e *Engine) rescan(now time.Time) error {
 		}
 		if st, err := e.spool.State(id); err == nil && !it.inFlight {
 			it.next = st.NextAttempt
+			if st.Requeued.After(it.received) {
+				it.expires = st.Requeued.Add(e.maxAge)
+			}
 		}
 	}
+	e.expireHeld(now)
 
 	// Rebuild the heaps from the items and drop idle lanes.
 	e.waiting.items = e.waiting.items[:0]
 	order := e.order[:0]
 	for _, l := range e.order {
 		l.ready.items = l.ready.items[:0]
-		if l.items > 0 || l.holdUntil.After(now) {
+		// A held lane stays, empty or not, until a probe ends its hold.
+		if l.items > 0 || l.holdUntil.After(now) || l.held != nil {
 			order = append(order, l)
 		} else {
 			delete(e.lanes, l.key)
@@ -453,7 +545,6 @@ func (e *Engine) rescan(now time.Time) error {
 			e.schedule(it, now)
 		}
 	}
-	e.metrics.queued.Set(float64(len(e.items)))
 	return nil
 }
 

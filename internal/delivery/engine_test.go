@@ -24,14 +24,7 @@ const (
 
 // graphErr is a Graph failure as upstream classifies it.
 func graphErr(status int, code string, retryAfter time.Duration) *upstream.Error {
-	return &upstream.Error{
-		Status:     status,
-		Code:       code,
-		Message:    "answer from the fake",
-		RequestID:  "req-1",
-		RetryAfter: retryAfter,
-		Temporary:  status == 429 || status >= 500,
-	}
+	return upstream.GraphAnswer(status, code, retryAfter)
 }
 
 func duration(d time.Duration) config.Duration { return config.Duration(d) }
@@ -193,7 +186,6 @@ func TestPermanentFailures(t *testing.T) {
 		status int
 		code   string
 	}{
-		{403, "ErrorAccessDenied"},
 		{403, "ErrorSendAsDenied"},
 		{404, "ErrorInvalidUser"},
 		{400, "ErrorInvalidRecipients"},
@@ -248,7 +240,7 @@ func TestNoBounce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := start(t, options{queue: tt.queue})
 			h.target.answer = func(env *envelope.Envelope, attempt int) error {
-				return graphErr(403, "ErrorAccessDenied", 0)
+				return graphErr(404, "ErrorInvalidUser", 0)
 			}
 			h.submit(mailbox, tt.mailFrom, tt.header...)
 			h.waitCount("the failure", h.engine.metrics.failed, 1)

@@ -96,6 +96,21 @@ type fakeTarget struct {
 	calls    []call
 	inFlight map[string]int
 	peak     map[string]int
+	reloads  int
+}
+
+// ReloadCredential counts the engine's requests to re-read the credential.
+func (f *fakeTarget) ReloadCredential() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reloads++
+	return nil
+}
+
+func (f *fakeTarget) reloadCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reloads
 }
 
 func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, msg *convert.Result) (upstream.Receipt, error) {
@@ -117,7 +132,7 @@ func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, msg *conv
 		select {
 		case <-f.block:
 		case <-ctx.Done():
-			err = &upstream.Error{Temporary: true, Err: ctx.Err()}
+			err = &upstream.Error{Kind: upstream.KindTransient, Err: ctx.Err()}
 		}
 	}
 	if f.delay > 0 {

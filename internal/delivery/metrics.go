@@ -10,7 +10,6 @@ type metrics struct {
 	delivered    prometheus.Counter
 	deferred     prometheus.Counter
 	failed       prometheus.Counter
-	queued       prometheus.Gauge
 	inFlight     prometheus.Gauge
 	sendDuration prometheus.Histogram
 }
@@ -31,10 +30,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "smtpgw_messages_failed_total",
 			Help: "Messages moved to the dead letters.",
 		}),
-		queued: f.NewGauge(prometheus.GaugeOpts{
-			Name: "smtpgw_queue_messages",
-			Help: "Messages waiting in the spool for delivery, including those in flight.",
-		}),
 		inFlight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "smtpgw_graph_sends_in_flight",
 			Help: "Sends to Graph in progress.",
@@ -45,4 +40,54 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 12), // 50ms to about 100s
 		}),
 	}
+}
+
+// statusCollector reports the engine's Status as metrics at each scrape,
+// so that they can never disagree with /status.
+type statusCollector struct {
+	status      func() Status
+	up          *prometheus.Desc
+	heldMailbox *prometheus.Desc
+	queue       *prometheus.Desc
+	oldestAge   *prometheus.Desc
+}
+
+// register adds the metrics read from status, unless there is no registry.
+func (m *metrics) register(reg prometheus.Registerer, status func() Status) {
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(&statusCollector{
+		status: status,
+		up: prometheus.NewDesc("smtpgw_upstream_up",
+			"1 while Entra ID and Graph take the gateway's credential, 0 while they refuse it and every message waits.", nil, nil),
+		heldMailbox: prometheus.NewDesc("smtpgw_upstream_held_mailboxes",
+			"Mailboxes whose messages wait because Graph refuses the gateway them (403 ErrorAccessDenied).", nil, nil),
+		queue: prometheus.NewDesc("smtpgw_queue_messages",
+			"Messages in the spool by state: queued (waiting for a send or in one), held (waiting for a refused credential to be fixed), failed (dead letters).",
+			[]string{"state"}, nil),
+		oldestAge: prometheus.NewDesc("smtpgw_queue_oldest_message_age_seconds",
+			"Age of the oldest queued or held message; 0 when there is none.", nil, nil),
+	})
+}
+
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.heldMailbox
+	ch <- c.queue
+	ch <- c.oldestAge
+}
+
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.status()
+	up := 0.0
+	if st.Upstream.Up {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(c.heldMailbox, prometheus.GaugeValue, float64(len(st.Upstream.HeldMailboxes)))
+	ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Queue.Queued), "queued")
+	ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Queue.Held), "held")
+	ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Queue.Failed), "failed")
+	ch <- prometheus.MustNewConstMetric(c.oldestAge, prometheus.GaugeValue, st.Queue.OldestAgeSeconds)
 }

@@ -79,14 +79,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	audience := strings.TrimSuffix(graphScope(r.Form.Get("scope")), "/.default")
 	claims := map[string]any{
-		"aud": strings.TrimSuffix(graphScope(r.Form.Get("scope")), "/.default"), "iss": origin(r) + "/" + s.TenantID + "/",
+		"aud": audience, "iss": origin(r) + "/" + s.TenantID + "/",
 		"tid": s.TenantID, "appid": s.ClientID, "azp": s.ClientID, "roles": s.opts.roles,
 		"exp": time.Now().Add(tokenLifetime * time.Second).Unix(), "jti": randomHex(8),
 	}
 	access := fakeJWT(claims)
 	s.mu.Lock()
-	s.tokens[access] = true
+	s.tokens[access] = audience
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token_type": "Bearer", "expires_in": tokenLifetime, "ext_expires_in": tokenLifetime, "access_token": access,

@@ -71,10 +71,14 @@ func (s *Server) graph(route string, h func(http.ResponseWriter, *http.Request, 
 		}
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		s.mu.Lock()
-		known := ok && s.tokens[token]
+		audience, known := s.tokens[token]
 		s.mu.Unlock()
-		if !known {
+		switch {
+		case !ok || !known:
 			graphError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+			return
+		case audience != Audience:
+			graphError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Invalid audience.")
 			return
 		}
 		if r.Header.Get("Content-Encoding") != "" {

@@ -35,7 +35,7 @@ type Server struct {
 	closing chan struct{} // closed at cleanup: releases hung requests
 
 	mu        sync.Mutex
-	tokens    map[string]bool // access tokens issued
+	tokens    map[string]string // access tokens issued, with their audience
 	tokenReqs int
 	calls     map[string]int
 	failures  map[string][]Failure
@@ -67,6 +67,10 @@ type Failure struct {
 	Hang       bool   // never answer: hold the request until the client gives up
 	HTML       bool   // an HTML body, as a proxy's 413 has, instead of Graph's JSON
 }
+
+// Audience is the resource Graph accepts tokens for: whatever URL the
+// client sends requests to, the token is for Microsoft Graph.
+const Audience = "https://graph.microsoft.com"
 
 // Routes that FailNext and Calls name.
 const (
@@ -103,7 +107,7 @@ func New(t testing.TB, opts ...Option) *Server {
 		ClientSecret: "fake-secret-" + randomHex(8),
 		opts:         options{roles: []string{"Mail.Send", "Mail.ReadWrite"}},
 		closing:      make(chan struct{}),
-		tokens:       map[string]bool{},
+		tokens:       map[string]string{},
 		calls:        map[string]int{},
 		failures:     map[string][]Failure{},
 		inFlight:     map[string]int{},
@@ -151,25 +155,39 @@ func (s *Server) WriteCAFile(dir string) string {
 	return path
 }
 
-// GraphConfig is a [graph] section pointing at the fake, with the client
-// secret in a file under t.TempDir().
+// GraphConfig is a [graph] section pointing at the fake, loaded through
+// the configuration loader, with the client secret in a file under
+// t.TempDir() and a 30 s request timeout.
 func (s *Server) GraphConfig(t testing.TB) *config.Graph {
-	path := filepath.Join(t.TempDir(), "client-secret")
-	if err := os.WriteFile(path, []byte(s.ClientSecret+"\n"), 0o600); err != nil {
+	t.Helper()
+	toml := s.GraphTOML(t) + "timeout = \"30s\"\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[network]]\ncidrs = [\"127.0.0.1\"]\nmailbox = \"scanner@contoso.com\"\n"
+	cfg, err := config.Parse([]byte(toml), "graphtest.toml")
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &config.Graph{
-		TenantID: s.TenantID, ClientID: s.ClientID, ClientSecretFile: path,
-		Cloud: config.CloudGlobal, AuthorityHost: s.URL + "/", Endpoint: s.URL,
-		Timeout: config.Duration(30 * time.Second),
-	}
+	return cfg.Graph
 }
 
-// GraphTOML is GraphConfig as a TOML section for a configuration file.
+// GraphTOML is a [graph] section pointing at the fake, for a configuration
+// file, with the client secret in a file under t.TempDir().
 func (s *Server) GraphTOML(t testing.TB) string {
-	g := s.GraphConfig(t)
+	return s.GraphTOMLWithSecretFile(s.WriteSecretFile(t.TempDir()))
+}
+
+// WriteSecretFile writes the client secret into dir and returns its path;
+// a test may overwrite it with a wrong one and back.
+func (s *Server) WriteSecretFile(dir string) string {
+	path := filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(path, []byte(s.ClientSecret+"\n"), 0o600); err != nil {
+		panic(err)
+	}
+	return path
+}
+
+// GraphTOMLWithSecretFile is GraphTOML with the client secret read from path.
+func (s *Server) GraphTOMLWithSecretFile(path string) string {
 	return fmt.Sprintf("[graph]\ntenant_id = %q\nclient_id = %q\nclient_secret_file = %q\nauthority_host = %q\nendpoint = %q\n",
-		g.TenantID, g.ClientID, g.ClientSecretFile, g.AuthorityHost, g.Endpoint)
+		s.TenantID, s.ClientID, path, s.URL+"/", s.URL)
 }
 
 // FailNext makes the next n requests on route answer f, after any

@@ -25,6 +25,10 @@ type State struct {
 	// before each try, so a crash during one does not cause a tight loop.
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
+	// What Graph or Entra ID said of the last failure, for support cases.
+	LastErrorCode   string `json:"last_error_code,omitempty"` // ErrorSendAsDenied, AADSTS7000215, …
+	RequestID       string `json:"request_id,omitempty"`
+	ClientRequestID string `json:"client_request_id,omitempty"`
 	// Requeued is when an admin moved the message back from failed/; the
 	// maximum age counts from then rather than from reception.
 	Requeued time.Time `json:"requeued,omitzero"`
@@ -65,6 +69,9 @@ func (s sectionFile) Close() error { return s.f.Close() }
 // Queued returns the IDs of every message in the queue (not the dead
 // letters), oldest first.
 func (s *Spool) Queued() ([]string, error) { return s.ids(queueDir) }
+
+// Failed returns the IDs of the dead letters, oldest first.
+func (s *Spool) Failed() ([]string, error) { return s.ids(failedDir) }
 
 func (s *Spool) ids(folder string) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(s.dir, folder))

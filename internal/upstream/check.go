@@ -20,9 +20,12 @@ type TokenInfo struct {
 // Check acquires a token for Graph and reads its claims, so that an admin
 // sees at once whether the tenant, app and permissions are right.
 func (g *Graph) Check(ctx context.Context) (TokenInfo, error) {
-	tok, err := g.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{g.scope}})
+	c := g.client.Load()
+	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}})
 	if err != nil {
-		return TokenInfo{}, classify(ctx, err, nil)
+		err := classify(ctx, err, nil)
+		g.metrics.countTokenFailure(err)
+		return TokenInfo{}, err
 	}
 	parts := strings.Split(tok.Token, ".")
 	if len(parts) != 3 {

@@ -33,7 +33,7 @@ const (
 // saveToSentItems cannot be honoured here: /send always keeps a copy in
 // Sent Items, and that copy appears there asynchronously under a new ID,
 // so it cannot be found and deleted reliably.
-func (g *Graph) sendLarge(ctx context.Context, mailbox string, msg *convert.Result) (Receipt, error) {
+func (g *graphClient) sendLarge(ctx context.Context, mailbox string, msg *convert.Result) (Receipt, error) {
 	draft := msg.Message
 	var rest []convert.Attachment
 	size := messageSize(&msg.Message)
@@ -52,7 +52,7 @@ func (g *Graph) sendLarge(ctx context.Context, mailbox string, msg *convert.Resu
 	}
 	body, err := json.Marshal(draft)
 	if err != nil {
-		return Receipt{}, &Error{Message: "encode draft", Err: err}
+		return Receipt{}, &Error{Kind: KindMessage, Message: "encode draft", Err: err}
 	}
 	var created struct {
 		ID string `json:"id"`
@@ -61,7 +61,7 @@ func (g *Graph) sendLarge(ctx context.Context, mailbox string, msg *convert.Resu
 		return Receipt{}, err
 	}
 	if created.ID == "" {
-		return Receipt{}, &Error{Message: "Graph created a draft without an id", Temporary: true}
+		return Receipt{}, &Error{Message: "Graph created a draft without an id", Kind: KindTransient}
 	}
 	receipt, err := g.completeDraft(ctx, mailbox, created.ID, rest)
 	if err != nil {
@@ -70,7 +70,7 @@ func (g *Graph) sendLarge(ctx context.Context, mailbox string, msg *convert.Resu
 	return receipt, err
 }
 
-func (g *Graph) completeDraft(ctx context.Context, mailbox, id string, rest []convert.Attachment) (Receipt, error) {
+func (g *graphClient) completeDraft(ctx context.Context, mailbox, id string, rest []convert.Attachment) (Receipt, error) {
 	for _, a := range rest {
 		if err := g.addAttachment(ctx, mailbox, id, a); err != nil {
 			return Receipt{}, err
@@ -79,7 +79,7 @@ func (g *Graph) completeDraft(ctx context.Context, mailbox, id string, rest []co
 	return g.call(ctx, http.MethodPost, userPath(mailbox, "messages", id, "send"), "", nil, nil)
 }
 
-func (g *Graph) addAttachment(ctx context.Context, mailbox, id string, a convert.Attachment) error {
+func (g *graphClient) addAttachment(ctx context.Context, mailbox, id string, a convert.Attachment) error {
 	if a.Size < uploadThreshold {
 		fa, err := loadAttachment(a)
 		if err != nil {
@@ -87,7 +87,7 @@ func (g *Graph) addAttachment(ctx context.Context, mailbox, id string, a convert
 		}
 		body, err := json.Marshal(fa)
 		if err != nil {
-			return &Error{Message: "encode attachment", Err: err}
+			return &Error{Kind: KindMessage, Message: "encode attachment", Err: err}
 		}
 		_, err = g.call(ctx, http.MethodPost, userPath(mailbox, "messages", id, "attachments"), "application/json", body, nil)
 		return err
@@ -105,7 +105,7 @@ func (g *Graph) addAttachment(ctx context.Context, mailbox, id string, a convert
 		return err
 	}
 	if session.UploadURL == "" {
-		return &Error{Message: "Graph created an upload session without an uploadUrl", Temporary: true}
+		return &Error{Message: "Graph created an upload session without an uploadUrl", Kind: KindTransient}
 	}
 	return g.upload(ctx, session.UploadURL, a)
 }
@@ -113,17 +113,17 @@ func (g *Graph) addAttachment(ctx context.Context, mailbox, id string, a convert
 // upload streams one attachment to its upload session, one chunk in memory
 // at a time. After a transient failure it asks the session which bytes it
 // still expects and resumes from there.
-func (g *Graph) upload(ctx context.Context, uploadURL string, a convert.Attachment) error {
+func (g *graphClient) upload(ctx context.Context, uploadURL string, a convert.Attachment) error {
 	r, err := a.Open()
 	if err != nil {
-		return &Error{Message: "open attachment in the spool", Err: err, Temporary: true}
+		return &Error{Message: "open attachment in the spool", Err: err, Kind: KindTransient}
 	}
 	defer r.Close()
 	buf := make([]byte, uploadChunk)
 	for offset := int64(0); offset < a.Size; {
 		n := int(min(int64(uploadChunk), a.Size-offset))
 		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return &Error{Message: "read attachment from the spool", Err: err, Temporary: true}
+			return &Error{Message: "read attachment from the spool", Err: err, Kind: KindTransient}
 		}
 		// start is where the session wants the next byte, within buf.
 		start := offset
@@ -133,7 +133,7 @@ func (g *Graph) upload(ctx context.Context, uploadURL string, a convert.Attachme
 				break
 			}
 			var e *Error
-			if !errors.As(err, &e) || !e.Temporary || try >= uploadTries {
+			if !errors.As(err, &e) || e.Kind != KindTransient || try >= uploadTries {
 				return err
 			}
 			if err := sleep(ctx, min(max(e.RetryAfter, time.Second), maxUploadWait)); err != nil {
@@ -144,7 +144,7 @@ func (g *Graph) upload(ctx context.Context, uploadURL string, a convert.Attachme
 				return err
 			}
 			if next < offset || next > offset+int64(n) {
-				return &Error{Message: fmt.Sprintf("upload session expects byte %d, outside the chunk at %d", next, offset), Temporary: true}
+				return &Error{Message: fmt.Sprintf("upload session expects byte %d, outside the chunk at %d", next, offset), Kind: KindTransient}
 			}
 			start = next
 		}
@@ -155,12 +155,12 @@ func (g *Graph) upload(ctx context.Context, uploadURL string, a convert.Attachme
 
 // putChunk sends bytes [start, start+len(data)) of total. Upload URLs are
 // pre-authenticated: an Authorization header would be refused.
-func (g *Graph) putChunk(ctx context.Context, uploadURL string, data []byte, start, total int64) error {
+func (g *graphClient) putChunk(ctx context.Context, uploadURL string, data []byte, start, total int64) error {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, uploadURL, bytes.NewReader(data))
 	if err != nil {
-		return &Error{Message: "build upload request", Err: err}
+		return &Error{Kind: KindMessage, Message: "build upload request", Err: err}
 	}
 	req.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+int64(len(data))-1, total))
 	_, err = g.uploadRequest(req)
@@ -168,12 +168,12 @@ func (g *Graph) putChunk(ctx context.Context, uploadURL string, data []byte, sta
 }
 
 // nextExpected asks an upload session for the first byte it still needs.
-func (g *Graph) nextExpected(ctx context.Context, uploadURL string) (int64, error) {
+func (g *graphClient) nextExpected(ctx context.Context, uploadURL string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uploadURL, nil)
 	if err != nil {
-		return 0, &Error{Message: "build upload status request", Err: err}
+		return 0, &Error{Kind: KindMessage, Message: "build upload status request", Err: err}
 	}
 	body, err := g.uploadRequest(req)
 	if err != nil {
@@ -183,18 +183,18 @@ func (g *Graph) nextExpected(ctx context.Context, uploadURL string) (int64, erro
 		NextExpectedRanges []string `json:"nextExpectedRanges"`
 	}
 	if err := json.Unmarshal(body, &status); err != nil || len(status.NextExpectedRanges) == 0 {
-		return 0, &Error{Message: "upload session status without nextExpectedRanges", Err: err, Temporary: true}
+		return 0, &Error{Message: "upload session status without nextExpectedRanges", Err: err, Kind: KindTransient}
 	}
 	first, _, _ := strings.Cut(status.NextExpectedRanges[0], "-")
 	next, err := strconv.ParseInt(first, 10, 64)
 	if err != nil {
-		return 0, &Error{Message: "bad nextExpectedRanges " + status.NextExpectedRanges[0], Temporary: true}
+		return 0, &Error{Message: "bad nextExpectedRanges " + status.NextExpectedRanges[0], Kind: KindTransient}
 	}
 	return next, nil
 }
 
 // uploadRequest runs a request on an upload URL and classifies failures.
-func (g *Graph) uploadRequest(req *http.Request) ([]byte, error) {
+func (g *graphClient) uploadRequest(req *http.Request) ([]byte, error) {
 	resp, err := g.uploads.Do(req)
 	if err != nil {
 		return nil, classify(req.Context(), err, nil)
@@ -224,7 +224,7 @@ func graphErrorText(body []byte) string {
 
 // deleteDraft removes a draft that will not be sent, so that retries do not
 // pile drafts up in the mailbox. Best effort, even after ctx ended.
-func (g *Graph) deleteDraft(mailbox, id string) {
+func (g *graphClient) deleteDraft(mailbox, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	if _, err := g.call(ctx, http.MethodDelete, userPath(mailbox, "messages", id), "", nil, nil); err != nil {
@@ -235,7 +235,7 @@ func (g *Graph) deleteDraft(mailbox, id string) {
 func loadAttachment(a convert.Attachment) (convert.FileAttachment, error) {
 	fa, err := a.Load()
 	if err != nil {
-		return fa, &Error{Message: "read attachment from the spool", Err: err, Temporary: true}
+		return fa, &Error{Message: "read attachment from the spool", Err: err, Kind: KindTransient}
 	}
 	return fa, nil
 }

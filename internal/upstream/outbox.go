@@ -36,31 +36,31 @@ func (o *Outbox) Send(_ context.Context, env *envelope.Envelope, msg *convert.Re
 	if msg.MIME != nil {
 		r, err := msg.MIME()
 		if err != nil {
-			return Receipt{}, &Error{Message: "open message in the spool", Err: err, Temporary: true}
+			return Receipt{}, &Error{Message: "open message in the spool", Err: err, Kind: KindTransient}
 		}
 		raw, err := io.ReadAll(r)
 		r.Close()
 		if err != nil {
-			return Receipt{}, &Error{Message: "read message from the spool", Err: err, Temporary: true}
+			return Receipt{}, &Error{Message: "read message from the spool", Err: err, Kind: KindTransient}
 		}
 		name, body = env.ID+".mime", []byte(base64.StdEncoding.EncodeToString(raw))
 	} else {
 		req, err := msg.SendMailRequest(true)
 		if err != nil {
-			return Receipt{}, &Error{Message: "read attachments from the spool", Err: err, Temporary: true}
+			return Receipt{}, &Error{Message: "read attachments from the spool", Err: err, Kind: KindTransient}
 		}
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false) // keep HTML bodies readable for the admin
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(req); err != nil {
-			return Receipt{}, &Error{Message: "encode message", Err: err}
+			return Receipt{}, &Error{Kind: KindMessage, Message: "encode message", Err: err}
 		}
 		body = buf.Bytes()
 		name = env.ID + ".json"
 	}
 	if err := writeFileAtomic(filepath.Join(o.dir, name), body); err != nil {
-		return Receipt{}, &Error{Message: "write outbox file", Err: err, Temporary: true}
+		return Receipt{}, &Error{Message: "write outbox file", Err: err, Kind: KindTransient}
 	}
 	return Receipt{Status: http.StatusAccepted}, nil
 }

@@ -1,11 +1,12 @@
 // Package upstream is the only package that knows Microsoft Graph: it builds
 // the Entra ID credential and the Graph client, sends converted messages, and
-// classifies every failure as temporary or permanent, in one place.
+// classifies every failure, in one place, by what it means for the queue.
 package upstream
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/convert"
@@ -17,31 +18,93 @@ type Target interface {
 	Send(ctx context.Context, env *envelope.Envelope, msg *convert.Result) (Receipt, error)
 }
 
+// CredentialReloader is a Target whose credential files an admin may fix
+// while it runs. ReloadCredential re-reads them; the next Send uses what it
+// read. It keeps the credential in use when the files cannot be read.
+type CredentialReloader interface {
+	ReloadCredential() error
+}
+
 // Receipt describes a successful send.
 type Receipt struct {
 	Status    int    // HTTP status of the final Graph call (202 for sendMail)
 	RequestID string // Graph's request-id header, for support cases
 }
 
-// Error is every failure a Target returns. Temporary says whether trying
-// again later may succeed; RetryAfter, when positive, is how long Graph asked
-// us to wait. Message is for logs and dead letters, never for SMTP clients.
+// Kind says what a failure means for the message and its queue.
+type Kind int
+
+const (
+	// KindTransient (and the zero Kind, a cause upstream could not place):
+	// try the message again later.
+	KindTransient Kind = iota + 1
+	// KindMessage: this message will never be accepted; dead letter and
+	// bounce it.
+	KindMessage
+	// KindCredential: Entra ID or Graph refuses the gateway itself. Only
+	// an admin can fix it, and every message of the Scope would fail
+	// alike: hold them, without spending their attempts.
+	KindCredential
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindMessage:
+		return "message"
+	case KindCredential:
+		return "credential"
+	}
+	return "transient"
+}
+
+// Scope says how much a failure holds back besides this one message.
+type Scope int
+
+const (
+	ScopeMessage Scope = iota // only this message
+	ScopeMailbox              // every message sent as the same mailbox
+	ScopeTarget               // every message
+)
+
+func (s Scope) String() string {
+	switch s {
+	case ScopeMailbox:
+		return "mailbox"
+	case ScopeTarget:
+		return "target"
+	}
+	return "message"
+}
+
+// Error is every failure a Target returns. Message is for logs and dead
+// letters, Explanation for admins and senders; neither is ever sent to an
+// SMTP client.
 type Error struct {
-	Status     int    // HTTP status; 0 when no response arrived
-	Code       string // Graph error code, e.g. "ErrorSendAsDenied"
-	Message    string
-	RequestID  string
+	Kind  Kind
+	Scope Scope
+	// RetryAfter, when positive, is how long Graph asked us to wait; with
+	// ScopeMailbox, the whole mailbox waits.
 	RetryAfter time.Duration
-	Temporary  bool
-	Err        error // underlying cause, if any
+
+	Status          int    // HTTP status; 0 when no response arrived
+	Code            string // Graph error code (ErrorSendAsDenied) or OAuth error (invalid_client)
+	AADSTS          string // Entra ID's error number, e.g. "AADSTS7000215"
+	Message         string // Graph's message or Entra ID's description
+	RequestID       string // Graph's request-id header
+	ClientRequestID string // the client-request-id the request carried
+	// Explanation says in plain words what went wrong and what to do.
+	Explanation string
+	// BounceStatus is the RFC 3463 status of a KindMessage failure for
+	// its non-delivery report ("5.7.1"); empty when none fits better
+	// than 5.0.0.
+	BounceStatus string
+	Err          error // underlying cause, if any
+
+	token bool // Entra ID's token endpoint failed, not Graph
 }
 
 func (e *Error) Error() string {
-	kind := "permanent"
-	if e.Temporary {
-		kind = "temporary"
-	}
-	s := fmt.Sprintf("graph %s failure", kind)
+	s := fmt.Sprintf("graph %s failure", e.Kind)
 	if e.Status != 0 {
 		s += fmt.Sprintf(": HTTP %d", e.Status)
 	}
@@ -58,3 +121,26 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// LogValue shows every field support needs, and no empty ones.
+func (e *Error) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("kind", e.Kind.String())}
+	if e.Kind == KindCredential {
+		attrs = append(attrs, slog.String("scope", e.Scope.String()))
+	}
+	add := func(key, value string) {
+		if value != "" {
+			attrs = append(attrs, slog.String(key, value))
+		}
+	}
+	if e.Status != 0 {
+		attrs = append(attrs, slog.Int("status", e.Status))
+	}
+	add("code", e.Code)
+	add("aadsts", e.AADSTS)
+	add("message", e.Error())
+	add("request_id", e.RequestID)
+	add("client_request_id", e.ClientRequestID)
+	add("explanation", e.Explanation)
+	return slog.GroupValue(attrs...)
+}

@@ -1,0 +1,108 @@
+package delivery
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// Status is what the engine tells people and monitoring (/status).
+type Status struct {
+	Upstream UpstreamStatus `json:"upstream"`
+	Queue    QueueStatus    `json:"queue"`
+}
+
+// UpstreamStatus says whether the target takes the gateway's credential.
+type UpstreamStatus struct {
+	Up bool `json:"up"`
+	// Down says why not, when the whole target refuses the credential.
+	Down *Refusal `json:"down,omitempty"`
+	// HeldMailboxes are the mailboxes Graph refuses the gateway while
+	// others flow.
+	HeldMailboxes []HeldMailbox `json:"held_mailboxes,omitempty"`
+}
+
+// Refusal is a hold: the refusal that caused it, what to do, and when the
+// next probe is due.
+type Refusal struct {
+	Since           time.Time `json:"since"`
+	AADSTS          string    `json:"aadsts,omitempty"`
+	Code            string    `json:"code,omitempty"`
+	HTTPStatus      int       `json:"http_status,omitempty"`
+	Description     string    `json:"description,omitempty"`
+	Explanation     string    `json:"explanation,omitempty"`
+	RequestID       string    `json:"request_id,omitempty"`
+	ClientRequestID string    `json:"client_request_id,omitempty"`
+	NextProbe       time.Time `json:"next_probe"`
+}
+
+// HeldMailbox is one mailbox's hold.
+type HeldMailbox struct {
+	Mailbox  string `json:"mailbox"`
+	Messages int    `json:"messages"`
+	Refusal
+}
+
+// QueueStatus counts messages by state.
+type QueueStatus struct {
+	Queued int `json:"queued"` // waiting for a send or in one
+	Held   int `json:"held"`   // waiting for a hold to end
+	Failed int `json:"failed"` // dead letters
+	// OldestAgeSeconds is the age of the oldest queued or held message.
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+}
+
+// Status reports the engine's state. It asks the delivery loop, so it
+// waits for Run to start; once Run has returned it reports the zero Status.
+func (e *Engine) Status() Status {
+	reply := make(chan Status, 1)
+	select {
+	case e.statusQs <- reply:
+	case <-e.done:
+		return Status{}
+	}
+	st := <-reply
+	// Dead letters are not the loop's: count them on disk.
+	if failed, err := e.spool.Failed(); err == nil {
+		st.Queue.Failed = len(failed)
+	}
+	return st
+}
+
+// status is Status as the loop sees it.
+func (e *Engine) status(now time.Time) Status {
+	st := Status{Upstream: UpstreamStatus{Up: e.outage == nil}}
+	if e.outage != nil {
+		r := refusal(e.outage)
+		st.Upstream.Down = &r
+	}
+	var oldest time.Time
+	for _, it := range e.items {
+		if e.held(it.lane) {
+			st.Queue.Held++
+		} else {
+			st.Queue.Queued++
+		}
+		if oldest.IsZero() || it.received.Before(oldest) {
+			oldest = it.received
+		}
+	}
+	if !oldest.IsZero() {
+		st.Queue.OldestAgeSeconds = now.Sub(oldest).Seconds()
+	}
+	for _, l := range e.order {
+		if l.held != nil {
+			st.Upstream.HeldMailboxes = append(st.Upstream.HeldMailboxes, HeldMailbox{Mailbox: l.key, Messages: l.items, Refusal: refusal(l.held)})
+		}
+	}
+	slices.SortFunc(st.Upstream.HeldMailboxes, func(a, b HeldMailbox) int { return strings.Compare(a.Mailbox, b.Mailbox) })
+	return st
+}
+
+func refusal(h *hold) Refusal {
+	c := h.cause
+	return Refusal{
+		Since: h.since, AADSTS: c.AADSTS, Code: c.Code, HTTPStatus: c.Status, Description: c.Message,
+		Explanation: c.Explanation, RequestID: c.RequestID, ClientRequestID: c.ClientRequestID, NextProbe: h.nextProbe,
+	}
+}
