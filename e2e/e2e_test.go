@@ -50,6 +50,8 @@ tls = "starttls"
 dir = %q
 min_backoff = "1s"
 max_backoff = "2s"
+min_probe_interval = "1s"
+max_probe_interval = "2s"
 
 [[user]]
 username = "mfp"

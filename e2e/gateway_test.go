@@ -108,6 +108,24 @@ func startGateway(t testing.TB, dir, config string, env ...string) *gateway {
 	return g
 }
 
+var metricsRE = regexp.MustCompile(`msg="metrics listening" address=(\S+)`)
+
+// MetricsURL waits for the metrics listener, which a [metrics] address
+// enables, and returns its base URL.
+func (g *gateway) MetricsURL() string {
+	g.t.Helper()
+	deadline := time.Now().Add(startupTimeout)
+	for {
+		if m := metricsRE.FindStringSubmatch(g.logs.String()); m != nil {
+			return "http://" + m[1]
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("no metrics listener within %s:\n%s", startupTimeout, g.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Stop sends SIGTERM and waits for a clean exit.
 func (g *gateway) Stop() {
 	g.signal(syscall.SIGTERM)

@@ -47,12 +47,13 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	target, err := newTarget(cfg, logger)
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(registry)
+	target, err := newTarget(cfg, logger, registry)
 	if err != nil {
 		return err
 	}
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	engine := delivery.New(delivery.Config{
 		Spool:    spool,
@@ -88,7 +89,7 @@ func serve(args []string, stderr io.Writer) error {
 	logger.Info("smtpgw started", attrs...)
 
 	if cfg.Metrics.Address != "" {
-		if err := serveMetrics(ctx, cfg.Metrics.Address, registry, logger); err != nil {
+		if err := serveMetrics(ctx, cfg.Metrics.Address, registry, engine, logger); err != nil {
 			return err
 		}
 	}
@@ -142,11 +143,11 @@ func logLevel(name string) slog.Level {
 	return slog.LevelInfo
 }
 
-func newTarget(cfg *config.Config, logger *slog.Logger) (upstream.Target, error) {
+func newTarget(cfg *config.Config, logger *slog.Logger, registry prometheus.Registerer) (upstream.Target, error) {
 	if cfg.Outbox != nil {
 		return upstream.NewOutbox(cfg.Outbox.Dir)
 	}
-	return upstream.NewGraph(cfg.Graph, upstream.Options{Logger: logger})
+	return upstream.NewGraph(cfg.Graph, upstream.Options{Logger: logger, Metrics: registry})
 }
 
 func targetName(cfg *config.Config) string {
@@ -156,8 +157,9 @@ func targetName(cfg *config.Config) string {
 	return "graph"
 }
 
-// serveMetrics exposes Prometheus metrics and a liveness check until ctx ends.
-func serveMetrics(ctx context.Context, addr string, registry *prometheus.Registry, logger *slog.Logger) error {
+// serveMetrics exposes Prometheus metrics, the delivery status and a
+// liveness check until ctx ends.
+func serveMetrics(ctx context.Context, addr string, registry *prometheus.Registry, engine *delivery.Engine, logger *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
@@ -165,6 +167,7 @@ func serveMetrics(ctx context.Context, addr string, registry *prometheus.Registr
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.Handle("/status", statusHandler(engine))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
