@@ -14,19 +14,22 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/charset"
 	gomail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
+
+// byteOrderMark is UTF-8's, which some Windows programs write first.
+const byteOrderMark = "\uFEFF"
 
 // maxHeaderBytes bounds the top-level header held in memory.
 const maxHeaderBytes = 1 << 20
 
 // readHeader reads a message's top-level header as leniently as mail
-// servers do: a leading mbox "From " line is skipped, and the first line
-// that is not a header field ends the header and starts the body, as if
-// the blank line between them had been forgotten. body continues after the
-// header. Convert, Attachment.Open and the MIME passthrough all read the
+// servers do: a UTF-8 byte-order mark, lines of white space and white space
+// before the first field are skipped, so is a leading mbox "From " line,
+// and the first line that is not a header field ends the header and starts
+// the body, as if the blank line between them had been forgotten. body
+// continues after the header. Convert, Attachment.Open and the MIME passthrough all read the
 // header through here, so they agree on where the body starts.
 func readHeader(br *bufio.Reader) (h textproto.Header, body io.Reader, err error) {
 	var clean bytes.Buffer
@@ -41,6 +44,14 @@ func readHeader(br *bufio.Reader) (h textproto.Header, body io.Reader, err error
 			return h, nil, fmt.Errorf("reading the message header: %w", err)
 		}
 		text := bytes.TrimRight(line, "\r\n")
+		if fields == 0 && len(text) > 0 {
+			if first {
+				text = bytes.TrimPrefix(text, []byte(byteOrderMark))
+			}
+			if text = bytes.TrimLeft(text, " \t"); len(text) == 0 {
+				continue
+			}
+		}
 		switch {
 		case len(line) == 0:
 			// End of input: a header without a body.
@@ -108,27 +119,68 @@ func isHeaderField(line []byte) bool {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
-// headerUTF8 turns raw header text into UTF-8. Unencoded ISO-2022-JP (old
-// Japanese software) is recognised by its escape sequences; other valid
-// UTF-8 stays; anything else is read as Windows-1252, the charset of the
-// devices that send unencoded Latin text in headers.
+// headerUTF8 turns raw header text into UTF-8. Raw 8-bit bytes inside an
+// encoded word (Eudora writes them) are escaped first, so that the word
+// decodes in the charset it names. Unencoded ISO-2022-JP (old Japanese
+// software) is recognised by its escape sequences; other raw text is read
+// as lenientUTF8 reads it.
 func headerUTF8(s string) string {
+	s = escapeEightBitWords(s)
 	if strings.Contains(s, "\x1b$") {
 		return toUTF8([]byte(s), "iso-2022-jp")
 	}
 	return toUTF8([]byte(s), "")
 }
 
-var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}
+// qWordRE matches a Q-encoded word, also one holding bytes RFC 2047 forbids.
+var qWordRE = regexp.MustCompile(`=\?[^?\s]+\?[qQ]\?[^?]*\?=`)
+
+// escapeEightBitWords writes 8-bit bytes inside Q-encoded words as =XX,
+// which is what their sender meant.
+func escapeEightBitWords(s string) string {
+	if !strings.Contains(s, "=?") || !hasEightBit(s) {
+		return s
+	}
+	return qWordRE.ReplaceAllStringFunc(s, func(word string) string {
+		var b strings.Builder
+		for i := 0; i < len(word); i++ {
+			if c := word[i]; c >= 0x80 {
+				fmt.Fprintf(&b, "=%02X", c)
+			} else {
+				b.WriteByte(c)
+			}
+		}
+		return b.String()
+	})
+}
+
+func hasEightBit(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// wordDecoder decodes encoded words through toUTF8, so that words in UTF-7
+// or in an unknown charset decode as bodies do.
+var wordDecoder = mime.WordDecoder{CharsetReader: func(cs string, r io.Reader) (io.Reader, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	return strings.NewReader(toUTF8(raw, cs)), nil
+}}
 
 // decodeWord decodes RFC 2047 encoded words, keeping the text when it
-// cannot.
+// cannot. A word that says UTF-8 but is not is read as lenientUTF8 reads it.
 func decodeWord(s string) string {
 	if !strings.Contains(s, "=?") {
 		return s
 	}
 	if d, err := wordDecoder.DecodeHeader(s); err == nil {
-		return d
+		return lenientUTF8([]byte(d))
 	}
 	return s
 }
@@ -138,39 +190,101 @@ func decodedText(h gomail.Header, key string) string {
 	return strings.TrimSpace(decodeWord(headerUTF8(h.Get(key))))
 }
 
-var addrSpecRE = regexp.MustCompile(`[^\s<>,;:"()\[\]]+@[^\s<>,;:"()\[\]]+\.[^\s<>,;:"()\[\]]+`)
+// addressParser parses addresses with the project's word decoder.
+var addressParser = mail.AddressParser{WordDecoder: &wordDecoder}
+
+// addrSpecRE finds bare addresses in text that does not parse; a domain
+// without a dot (localhost, an intranet host) is an address too.
+var addrSpecRE = regexp.MustCompile(`[^\s<>,;:"()\[\]@]+@[^\s<>,;:"()\[\]@]+`)
 
 // addressList parses an address header leniently: when the whole list does
 // not parse, each entry (separated by commas, or the semicolons Outlook
 // users type) is parsed alone, and an entry that still does not parse gives
-// its bare addresses without a name.
+// its bare addresses without a name. Encoded words in a quoted display name
+// are decoded, as every mail client does, though RFC 2047 forbids them
+// there.
 func addressList(h gomail.Header, key string) []*mail.Address {
 	v := headerUTF8(h.Get(key))
 	if strings.TrimSpace(v) == "" {
 		return nil
 	}
-	if list, err := gomail.ParseAddressList(v); err == nil {
-		return list
+	list, err := addressParser.ParseList(v)
+	if err != nil {
+		list = nil
+		for _, entry := range splitOutsideQuotes(v, ",;") {
+			list = append(list, entryAddresses(entry)...)
+		}
+	}
+	for _, a := range list {
+		a.Name = decodeWord(a.Name)
+	}
+	return list
+}
+
+// entryAddresses parses one entry of an address list that does not parse
+// whole. An entry that does not parse as it is is tried again without what
+// net/mail refuses but RFC 5322 allows: comments inside the address
+// (pete(his account)@silly.test) and an obsolete source route
+// (<@relay:jdoe@example.com>). Failing that, its bare addresses are kept.
+func entryAddresses(entry string) []*mail.Address {
+	// A group's name and terminator ("team: a@b;") are not addresses.
+	if name, rest, ok := strings.Cut(entry, ":"); ok && !strings.ContainsAny(name, `"<@(`) {
+		entry = rest
+	}
+	entry = strings.TrimSpace(entry)
+	if entry == "" {
+		return nil
+	}
+	if a, err := addressParser.Parse(entry); err == nil {
+		return []*mail.Address{a}
+	}
+	repaired := obsRouteRE.ReplaceAllString(withoutInnerComments(entry), "<")
+	if a, err := addressParser.Parse(repaired); err == nil {
+		return []*mail.Address{a}
 	}
 	var out []*mail.Address
-	for _, entry := range splitOutsideQuotes(v, ",;") {
-		// A group's name and terminator ("team: a@b;") are not addresses.
-		if name, rest, ok := strings.Cut(entry, ":"); ok && !strings.ContainsAny(name, `"<@`) {
-			entry = rest
-		}
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
-		if a, err := gomail.ParseAddress(entry); err == nil {
-			out = append(out, a)
-			continue
-		}
-		for _, addr := range addrSpecRE.FindAllString(entry, -1) {
-			out = append(out, &mail.Address{Address: addr})
-		}
+	for _, addr := range addrSpecRE.FindAllString(repaired, -1) {
+		out = append(out, &mail.Address{Address: addr})
 	}
 	return out
+}
+
+// obsRouteRE matches the start of an angle address with an obsolete source
+// route (RFC 5322 section 4.4), which only the last address after it needs.
+var obsRouteRE = regexp.MustCompile(`<[\s,]*@[^<>:"]*:`)
+
+// withoutInnerComments drops the comments of an address entry, except one
+// that ends it, which net/mail reads as the display name ("a@b (Name)").
+func withoutInnerComments(s string) string {
+	var b strings.Builder
+	quoted, escaped, depth, start := false, false, 0, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case escaped:
+			escaped = false
+		case c == '\\':
+			escaped = true
+		case depth == 0 && c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			if depth == 0 {
+				b.WriteString(s[start:i])
+				start = i
+			}
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+			if depth == 0 {
+				if strings.TrimSpace(s[i+1:]) == "" {
+					b.WriteString(s[start : i+1])
+				}
+				start = i + 1
+			}
+		}
+	}
+	return b.String() + s[start:]
 }
 
 // splitOutsideQuotes splits s at any of the bytes in seps where it is not

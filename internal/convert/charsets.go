@@ -1,0 +1,124 @@
+package convert
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/unicode"
+)
+
+// toUTF8 decodes text in charset cs. UTF-7 is decoded here, since neither
+// go-message nor golang.org/x/text knows it. Text that claims UTF-8 or
+// ASCII, names an unknown charset, or does not decode in the one it names
+// goes to lenientUTF8.
+func toUTF8(raw []byte, cs string) string {
+	switch {
+	case isUTF7(cs):
+		return decodeUTF7(raw)
+	case cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii"):
+		if r, err := charset.Reader(cs, bytes.NewReader(raw)); err == nil {
+			if decoded, err := io.ReadAll(r); err == nil && utf8.Valid(decoded) {
+				return string(decoded)
+			}
+		}
+	}
+	return lenientUTF8(raw)
+}
+
+// lenientUTF8 reads text of unknown or doubtful charset. Valid UTF-8 stays.
+// Text with at least as many valid multi-byte UTF-8 sequences as invalid
+// ones is UTF-8 with some damage (a cut character, a stray byte): only each
+// invalid sequence becomes U+FFFD, so one bad byte does not garble the rest.
+// Other 8-bit text is not UTF-8 at all: it is read as Windows-1252, the
+// charset of the devices and programs that send unlabelled 8-bit text (a
+// Latin-1 letter is an invalid UTF-8 sequence, and valid sequences almost
+// never occur by chance in Latin text).
+func lenientUTF8(raw []byte) string {
+	if utf8.Valid(raw) {
+		return string(raw)
+	}
+	// The decoder replaces each maximal invalid subsequence (as Unicode
+	// recommends) with one U+FFFD, so counting them counts the damage.
+	decoded, _ := unicode.UTF8.NewDecoder().Bytes(raw)
+	invalid := bytes.Count(decoded, []byte("\uFFFD")) - bytes.Count(raw, []byte("\uFFFD"))
+	multiByte := utf8.RuneCount(decoded) - asciiBytes(decoded) - invalid
+	if multiByte > 0 && invalid <= multiByte {
+		return string(decoded)
+	}
+	latin, err := charmap.Windows1252.NewDecoder().Bytes(raw)
+	if err != nil {
+		return string(decoded)
+	}
+	return strings.ToValidUTF8(string(latin), "\uFFFD")
+}
+
+func asciiBytes(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c < utf8.RuneSelf {
+			n++
+		}
+	}
+	return n
+}
+
+// utf7Names are the names UTF-7 goes by in mail, without "-" and "_".
+var utf7Names = map[string]bool{"utf7": true, "csutf7": true, "unicode11utf7": true, "csunicode11utf7": true, "xunicode20utf7": true}
+
+func isUTF7(cs string) bool {
+	return utf7Names[strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(cs))]
+}
+
+// decodeUTF7 decodes UTF-7 (RFC 2152), which Outlook 2000 and Outlook
+// Express could send. Characters stand for themselves, except that "+"
+// starts a run of modified base64 (no padding) holding UTF-16 code units;
+// the run ends at the first character outside base64, and a "-" ending it
+// is dropped. "+-" is a plus sign. An 8-bit byte or a lone surrogate
+// becomes U+FFFD.
+func decodeUTF7(raw []byte) string {
+	var b strings.Builder
+	var units []uint16
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c != '+' {
+			if c >= utf8.RuneSelf {
+				b.WriteRune(utf8.RuneError)
+			} else {
+				b.WriteByte(c)
+			}
+			continue
+		}
+		i++
+		if i < len(raw) && raw[i] == '-' {
+			b.WriteByte('+')
+			continue
+		}
+		var bits uint32
+		var nbits uint
+		units = units[:0]
+		for ; i < len(raw); i++ {
+			v := strings.IndexByte(base64Alphabet, raw[i])
+			if v < 0 {
+				break
+			}
+			bits, nbits = bits<<6|uint32(v), nbits+6
+			if nbits >= 16 {
+				nbits -= 16
+				units = append(units, uint16(bits>>nbits))
+				bits &= 1<<nbits - 1
+			}
+		}
+		b.WriteString(string(utf16.Decode(units)))
+		if i < len(raw) && raw[i] != '-' {
+			i-- // the character that ended the run stands for itself
+		}
+	}
+	return b.String()
+}
+
+const base64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

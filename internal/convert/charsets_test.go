@@ -1,0 +1,54 @@
+package convert
+
+import "testing"
+
+func TestToUTF8(t *testing.T) {
+	tests := []struct {
+		name, raw, charset, want string
+	}{
+		{"valid UTF-8 stays", "Привет, мир", "utf-8", "Привет, мир"},
+		{"one invalid byte in UTF-8: only it is replaced", "Привет\xff, мир", "utf-8", "Привет\uFFFD, мир"},
+		{"a cut character at the end", "Привет, ми\xd1", "", "Привет, ми\uFFFD"},
+		{"a cut three-byte character is one replacement", "Grüße \xe2\x82 5", "utf-8", "Grüße \uFFFD 5"},
+		{"as many valid sequences as invalid ones: UTF-8", "Grüße \xe9", "utf-8", "Grüße \uFFFD"},
+		{"no valid multi-byte sequence: Windows-1252", "Caf\xe9 cr\xe8me", "utf-8", "Café crème"},
+		{"Windows-1252 punctuation", "\x93quoted\x94 \x80 5", "", "“quoted” € 5"},
+		{"mostly invalid: Windows-1252", "Gr\xfc\xdfe \xe0 \xe9t\xe9 \xc3\xa9", "", "Grüße à été Ã©"},
+		{"8-bit text labelled US-ASCII", "Stra\xdfe", "us-ascii", "Straße"},
+		{"unknown charset, UTF-8 text", "Straße", "x-unknown", "Straße"},
+		{"unknown charset, Latin-1 text", "Stra\xdfe", "x-unknown", "Straße"},
+		{"declared charset", "Stra\xdfe", "iso-8859-15", "Straße"},
+		{"UTF-7", "Fr+APY-sche", "UTF-7", "Frösche"},
+		{"UTF-7 alias", "Fr+APY-sche", "unicode-1-1-utf-7", "Frösche"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := toUTF8([]byte(tt.raw), tt.charset); got != tt.want {
+				t.Errorf("toUTF8(%q, %q) = %q, want %q", tt.raw, tt.charset, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeUTF7(t *testing.T) {
+	tests := map[string]string{
+		// The examples of RFC 2152.
+		"A+ImIDkQ.":       "A≢Α.",
+		"Hi Mom -+Jjo--!": "Hi Mom -☺-!",
+		"+ZeVnLIqe-":      "日本語",
+		// A plus sign, a run ended by a character outside base64, a
+		// surrogate pair, a lone surrogate, a trailing "+", an 8-bit byte.
+		"1 +- 1 = 2":     "1 + 1 = 2",
+		"Fr+APY sche":    "Fr\u00f6 sche",
+		"+2D3eAA-":       "😀",
+		"a+2D0-b":        "a\uFFFDb",
+		"a+":             "a",
+		"caf\xe9":        "caf\uFFFD",
+		"line+AAo-break": "line\nbreak",
+	}
+	for raw, want := range tests {
+		if got := decodeUTF7([]byte(raw)); got != want {
+			t.Errorf("decodeUTF7(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
