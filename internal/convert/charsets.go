@@ -15,19 +15,29 @@ import (
 // toUTF8 decodes text in charset cs. UTF-7 is decoded here, since neither
 // go-message nor golang.org/x/text knows it. Text that claims UTF-8 or
 // ASCII, names an unknown charset, or does not decode in the one it names
-// goes to lenientUTF8.
+// goes to lenientUTF8, and so does valid UTF-8 with multi-byte sequences
+// labelled with a single-byte charset: scripts label UTF-8 as ISO-8859-1,
+// and real text in a single-byte charset is practically never valid UTF-8
+// (each 8-bit letter would have to be followed by the right symbols).
 func toUTF8(raw []byte, cs string) string {
 	switch {
 	case isUTF7(cs):
 		return decodeUTF7(raw)
 	case cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii"):
 		if r, err := charset.Reader(cs, bytes.NewReader(raw)); err == nil {
-			if decoded, err := io.ReadAll(r); err == nil && utf8.Valid(decoded) {
+			decoded, err := io.ReadAll(r)
+			singleByte := utf8.RuneCount(decoded) == len(raw)
+			if err == nil && utf8.Valid(decoded) && !(singleByte && isMultiByteUTF8(raw)) {
 				return string(decoded)
 			}
 		}
 	}
 	return lenientUTF8(raw)
+}
+
+// isMultiByteUTF8 reports valid UTF-8 that is not plain ASCII.
+func isMultiByteUTF8(b []byte) bool {
+	return utf8.Valid(b) && utf8.RuneCount(b) < len(b)
 }
 
 // lenientUTF8 reads text of unknown or doubtful charset. Valid UTF-8 stays.

@@ -18,6 +18,11 @@ func TestToUTF8(t *testing.T) {
 		{"unknown charset, UTF-8 text", "Straße", "x-unknown", "Straße"},
 		{"unknown charset, Latin-1 text", "Stra\xdfe", "x-unknown", "Straße"},
 		{"declared charset", "Stra\xdfe", "iso-8859-15", "Straße"},
+		{"declared charset, ASCII text", "Strasse", "iso-8859-1", "Strasse"},
+		{"UTF-8 labelled Latin-1", "Straße, 20 €", "iso-8859-1", "Straße, 20 €"},
+		{"UTF-8 labelled Windows-1251", "Привет", "windows-1251", "Привет"},
+		{"Windows-1251 text", "\xcf\xf0\xe8\xe2\xe5\xf2", "windows-1251", "Привет"},
+		{"UTF-8 labelled with a multi-byte charset stays in it", "\xe6\x97\xa5", "gb18030", "鏃\uFFFD"},
 		{"UTF-7", "Fr+APY-sche", "UTF-7", "Frösche"},
 		{"UTF-7 alias", "Fr+APY-sche", "unicode-1-1-utf-7", "Frösche"},
 	}

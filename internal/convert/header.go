@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/mail"
 	"regexp"
 	"sort"
@@ -130,59 +129,6 @@ func headerUTF8(s string) string {
 		return toUTF8([]byte(s), "iso-2022-jp")
 	}
 	return toUTF8([]byte(s), "")
-}
-
-// qWordRE matches a Q-encoded word, also one holding bytes RFC 2047 forbids.
-var qWordRE = regexp.MustCompile(`=\?[^?\s]+\?[qQ]\?[^?]*\?=`)
-
-// escapeEightBitWords writes 8-bit bytes inside Q-encoded words as =XX,
-// which is what their sender meant.
-func escapeEightBitWords(s string) string {
-	if !strings.Contains(s, "=?") || !hasEightBit(s) {
-		return s
-	}
-	return qWordRE.ReplaceAllStringFunc(s, func(word string) string {
-		var b strings.Builder
-		for i := 0; i < len(word); i++ {
-			if c := word[i]; c >= 0x80 {
-				fmt.Fprintf(&b, "=%02X", c)
-			} else {
-				b.WriteByte(c)
-			}
-		}
-		return b.String()
-	})
-}
-
-func hasEightBit(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return true
-		}
-	}
-	return false
-}
-
-// wordDecoder decodes encoded words through toUTF8, so that words in UTF-7
-// or in an unknown charset decode as bodies do.
-var wordDecoder = mime.WordDecoder{CharsetReader: func(cs string, r io.Reader) (io.Reader, error) {
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	return strings.NewReader(toUTF8(raw, cs)), nil
-}}
-
-// decodeWord decodes RFC 2047 encoded words, keeping the text when it
-// cannot. A word that says UTF-8 but is not is read as lenientUTF8 reads it.
-func decodeWord(s string) string {
-	if !strings.Contains(s, "=?") {
-		return s
-	}
-	if d, err := wordDecoder.DecodeHeader(s); err == nil {
-		return lenientUTF8([]byte(d))
-	}
-	return s
 }
 
 // decodedText is a header's value as UTF-8 with RFC 2047 words decoded.

@@ -84,6 +84,14 @@ func TestEncodedWords(t *testing.T) {
 		{"unknown charset, Latin-1 bytes", "=?x-unknown?Q?Caf=E9?=", "Café"},
 		{"word that says UTF-8 holds Latin-1", "=?utf-8?Q?Caf=E9?=", "Café"},
 		{"raw UTF-8 with one invalid byte", "Привет\xff мир", "Привет\uFFFD мир"},
+		{"white space between words dropped", "=?utf-8?Q?a?= =?iso-8859-1?Q?b?=\r\n =?utf-8?B?Yw==?= d", "abc d"},
+		{"text between words kept", "Re: =?utf-8?Q?caf=C3=A9?= and =?utf-8?Q?th=C3=A9?=", "Re: café and thé"},
+		{"UTF-8 character split between words", "=?utf-8?B?5pel5g==?= =?utf-8?B?nKzoqp4=?=", "日本語"},
+		{"Shift_JIS character split between words", "=?shift_jis?B?jKmQ?= =?shift_jis?B?z4+R?=", "見積書"},
+		{"base64 without padding", "=?utf-8?B?w6lsw6h2ZQ?=", "élève"},
+		{"stray equals sign in a Q word", "=?utf-8?Q?5=_off?=", "5= off"},
+		{"language suffix", "=?utf-8*fr?Q?=C3=A9t=C3=A9?=", "été"},
+		{"UTF-8 labelled Latin-1", "=?ISO-8859-1?Q?Best=C3=A4tigung?=", "Bestätigung"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
