@@ -3,12 +3,14 @@ package convert
 import (
 	"bytes"
 	"io"
+	"regexp"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/charset"
 	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/japanese"
 	"golang.org/x/text/encoding/unicode"
 )
 
@@ -40,7 +42,9 @@ func isMultiByteUTF8(b []byte) bool {
 	return utf8.Valid(b) && utf8.RuneCount(b) < len(b)
 }
 
-// lenientUTF8 reads text of unknown or doubtful charset. Valid UTF-8 stays.
+// lenientUTF8 reads text of unknown or doubtful charset. Valid UTF-8 stays,
+// unless it has ISO-2022-JP's escape sequences: old Japanese software sends
+// that 7-bit charset unlabelled, in headers and bodies.
 // Text with at least as many valid multi-byte UTF-8 sequences as invalid
 // ones is UTF-8 with some damage (a cut character, a stray byte): only each
 // invalid sequence becomes U+FFFD, so one bad byte does not garble the rest.
@@ -50,6 +54,9 @@ func isMultiByteUTF8(b []byte) bool {
 // never occur by chance in Latin text).
 func lenientUTF8(raw []byte) string {
 	if utf8.Valid(raw) {
+		if bytes.Contains(raw, []byte("\x1b$")) {
+			return fromISO2022JP(raw)
+		}
 		return string(raw)
 	}
 	// The decoder replaces each maximal invalid subsequence (as Unicode
@@ -66,6 +73,31 @@ func lenientUTF8(raw []byte) string {
 	}
 	return strings.ToValidUTF8(string(latin), "\uFFFD")
 }
+
+// fromISO2022JP decodes ISO-2022-JP, keeping the text as it is if it is
+// not (another ISO-2022 charset uses the same escape).
+func fromISO2022JP(raw []byte) string {
+	decoded, err := japanese.ISO2022JP.NewDecoder().Bytes(raw)
+	if err != nil || !utf8.Valid(decoded) {
+		return string(raw)
+	}
+	return string(decoded)
+}
+
+// textToUTF8 decodes a text body. An HTML body whose Content-Type names no
+// charset names it in a <meta> tag, which browsers and mail clients obey.
+func textToUTF8(raw []byte, mediaType, cs string) string {
+	if cs == "" && mediaType == "text/html" {
+		if m := metaCharsetRE.FindSubmatch(raw[:min(len(raw), 4096)]); m != nil {
+			cs = string(m[1])
+		}
+	}
+	return toUTF8(raw, cs)
+}
+
+// metaCharsetRE finds the charset of <meta charset="..."> and of
+// <meta http-equiv="Content-Type" content="text/html; charset=...">.
+var metaCharsetRE = regexp.MustCompile(`(?i)<meta\s[^>]*charset\s*=\s*["']?\s*([a-z0-9][a-z0-9_:.+-]*)`)
 
 func asciiBytes(b []byte) int {
 	n := 0

@@ -23,6 +23,8 @@ func TestToUTF8(t *testing.T) {
 		{"UTF-8 labelled Windows-1251", "Привет", "windows-1251", "Привет"},
 		{"Windows-1251 text", "\xcf\xf0\xe8\xe2\xe5\xf2", "windows-1251", "Привет"},
 		{"UTF-8 labelled with a multi-byte charset stays in it", "\xe6\x97\xa5", "gb18030", "鏃\uFFFD"},
+		{"unlabelled ISO-2022-JP", "\x1b$B8+@Q=q\x1b(B", "", "見積書"},
+		{"ISO-2022-JP labelled US-ASCII", "\x1b$B8+@Q=q\x1b(B", "us-ascii", "見積書"},
 		{"UTF-7", "Fr+APY-sche", "UTF-7", "Frösche"},
 		{"UTF-7 alias", "Fr+APY-sche", "unicode-1-1-utf-7", "Frösche"},
 	}
@@ -55,5 +57,24 @@ func TestDecodeUTF7(t *testing.T) {
 		if got := decodeUTF7([]byte(raw)); got != want {
 			t.Errorf("decodeUTF7(%q) = %q, want %q", raw, got, want)
 		}
+	}
+}
+
+func TestTextToUTF8(t *testing.T) {
+	cyrillic := "\xcf\xf0\xe8\xe2\xe5\xf2"
+	tests := []struct {
+		name, raw, mediaType, charset, want string
+	}{
+		{"meta charset", `<html><head><meta charset="windows-1251"></head>` + cyrillic, "text/html", "", `<html><head><meta charset="windows-1251"></head>Привет`},
+		{"meta http-equiv", `<META HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=windows-1251">` + cyrillic, "text/html", "", `<META HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=windows-1251">Привет`},
+		{"the Content-Type charset wins", `<meta charset="utf-8">` + "Stra\xdfe", "text/html", "iso-8859-1", `<meta charset="utf-8">Straße`},
+		{"plain text has no meta", `<meta charset="windows-1251">` + cyrillic, "text/plain", "", `<meta charset="windows-1251">Ïðèâåò`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := textToUTF8([]byte(tt.raw), tt.mediaType, tt.charset); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

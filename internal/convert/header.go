@@ -120,15 +120,10 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\
 
 // headerUTF8 turns raw header text into UTF-8. Raw 8-bit bytes inside an
 // encoded word (Eudora writes them) are escaped first, so that the word
-// decodes in the charset it names. Unencoded ISO-2022-JP (old Japanese
-// software) is recognised by its escape sequences; other raw text is read
-// as lenientUTF8 reads it.
+// decodes in the charset it names; other raw text is read as lenientUTF8
+// reads it.
 func headerUTF8(s string) string {
-	s = escapeEightBitWords(s)
-	if strings.Contains(s, "\x1b$") {
-		return toUTF8([]byte(s), "iso-2022-jp")
-	}
-	return toUTF8([]byte(s), "")
+	return lenientUTF8([]byte(escapeEightBitWords(s)))
 }
 
 // decodedText is a header's value as UTF-8 with RFC 2047 words decoded.

@@ -232,7 +232,7 @@ func readText(p *part) (*textBody, int64, error) {
 		return nil, 0, err
 	}
 	if len(raw) <= maxBodyBytes {
-		return &textBody{html: p.mediaType == "text/html", content: toUTF8(raw, p.params["charset"])}, 0, nil
+		return &textBody{html: p.mediaType == "text/html", content: textToUTF8(raw, p.mediaType, p.params["charset"])}, 0, nil
 	}
 	rest, err := io.Copy(io.Discard, r)
 	return nil, int64(len(raw)) + rest, err
