@@ -22,19 +22,58 @@ import (
 // and real text in a single-byte charset is practically never valid UTF-8
 // (each 8-bit letter would have to be followed by the right symbols).
 func toUTF8(raw []byte, cs string) string {
+	key := charsetKey(cs)
 	switch {
-	case isUTF7(cs):
+	case key == "" || strings.HasSuffix(key, "utf8") || asciiKeys[key]:
+		return lenientUTF8(raw)
+	case strings.HasSuffix(key, "utf7"):
 		return decodeUTF7(raw)
-	case cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii"):
-		if r, err := charset.Reader(cs, bytes.NewReader(raw)); err == nil {
+	}
+	decoded, ok := decodeCharset(raw, cs, key)
+	singleByte := utf8.RuneCount(decoded) == len(raw)
+	if !ok || !utf8.Valid(decoded) || singleByte && isMultiByteUTF8(raw) {
+		return lenientUTF8(raw)
+	}
+	return string(decoded)
+}
+
+// charsetKey is a charset label without case, quotes, "-" and "_", so
+// that the spellings of one name compare equal.
+func charsetKey(cs string) string {
+	return strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(strings.Trim(cs, " \t'\"")))
+}
+
+// asciiKeys are US-ASCII's labels. The charset indexes read them as
+// Windows-1252; lenientUTF8 also reads the UTF-8 sent under them.
+var asciiKeys = map[string]bool{"usascii": true, "ascii": true, "csascii": true, "ansix3.41968": true, "iso646us": true}
+
+// charsetAliases are labels real mail uses that the charset indexes do not
+// know, by key, with the name they know.
+var charsetAliases = map[string]string{
+	"cp932": "shift_jis", "ms932": "shift_jis", "xmscp932": "shift_jis", "windows932": "shift_jis",
+	"iso2022jp1": "iso-2022-jp", "iso2022jp2": "iso-2022-jp", "iso2022jp3": "iso-2022-jp",
+	"latin1": "iso-8859-1", "isolatin1": "iso-8859-1", "88591": "iso-8859-1",
+}
+
+// decodeCharset decodes raw in the charset labelled cs (key is its
+// charsetKey): as labelled, by an alias, or without an "x-" prefix, the
+// spellings real mail uses.
+func decodeCharset(raw []byte, cs, key string) ([]byte, bool) {
+	label := strings.ToLower(strings.Trim(cs, " \t'\""))
+	alias := charsetAliases[key]
+	if strings.HasPrefix(key, "win") && !strings.HasPrefix(key, "windows") {
+		alias = "windows-" + key[len("win"):] // win-1251
+	}
+	for _, name := range []string{label, alias, strings.TrimPrefix(label, "x-")} {
+		if name == "" {
+			continue
+		}
+		if r, err := charset.Reader(name, bytes.NewReader(raw)); err == nil {
 			decoded, err := io.ReadAll(r)
-			singleByte := utf8.RuneCount(decoded) == len(raw)
-			if err == nil && utf8.Valid(decoded) && !(singleByte && isMultiByteUTF8(raw)) {
-				return string(decoded)
-			}
+			return decoded, err == nil
 		}
 	}
-	return lenientUTF8(raw)
+	return nil, false
 }
 
 // isMultiByteUTF8 reports valid UTF-8 that is not plain ASCII.
@@ -107,13 +146,6 @@ func asciiBytes(b []byte) int {
 		}
 	}
 	return n
-}
-
-// utf7Names are the names UTF-7 goes by in mail, without "-" and "_".
-var utf7Names = map[string]bool{"utf7": true, "csutf7": true, "unicode11utf7": true, "csunicode11utf7": true, "xunicode20utf7": true}
-
-func isUTF7(cs string) bool {
-	return utf7Names[strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(cs))]
 }
 
 // decodeUTF7 decodes UTF-7 (RFC 2152), which Outlook 2000 and Outlook

@@ -1,6 +1,10 @@
 package convert
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+	"unicode/utf8"
+)
 
 func TestToUTF8(t *testing.T) {
 	tests := []struct {
@@ -23,6 +27,13 @@ func TestToUTF8(t *testing.T) {
 		{"UTF-8 labelled Windows-1251", "Привет", "windows-1251", "Привет"},
 		{"Windows-1251 text", "\xcf\xf0\xe8\xe2\xe5\xf2", "windows-1251", "Привет"},
 		{"UTF-8 labelled with a multi-byte charset stays in it", "\xe6\x97\xa5", "gb18030", "鏃\uFFFD"},
+		{"Windows Japanese as cp932", "\x8c\xa9\x90\xcf\x8f\x91", "cp932", "見積書"},
+		{"win-1251", "\xcf\xf0\xe8\xe2\xe5\xf2", "win-1251", "Привет"},
+		{"x- prefix", "\x93quoted\x94", "x-windows-1252", "“quoted”"},
+		{"quoted label", "Stra\xdfe", "'ISO-8859-1'", "Straße"},
+		{"latin-1", "Stra\xdfe", "latin-1", "Straße"},
+		{"UTF-8 under an ASCII alias", "Straße", "ANSI_X3.4-1968", "Straße"},
+		{"Latin-1 under a UTF-8 alias", "Stra\xdfe", "utf8", "Straße"},
 		{"unlabelled ISO-2022-JP", "\x1b$B8+@Q=q\x1b(B", "", "見積書"},
 		{"ISO-2022-JP labelled US-ASCII", "\x1b$B8+@Q=q\x1b(B", "us-ascii", "見積書"},
 		{"UTF-7", "Fr+APY-sche", "UTF-7", "Frösche"},
@@ -77,4 +88,27 @@ func TestTextToUTF8(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzTextDecoding checks that every text decoder gives valid UTF-8, and
+// that valid UTF-8 of unknown charset is kept as it is.
+func FuzzTextDecoding(f *testing.F) {
+	for _, seed := range []string{"Привет\xff", "Caf\xe9", "=?utf-7?Q?Fr+APY-sche?=", "=?x?B?w6k?= =?x?Q?=E9_?=",
+		"=?iso-8859-1?Q?Fr\xf6sche?=", "+2D0-", "+ZeVnLIqe-", "\x1b$B8+@Q=q\x1b(B"} {
+		f.Add([]byte(seed), "utf-8")
+	}
+	f.Add([]byte("\x8c\xa9\x90\xcf"), "cp932")
+	f.Fuzz(func(t *testing.T, raw []byte, cs string) {
+		for name, s := range map[string]string{
+			"toUTF8": toUTF8(raw, cs), "decodeWord": decodeWord(string(raw)),
+			"headerUTF8": headerUTF8(string(raw)), "decodeUTF7": decodeUTF7(raw),
+		} {
+			if !utf8.ValidString(s) {
+				t.Fatalf("%s(%q, %q) = %q: not UTF-8", name, raw, cs, s)
+			}
+		}
+		if utf8.Valid(raw) && !bytes.Contains(raw, []byte("\x1b$")) && lenientUTF8(raw) != string(raw) {
+			t.Fatalf("lenientUTF8 changed valid UTF-8 %q", raw)
+		}
+	})
 }
