@@ -198,31 +198,20 @@ var obsRouteRE = regexp.MustCompile(`<[\s,]*@[^<>:"]*:`)
 // that ends it, which net/mail reads as the display name ("a@b (Name)").
 func withoutInnerComments(s string) string {
 	var b strings.Builder
-	quoted, escaped, depth, start := false, false, 0, 0
+	var st structure
+	start := 0
 	for i := 0; i < len(s); i++ {
-		c := s[i]
+		before := st.comment
+		st.next(s[i])
 		switch {
-		case escaped:
-			escaped = false
-		case c == '\\':
-			escaped = true
-		case depth == 0 && c == '"':
-			quoted = !quoted
-		case quoted:
-		case c == '(':
-			if depth == 0 {
-				b.WriteString(s[start:i])
-				start = i
+		case before == 0 && st.comment > 0:
+			b.WriteString(s[start:i])
+			start = i
+		case before > 0 && st.comment == 0:
+			if strings.TrimSpace(s[i+1:]) == "" {
+				b.WriteString(s[start : i+1])
 			}
-			depth++
-		case c == ')' && depth > 0:
-			depth--
-			if depth == 0 {
-				if strings.TrimSpace(s[i+1:]) == "" {
-					b.WriteString(s[start : i+1])
-				}
-				start = i + 1
-			}
+			start = i + 1
 		}
 	}
 	return b.String() + s[start:]
@@ -232,32 +221,52 @@ func withoutInnerComments(s string) string {
 // inside a quoted string, an angle-bracketed address or a comment.
 func splitOutsideQuotes(s, seps string) []string {
 	var parts []string
-	quoted, escaped, angle, comment := false, false, 0, 0
+	var st structure
 	start := 0
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case escaped:
-			escaped = false
-		case c == '\\':
-			escaped = true
-		case c == '"':
-			quoted = !quoted
-		case quoted:
-		case c == '<':
-			angle++
-		case c == '>' && angle > 0:
-			angle--
-		case c == '(':
-			comment++
-		case c == ')' && comment > 0:
-			comment--
-		case strings.IndexByte(seps, c) >= 0 && angle == 0 && comment == 0:
+		if st.outside() && strings.IndexByte(seps, s[i]) >= 0 {
 			parts = append(parts, s[start:i])
 			start = i + 1
 		}
+		st.next(s[i])
 	}
 	return append(parts, s[start:])
+}
+
+// structure follows structured header text byte by byte: quoted strings,
+// comments (which nest) and angle-bracketed addresses. Inside a quoted
+// string only its end and escapes count; inside a comment, only
+// parentheses and escapes.
+type structure struct {
+	quoted, escaped bool
+	comment, angle  int
+}
+
+func (st *structure) next(c byte) {
+	switch {
+	case st.escaped:
+		st.escaped = false
+	case c == '\\':
+		st.escaped = true
+	case st.comment == 0 && c == '"':
+		st.quoted = !st.quoted
+	case st.quoted:
+	case c == '(':
+		st.comment++
+	case c == ')' && st.comment > 0:
+		st.comment--
+	case st.comment > 0:
+	case c == '<':
+		st.angle++
+	case c == '>' && st.angle > 0:
+		st.angle--
+	}
+}
+
+// outside reports that the next byte is plain structure: not escaped, and
+// in no quoted string, comment or angle address.
+func (st *structure) outside() bool {
+	return !st.escaped && !st.quoted && st.comment == 0 && st.angle == 0
 }
 
 // parseParams parses a Content-Type or Content-Disposition value, more
