@@ -3,8 +3,6 @@ package convert
 import (
 	"encoding/base64"
 	"fmt"
-	"io"
-	"mime"
 	"regexp"
 	"strconv"
 	"strings"
@@ -97,16 +95,6 @@ func isHexByte(s string) bool {
 	_, err := strconv.ParseUint(s, 16, 8)
 	return err == nil
 }
-
-// wordDecoder is what net/mail decodes the encoded words of display names
-// with; its charsets go through toUTF8, as decodeWord's do.
-var wordDecoder = mime.WordDecoder{CharsetReader: func(cs string, r io.Reader) (io.Reader, error) {
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	return strings.NewReader(toUTF8(raw, cs)), nil
-}}
 
 // qWordRE matches a Q-encoded word, also one holding bytes RFC 2047 forbids.
 var qWordRE = regexp.MustCompile(`=\?[^?\s]+\?[qQ]\?[^?]*\?=`)

@@ -131,9 +131,6 @@ func decodedText(h gomail.Header, key string) string {
 	return strings.TrimSpace(decodeWord(headerUTF8(h.Get(key))))
 }
 
-// addressParser parses addresses with the project's word decoder.
-var addressParser = mail.AddressParser{WordDecoder: &wordDecoder}
-
 // addrSpecRE finds bare addresses in text that does not parse; a domain
 // without a dot (localhost, an intranet host) is an address too.
 var addrSpecRE = regexp.MustCompile(`[^\s<>,;:"()\[\]@]+@[^\s<>,;:"()\[\]@]+`)
@@ -141,15 +138,17 @@ var addrSpecRE = regexp.MustCompile(`[^\s<>,;:"()\[\]@]+@[^\s<>,;:"()\[\]@]+`)
 // addressList parses an address header leniently: when the whole list does
 // not parse, each entry (separated by commas, or the semicolons Outlook
 // users type) is parsed alone, and an entry that still does not parse gives
-// its bare addresses without a name. Encoded words in a quoted display name
-// are decoded, as every mail client does, though RFC 2047 forbids them
-// there.
+// its bare addresses without a name. Display names are decoded by
+// decodeWord, like every other header text: net/mail is given the encoded
+// words in quotes, so that it keeps them as they are. This also decodes
+// encoded words that a quoted display name holds, as every mail client
+// does, though RFC 2047 forbids them there.
 func addressList(h gomail.Header, key string) []*mail.Address {
-	v := headerUTF8(h.Get(key))
+	v := quoteEncodedWords(headerUTF8(h.Get(key)))
 	if strings.TrimSpace(v) == "" {
 		return nil
 	}
-	list, err := addressParser.ParseList(v)
+	list, err := mail.ParseAddressList(v)
 	if err != nil {
 		list = nil
 		for _, entry := range splitOutsideQuotes(v, ",;") {
@@ -161,6 +160,33 @@ func addressList(h gomail.Header, key string) []*mail.Address {
 	}
 	return list
 }
+
+// quoteEncodedWords puts each encoded word of an address list that stands
+// outside quotes, comments and angle addresses in quotes of its own.
+func quoteEncodedWords(v string) string {
+	matches := encodedWordRE.FindAllStringIndex(v, -1)
+	if matches == nil {
+		return v
+	}
+	var b strings.Builder
+	var st structure
+	last := 0
+	for i := 0; i < len(v) && len(matches) > 0; i++ {
+		if m := matches[0]; i == m[0] {
+			if st.outside() {
+				b.WriteString(v[last:m[0]])
+				b.WriteString(`"` + quotedPairs.Replace(v[m[0]:m[1]]) + `"`)
+				last = m[1]
+			}
+			matches = matches[1:]
+		}
+		st.next(v[i])
+	}
+	return b.String() + v[last:]
+}
+
+// quotedPairs escapes text for a quoted string.
+var quotedPairs = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 // entryAddresses parses one entry of an address list that does not parse
 // whole. An entry that does not parse as it is is tried again without what
@@ -176,11 +202,11 @@ func entryAddresses(entry string) []*mail.Address {
 	if entry == "" {
 		return nil
 	}
-	if a, err := addressParser.Parse(entry); err == nil {
+	if a, err := mail.ParseAddress(entry); err == nil {
 		return []*mail.Address{a}
 	}
 	repaired := obsRouteRE.ReplaceAllString(withoutInnerComments(entry), "<")
-	if a, err := addressParser.Parse(repaired); err == nil {
+	if a, err := mail.ParseAddress(repaired); err == nil {
 		return []*mail.Address{a}
 	}
 	var out []*mail.Address

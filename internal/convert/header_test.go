@@ -113,6 +113,11 @@ func TestDisplayNames(t *testing.T) {
 		{"8-bit byte in a Q word", "=?iso-8859-1?Q?J\xfcrgen?= <f@contoso.com>", "Jürgen"},
 		{"raw UTF-8 with one invalid byte", "\xd0\x94\xd0\xbc\xd0\xb8\xd1\x82\xd1\x80\xd0\xb8\xd0\xb9\xff <f@contoso.com>", "Дмитрий\uFFFD"},
 		{"raw Latin-1", "Fran\xe7ois <f@contoso.com>", "François"},
+		{"Shift_JIS character split between words", "=?shift_jis?B?jKmQ?=\n =?shift_jis?B?z4+R?= <f@contoso.com>", "見積書"},
+		{"UTF-8 labelled Latin-1", "=?ISO-8859-1?Q?Best=C3=A4tigung?= <f@contoso.com>", "Bestätigung"},
+		{"words and quoted text", `"Dr." =?utf-8?Q?J=C3=BCrgen?= "(IT)" <f@contoso.com>`, "Dr. Jürgen (IT)"},
+		{"quote and tab in a Q word", "=?utf-8?Q?a\"b\tc?= <f@contoso.com>", "a\"b\tc"},
+		{"encoded word in a comment name", "f@contoso.com (=?utf-8?Q?J=C3=BCrgen?=)", "Jürgen"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
