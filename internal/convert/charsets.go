@@ -47,16 +47,20 @@ func charsetKey(cs string) string {
 // Windows-1252; lenientUTF8 also reads the UTF-8 sent under them.
 var asciiKeys = map[string]bool{"usascii": true, "ascii": true, "csascii": true, "ansix3.41968": true, "iso646us": true}
 
-// charsetAliases are labels real mail uses that the charset indexes do not
-// know, by key, with the name they know.
+// charsetAliases are labels real mail uses, by key, with the charset to
+// read them in: names the charset indexes do not know, and ISO-8859-1,
+// which is read as Windows-1252 as browsers do (Windows labels its text
+// ISO-8859-1; the two differ only where ISO-8859-1 has control characters
+// that no text means).
 var charsetAliases = map[string]string{
 	"cp932": "shift_jis", "ms932": "shift_jis", "xmscp932": "shift_jis", "windows932": "shift_jis",
 	"iso2022jp1": "iso-2022-jp", "iso2022jp2": "iso-2022-jp", "iso2022jp3": "iso-2022-jp",
-	"latin1": "iso-8859-1", "isolatin1": "iso-8859-1", "88591": "iso-8859-1",
+	"iso88591": "windows-1252", "iso885911987": "windows-1252", "latin1": "windows-1252", "isolatin1": "windows-1252",
+	"88591": "windows-1252", "csisolatin1": "windows-1252", "l1": "windows-1252", "cp819": "windows-1252", "ibm819": "windows-1252",
 }
 
 // decodeCharset decodes raw in the charset labelled cs (key is its
-// charsetKey): as labelled, by an alias, or without an "x-" prefix, the
+// charsetKey): by an alias, as labelled, or without an "x-" prefix, the
 // spellings real mail uses.
 func decodeCharset(raw []byte, cs, key string) ([]byte, bool) {
 	label := strings.ToLower(strings.Trim(cs, " \t'\""))
@@ -64,7 +68,7 @@ func decodeCharset(raw []byte, cs, key string) ([]byte, bool) {
 	if strings.HasPrefix(key, "win") && !strings.HasPrefix(key, "windows") {
 		alias = "windows-" + key[len("win"):] // win-1251
 	}
-	for _, name := range []string{label, alias, strings.TrimPrefix(label, "x-")} {
+	for _, name := range []string{alias, label, strings.TrimPrefix(label, "x-")} {
 		if name == "" {
 			continue
 		}

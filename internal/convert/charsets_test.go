@@ -32,6 +32,7 @@ func TestToUTF8(t *testing.T) {
 		{"x- prefix", "\x93quoted\x94", "x-windows-1252", "“quoted”"},
 		{"quoted label", "Stra\xdfe", "'ISO-8859-1'", "Straße"},
 		{"latin-1", "Stra\xdfe", "latin-1", "Straße"},
+		{"ISO-8859-1 is read as Windows-1252", "\x93Stra\xdfe\x94 \x96 \x80", "ISO-8859-1", "“Straße” – €"},
 		{"UTF-8 under an ASCII alias", "Straße", "ANSI_X3.4-1968", "Straße"},
 		{"Latin-1 under a UTF-8 alias", "Stra\xdfe", "utf8", "Straße"},
 		{"unlabelled ISO-2022-JP", "\x1b$B8+@Q=q\x1b(B", "", "見積書"},
