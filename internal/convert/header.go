@@ -28,8 +28,9 @@ const maxHeaderBytes = 1 << 20
 // before the first field are skipped, so is a leading mbox "From " line,
 // and the first line that is not a header field ends the header and starts
 // the body, as if the blank line between them had been forgotten. body
-// continues after the header. Convert, Attachment.Open and the MIME passthrough all read the
-// header through here, so they agree on where the body starts.
+// continues after the header. Convert, Attachment.Open and the MIME
+// passthrough all read the header through here, so they agree on where the
+// body starts.
 func readHeader(br *bufio.Reader) (h textproto.Header, body io.Reader, err error) {
 	var clean bytes.Buffer
 	body = br
@@ -173,12 +174,14 @@ func quoteEncodedWords(v string) string {
 	last := 0
 	for i := 0; i < len(v) && len(matches) > 0; i++ {
 		if m := matches[0]; i == m[0] {
+			matches = matches[1:]
 			if st.outside() {
 				b.WriteString(v[last:m[0]])
 				b.WriteString(`"` + quotedPairs.Replace(v[m[0]:m[1]]) + `"`)
 				last = m[1]
+				i = m[1] - 1 // the word is a quoted string now: nothing in it is structure
+				continue
 			}
-			matches = matches[1:]
 		}
 		st.next(v[i])
 	}

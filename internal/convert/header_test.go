@@ -116,7 +116,7 @@ func TestDisplayNames(t *testing.T) {
 		{"Shift_JIS character split between words", "=?shift_jis?B?jKmQ?=\n =?shift_jis?B?z4+R?= <f@contoso.com>", "見積書"},
 		{"UTF-8 labelled Latin-1", "=?ISO-8859-1?Q?Best=C3=A4tigung?= <f@contoso.com>", "Bestätigung"},
 		{"words and quoted text", `"Dr." =?utf-8?Q?J=C3=BCrgen?= "(IT)" <f@contoso.com>`, "Dr. Jürgen (IT)"},
-		{"quote and tab in a Q word", "=?utf-8?Q?a\"b\tc?= <f@contoso.com>", "a\"b\tc"},
+		{"quote, tab and parenthesis in a Q word", "=?utf-8?Q?a\"b\tc(?= <f@contoso.com>", "a\"b\tc("},
 		{"encoded word in a comment name", "f@contoso.com (=?utf-8?Q?J=C3=BCrgen?=)", "Jürgen"},
 	}
 	for _, tt := range tests {
@@ -143,6 +143,8 @@ func TestAddressRecovery(t *testing.T) {
 		{`John <@r1.example,@r2.example:jdoe@test.example>, b@contoso.com`, []EmailAddress{{"John", "jdoe@test.example"}, {"", "b@contoso.com"}}},
 		{`root@localhost, <broken@@x>, admin@intranet ops@intranet`, []EmailAddress{{"", "root@localhost"}, {"", "admin@intranet"}, {"", "ops@intranet"}}},
 		{`"Smith, J" <j@contoso.com>; "unclosed <k@host>`, []EmailAddress{{"Smith, J", "j@contoso.com"}, {"", "k@host"}}},
+		// Every encoded word of a name decodes alike, whatever the text of an earlier one.
+		{`=?utf-8?Q?a(?= <a@contoso.com>, =?ISO-8859-1?Q?Best=C3=A4tigung?= <b@contoso.com>`, []EmailAddress{{"a(", "a@contoso.com"}, {"Bestätigung", "b@contoso.com"}}},
 	}
 	for _, tt := range tests {
 		h, _, err := readHeader(bufio.NewReader(strings.NewReader("To: " + tt.header + "\r\n\r\n")))
