@@ -193,8 +193,8 @@ var quotedPairs = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 // entryAddresses parses one entry of an address list that does not parse
 // whole. An entry that does not parse as it is is tried again without what
-// net/mail refuses but RFC 5322 allows: comments inside the address
-// (pete(his account)@silly.test) and an obsolete source route
+// net/mail refuses but RFC 5322 allows: comments and white space inside the
+// address (pete(his account)@silly.test) and an obsolete source route
 // (<@relay:jdoe@example.com>). Failing that, its bare addresses are kept.
 func entryAddresses(entry string) []*mail.Address {
 	// A group's name and terminator ("team: a@b;") are not addresses.
@@ -208,7 +208,7 @@ func entryAddresses(entry string) []*mail.Address {
 	if a, err := mail.ParseAddress(entry); err == nil {
 		return []*mail.Address{a}
 	}
-	repaired := obsRouteRE.ReplaceAllString(withoutInnerComments(entry), "<")
+	repaired := obsRouteRE.ReplaceAllString(withoutInnerCFWS(entry), "<")
 	if a, err := mail.ParseAddress(repaired); err == nil {
 		return []*mail.Address{a}
 	}
@@ -223,27 +223,33 @@ func entryAddresses(entry string) []*mail.Address {
 // route (RFC 5322 section 4.4), which only the last address after it needs.
 var obsRouteRE = regexp.MustCompile(`<[\s,]*@[^<>:"]*:`)
 
-// withoutInnerComments drops the comments of an address entry, except one
-// that ends it, which net/mail reads as the display name ("a@b (Name)").
-func withoutInnerComments(s string) string {
-	var b strings.Builder
+// withoutInnerCFWS drops what RFC 5322 allows inside an address but
+// net/mail refuses: comments, except one that ends the entry, which
+// net/mail reads as the display name ("a@b (Name)"), and white space
+// beside "@" (john @ example.com).
+func withoutInnerCFWS(s string) string {
+	var out, comment strings.Builder
 	var st structure
-	start := 0
 	for i := 0; i < len(s); i++ {
-		before := st.comment
-		st.next(s[i])
+		c := s[i]
+		inComment := st.comment > 0
+		st.next(c)
 		switch {
-		case before == 0 && st.comment > 0:
-			b.WriteString(s[start:i])
-			start = i
-		case before > 0 && st.comment == 0:
-			if strings.TrimSpace(s[i+1:]) == "" {
-				b.WriteString(s[start : i+1])
+		case inComment || st.comment > 0:
+			comment.WriteByte(c)
+			if st.comment == 0 {
+				if strings.TrimSpace(s[i+1:]) == "" {
+					out.WriteString(comment.String())
+				}
+				comment.Reset()
 			}
-			start = i + 1
+		case !st.quoted && (c == ' ' || c == '\t') &&
+			(strings.HasPrefix(strings.TrimLeft(s[i+1:], " \t"), "@") || strings.HasSuffix(out.String(), "@")):
+		default:
+			out.WriteByte(c)
 		}
 	}
-	return b.String() + s[start:]
+	return out.String() + comment.String()
 }
 
 // splitOutsideQuotes splits s at any of the bytes in seps where it is not

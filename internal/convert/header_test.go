@@ -139,6 +139,8 @@ func TestAddressRecovery(t *testing.T) {
 		{`pete(his account)@silly.test`, []EmailAddress{{"", "pete@silly.test"}}},
 		{`Pete(A nice \) chap) <pete(his account)@silly.test(his host)>`, []EmailAddress{{"Pete", "pete@silly.test"}}},
 		{`pete(his account)@silly.test (Pete)`, []EmailAddress{{"Pete", "pete@silly.test"}}},
+		{`John <john @ example.com>, "A @ B" <a@contoso.com>`, []EmailAddress{{"John", "john@example.com"}, {"A @ B", "a@contoso.com"}}},
+		{`pete(unclosed@silly.test`, []EmailAddress{{"", "unclosed@silly.test"}}},
 		{`<@relay.example:jdoe@test.example>`, []EmailAddress{{"", "jdoe@test.example"}}},
 		{`John <@r1.example,@r2.example:jdoe@test.example>, b@contoso.com`, []EmailAddress{{"John", "jdoe@test.example"}, {"", "b@contoso.com"}}},
 		{`root@localhost, <broken@@x>, admin@intranet ops@intranet`, []EmailAddress{{"", "root@localhost"}, {"", "admin@intranet"}, {"", "ops@intranet"}}},
