@@ -11,7 +11,6 @@ import (
 	"github.com/emersion/go-message/charset"
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/japanese"
-	"golang.org/x/text/encoding/unicode"
 )
 
 // toUTF8 decodes text in charset cs. UTF-7 is decoded here, since neither
@@ -102,19 +101,85 @@ func lenientUTF8(raw []byte) string {
 		}
 		return string(raw)
 	}
-	// The decoder replaces each maximal invalid subsequence (as Unicode
-	// recommends) with one U+FFFD, so counting them counts the damage.
-	decoded, _ := unicode.UTF8.NewDecoder().Bytes(raw)
-	invalid := bytes.Count(decoded, []byte("\uFFFD")) - bytes.Count(raw, []byte("\uFFFD"))
-	multiByte := utf8.RuneCount(decoded) - asciiBytes(decoded) - invalid
+	multiByte, invalid := scanUTF8(raw, nil)
+	var out strings.Builder
 	if multiByte > 0 && invalid <= multiByte {
-		return string(decoded)
+		out.Grow(len(raw) + 2*invalid)
+		scanUTF8(raw, &out)
+		return out.String()
 	}
-	latin, err := charmap.Windows1252.NewDecoder().Bytes(raw)
-	if err != nil {
-		return string(decoded)
+	out.Grow(len(raw) + 2*(multiByte+invalid))
+	for _, c := range raw {
+		out.WriteRune(windows1252[c])
 	}
-	return strings.ToValidUTF8(string(latin), "\uFFFD")
+	return out.String()
+}
+
+// windows1252 maps each byte to its character in Windows-1252.
+var windows1252 = func() (table [256]rune) {
+	for i := range table {
+		table[i] = charmap.Windows1252.DecodeByte(byte(i))
+	}
+	return table
+}()
+
+// scanUTF8 counts raw's valid multi-byte sequences and its invalid ones;
+// with out, it also writes raw there with each invalid one replaced by
+// U+FFFD. An invalid sequence is a maximal subpart, as Unicode recommends
+// counting and replacing them: a character cut short is one.
+func scanUTF8(raw []byte, out *strings.Builder) (multiByte, invalid int) {
+	start := 0
+	for i := 0; i < len(raw); {
+		if raw[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if r, n := utf8.DecodeRune(raw[i:]); r != utf8.RuneError || n > 1 {
+			multiByte++
+			i += n
+			continue
+		}
+		invalid++
+		if out != nil {
+			out.Write(raw[start:i])
+			out.WriteRune(utf8.RuneError)
+		}
+		i += invalidLength(raw[i:])
+		start = i
+	}
+	if out != nil {
+		out.Write(raw[start:])
+	}
+	return multiByte, invalid
+}
+
+// invalidLength is the length of the maximal subpart at the start of b,
+// which starts with no valid sequence: its first byte, and the bytes after
+// it that could continue a sequence it starts.
+func invalidLength(b []byte) int {
+	lo, hi, size := byte(0x80), byte(0xBF), 1
+	switch c := b[0]; {
+	case 0xC2 <= c && c <= 0xDF:
+		size = 2
+	case c == 0xE0:
+		lo, size = 0xA0, 3
+	case c == 0xED:
+		hi, size = 0x9F, 3
+	case 0xE1 <= c && c <= 0xEF:
+		size = 3
+	case c == 0xF0:
+		lo, size = 0x90, 4
+	case c == 0xF4:
+		hi, size = 0x8F, 4
+	case 0xF1 <= c && c <= 0xF3:
+		size = 4
+	}
+	n := 1
+	for n < size && n < len(b) && lo <= b[n] && b[n] <= hi {
+		n++
+		lo, hi = 0x80, 0xBF
+	}
+	return n
 }
 
 // fromISO2022JP decodes ISO-2022-JP, keeping the text as it is if it is
@@ -141,16 +206,6 @@ func textToUTF8(raw []byte, mediaType, cs string) string {
 // metaCharsetRE finds the charset of <meta charset="..."> and of
 // <meta http-equiv="Content-Type" content="text/html; charset=...">.
 var metaCharsetRE = regexp.MustCompile(`(?i)<meta\s[^>]*charset\s*=\s*["']?\s*([a-z0-9][a-z0-9_:.+-]*)`)
-
-func asciiBytes(b []byte) int {
-	n := 0
-	for _, c := range b {
-		if c < utf8.RuneSelf {
-			n++
-		}
-	}
-	return n
-}
 
 // decodeUTF7 decodes UTF-7 (RFC 2152), which Outlook 2000 and Outlook
 // Express could send. Characters stand for themselves, except that "+"

@@ -2,8 +2,11 @@ package convert
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"golang.org/x/text/encoding/unicode"
 )
 
 func TestToUTF8(t *testing.T) {
@@ -91,6 +94,27 @@ func TestTextToUTF8(t *testing.T) {
 	}
 }
 
+// TestScanUTF8 compares scanUTF8 with golang.org/x/text's UTF-8 decoder,
+// which also replaces maximal subparts, on every sequence of up to four
+// bytes at the edges of UTF-8's ranges.
+func TestScanUTF8(t *testing.T) {
+	edges := []byte{0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5}
+	var check func(raw []byte)
+	check = func(raw []byte) {
+		var out strings.Builder
+		scanUTF8(raw, &out)
+		if want, _ := unicode.UTF8.NewDecoder().Bytes(raw); out.String() != string(want) {
+			t.Fatalf("scanUTF8(%q) wrote %q, want %q", raw, out.String(), want)
+		}
+		if len(raw) < 4 {
+			for _, c := range edges {
+				check(append(raw, c))
+			}
+		}
+	}
+	check(nil)
+}
+
 // FuzzTextDecoding checks that every text decoder gives valid UTF-8, and
 // that valid UTF-8 of unknown charset is kept as it is.
 func FuzzTextDecoding(f *testing.F) {
@@ -111,5 +135,30 @@ func FuzzTextDecoding(f *testing.F) {
 		if utf8.Valid(raw) && !bytes.Contains(raw, []byte("\x1b$")) && lenientUTF8(raw) != string(raw) {
 			t.Fatalf("lenientUTF8 changed valid UTF-8 %q", raw)
 		}
+		// golang.org/x/text's UTF-8 decoder also replaces maximal subparts.
+		var out strings.Builder
+		scanUTF8(raw, &out)
+		if want, _ := unicode.UTF8.NewDecoder().Bytes(raw); out.String() != string(want) {
+			t.Fatalf("scanUTF8(%q) wrote %q, want %q", raw, out.String(), want)
+		}
 	})
+}
+
+// BenchmarkLenientUTF8 reads 8 MiB bodies, the most kept as a body, that are
+// not valid UTF-8: UTF-8 with one bad byte, and Latin-1.
+func BenchmarkLenientUTF8(b *testing.B) {
+	cyrillic := "Привет, мир! "
+	latin := "Caf\xe9 cr\xe8me "
+	for name, raw := range map[string][]byte{
+		"utf8-one-invalid-byte": append(bytes.Repeat([]byte(cyrillic), maxBodyBytes/len(cyrillic)), 0xff),
+		"latin1":                bytes.Repeat([]byte(latin), maxBodyBytes/len(latin)),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				lenientUTF8(raw)
+			}
+		})
+	}
 }
