@@ -20,6 +20,7 @@ import (
 
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/safetext"
 )
 
 // Server serves every [[listener]] of a configuration.
@@ -68,7 +69,7 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 		case config.TLSNone, "":
 		case config.TLSStartTLS, config.TLSImplicit:
 			if certs == nil {
-				if certs, err = certificates(cfg, logger); err != nil {
+				if certs, err = certificates(cfg, spool, logger); err != nil {
 					return nil, err
 				}
 			}
@@ -248,7 +249,7 @@ func (l smtpLog) Printf(format string, v ...any) { l.report(fmt.Sprintf(format, 
 func (l smtpLog) Println(v ...any)               { l.report(fmt.Sprintln(v...)) }
 
 func (l smtpLog) report(msg string) {
-	msg = strings.TrimSpace(msg)
+	msg = safetext.Log(strings.TrimSpace(msg))
 	if strings.HasPrefix(msg, "panic") {
 		l.log.Error("smtp", "detail", msg)
 		return
