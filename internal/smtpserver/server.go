@@ -249,10 +249,11 @@ func (l smtpLog) Printf(format string, v ...any) { l.report(fmt.Sprintf(format, 
 func (l smtpLog) Println(v ...any)               { l.report(fmt.Sprintln(v...)) }
 
 func (l smtpLog) report(msg string) {
-	msg = safetext.Log(strings.TrimSpace(msg))
+	msg = strings.TrimSpace(msg)
 	if strings.HasPrefix(msg, "panic") {
+		// The stack is ours, worth keeping whole.
 		l.log.Error("smtp", "detail", msg)
 		return
 	}
-	l.log.Info("smtp", "detail", msg)
+	l.log.Info("smtp", "detail", safetext.Log(msg))
 }
