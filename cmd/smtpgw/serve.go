@@ -19,6 +19,7 @@ import (
 
 	"github.com/smtpgw/smtpgw"
 	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/sdnotify"
 )
 
 // serve runs the gateway until the platform asks it to stop: SIGINT or
@@ -49,8 +50,13 @@ func serve(args []string, stderr io.Writer) error {
 }
 
 // newLifecycle is the one place that picks who hears the gateway's state
-// changes.
-func newLifecycle() lifecycle { return noLifecycle{} }
+// changes: systemd, when it started the gateway as a Type=notify unit.
+func newLifecycle() lifecycle {
+	if n := sdnotify.FromEnv(slog.Default()); n != nil {
+		return n
+	}
+	return noLifecycle{}
+}
 
 // loadConfig reads the file at path, or the built-in example when path is
 // empty, so that `smtpgw serve` works on a fresh checkout.
