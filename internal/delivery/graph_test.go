@@ -97,7 +97,7 @@ func TestGraphPermanentFailures(t *testing.T) {
 		status int
 		code   string
 	}{
-		{403, "ErrorAccessDenied"},
+		{403, "ErrorSendAsDenied"},
 		{404, "ErrorInvalidUser"},
 	}
 	for _, tt := range tests {

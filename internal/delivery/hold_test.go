@@ -129,7 +129,7 @@ func TestMailboxRefusalHoldsOneLane(t *testing.T) {
 	}
 
 	h.clock.Advance(30 * time.Second)
-	h.waitCalls(held[0], 2) // the probe: still refused
+	h.waitFor("the probe", func() bool { return len(h.target.callsFor(held[0]))+len(h.target.callsFor(held[1])) == 2 })
 	h.waitStatus("the next probe", func(st Status) bool {
 		return len(st.Upstream.HeldMailboxes) == 1 && st.Upstream.HeldMailboxes[0].NextProbe.Equal(t0.Add(90*time.Second))
 	})
