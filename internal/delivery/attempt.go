@@ -22,10 +22,10 @@ type result struct {
 	// message waits, unattempted, for the hold of refused.Scope to end.
 	refused *upstream.Error
 	// accepted: Graph took the credential (it delivered the message or
-	// judged its content), which ends any hold of the message's mailbox.
+	// judged its content), which ends the outage and any hold of the
+	// message's mailbox. Neither this nor refused: the attempt said
+	// nothing about the credential.
 	accepted bool
-	// inconclusive: the attempt said nothing about the credential.
-	inconclusive bool
 }
 
 // verdict is what a send's outcome means for the message.
@@ -63,32 +63,26 @@ func classify(ctx context.Context, err error) (verdict, *upstream.Error) {
 }
 
 // attempt makes one delivery attempt of message id and does the spool
-// bookkeeping for its outcome.
-// A probe is an attempt made while the credential is refused, to see
-// whether an admin fixed it: the credential files are read again first.
+// bookkeeping for its outcome. A probe is an attempt made while the
+// credential is refused, to see whether an admin fixed it: the credential
+// files are read again first.
 func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
-	r := e.try(ctx, id, probe)
-	r.id = id
-	return r
-}
-
-func (e *Engine) try(ctx context.Context, id string, probe bool) result {
 	entry, err := e.spool.Get(id)
 	if errors.Is(err, queue.ErrNotFound) {
-		return result{finished: true, inconclusive: true}
+		return result{id: id, finished: true}
 	}
 	if errors.Is(err, queue.ErrCorrupt) {
 		e.fail(nil, id, failure{reason: err.Error()})
-		return result{finished: true, inconclusive: true}
+		return result{id: id, finished: true}
 	}
 	if err != nil {
 		e.log.Error("cannot load message", "id", id, "error", err)
-		return result{next: e.clock.Now().Add(e.backoff(1)), inconclusive: true}
+		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
 	}
 	env := entry.Envelope
 	msg, err := e.convert(entry.Raw(), env)
 	if errors.Is(err, queue.ErrNotFound) {
-		return result{finished: true, inconclusive: true}
+		return result{id: id, finished: true}
 	}
 	if err != nil {
 		e.fail(entry, id, failure{
@@ -96,7 +90,7 @@ func (e *Engine) try(ctx context.Context, id string, probe bool) result {
 			plain:  "The gateway could not read the message.",
 			status: "5.6.0",
 		})
-		return result{finished: true, inconclusive: true}
+		return result{id: id, finished: true}
 	}
 	if len(msg.DroppedHeaders) > 0 {
 		e.log.Warn("X- headers dropped: Graph accepts at most five", "id", id, "headers", msg.DroppedHeaders)
@@ -113,10 +107,10 @@ func (e *Engine) try(ctx context.Context, id string, probe bool) result {
 	st.NextAttempt = now.Add(e.backoff(st.Attempts))
 	if err := e.spool.SaveState(id, st); err != nil {
 		if errors.Is(err, queue.ErrNotFound) {
-			return result{finished: true, inconclusive: true}
+			return result{id: id, finished: true}
 		}
 		e.log.Error("cannot record attempt; not sending", "id", id, "error", err)
-		return result{next: st.NextAttempt, inconclusive: true}
+		return result{id: id, next: st.NextAttempt}
 	}
 	entry.State = st
 
@@ -145,10 +139,10 @@ func (e *Engine) try(ctx context.Context, id string, probe bool) result {
 		}
 		e.log.Info("delivered", "id", id, "mailbox", env.Mailbox, "status", receipt.Status,
 			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration", took.Round(time.Millisecond))
-		return result{finished: true, accepted: true}
+		return result{id: id, finished: true, accepted: true}
 
 	case gone:
-		return result{finished: true, inconclusive: true}
+		return result{id: id, finished: true}
 
 	case interrupted:
 		// Not an attempt: undo its count and make it due at once.
@@ -157,7 +151,7 @@ func (e *Engine) try(ctx context.Context, id string, probe bool) result {
 			e.log.Error("cannot record interrupted attempt", "id", id, "error", err)
 		}
 		e.log.Info("attempt interrupted by shutdown", "id", id, "mailbox", env.Mailbox)
-		return result{next: now, inconclusive: true}
+		return result{id: id, next: now}
 
 	case permanent:
 		// Keep Graph's IDs with the dead letter for support cases.
@@ -167,15 +161,15 @@ func (e *Engine) try(ctx context.Context, id string, probe bool) result {
 		e.fail(entry, id, failure{reason: err.Error(), plain: explain(ue), status: ue.BounceStatus, cause: ue})
 		// Graph judged the message, so it took the credential; a failure
 		// before any answer says nothing about it.
-		return result{finished: true, accepted: ue.Status != 0, inconclusive: ue.Status == 0}
+		return result{id: id, finished: true, accepted: ue.Status != 0}
 	}
 
 	if !now.Before(ageStart(entry).Add(e.maxAge)) {
 		e.giveUp(entry, st.Attempts, err)
 		if v == refused {
-			return result{finished: true, refused: ue}
+			return result{id: id, finished: true, refused: ue}
 		}
-		return result{finished: true, inconclusive: true}
+		return result{id: id, finished: true}
 	}
 	if v == refused {
 		// The credential, not the message, failed: the attempt does not
@@ -186,11 +180,11 @@ func (e *Engine) try(ctx context.Context, id string, probe bool) result {
 			e.log.Error("cannot record refusal", "id", id, "error", err)
 		}
 		e.log.Warn("held: the credential was refused", "id", id, "mailbox", env.Mailbox, "error", err)
-		return result{next: now, refused: ue}
+		return result{id: id, next: now, refused: ue}
 	}
 
 	// temporary
-	r := result{inconclusive: true}
+	r := result{id: id}
 	if ue != nil && ue.RetryAfter > 0 {
 		r.next = now.Add(ue.RetryAfter)
 		if ue.Scope == upstream.ScopeMailbox {
@@ -203,7 +197,7 @@ func (e *Engine) try(ctx context.Context, id string, probe bool) result {
 	st.LastError = err.Error()
 	if err := e.spool.SaveState(id, st); err != nil {
 		if errors.Is(err, queue.ErrNotFound) {
-			return result{finished: true, inconclusive: true}
+			return result{id: id, finished: true}
 		}
 		e.log.Error("cannot record deferral", "id", id, "error", err)
 	}

@@ -438,7 +438,7 @@ func (e *Engine) finish(r result, now time.Time) {
 	switch {
 	case r.refused != nil:
 		e.refuse(l, r.refused, probe, now)
-	case !r.inconclusive:
+	case r.accepted:
 		e.accepted(l, now)
 	case probe != nil:
 		// The probe told nothing (Graph did not answer, say): another
