@@ -62,7 +62,7 @@ func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 // account exists, or when the connection is not encrypted and the listener
 // does not allow insecure AUTH.
 func (s *session) AuthMechanisms() []string {
-	if !s.srv.ids.hasAccounts() || !s.authAllowed() {
+	if !s.srv.ids.Load().hasAccounts() || !s.authAllowed() {
 		return nil
 	}
 	return []string{mechPlain, mechLogin}
@@ -79,7 +79,7 @@ func (s *session) authAllowed() bool {
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	var err error
 	switch {
-	case !s.srv.ids.hasAccounts():
+	case !s.srv.ids.Load().hasAccounts():
 		err = errAuthUnavailable
 	case !s.authAllowed():
 		err = errAuthNeedsTLS
@@ -107,7 +107,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // login checks credentials and, on success, makes the account the
 // session's identity.
 func (s *session) login(username, password string) error {
-	id, err := s.srv.ids.authenticate(username, password)
+	id, err := s.srv.ids.Load().authenticate(username, password)
 	if err != nil {
 		return fmt.Errorf("%w: username %q", err, username)
 	}

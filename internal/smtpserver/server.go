@@ -14,6 +14,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -27,7 +28,9 @@ type Server struct {
 	cfg       *config.Config
 	spool     *queue.Spool
 	log       *slog.Logger
-	ids       *identities
+	ids       atomic.Pointer[identities] // replaced by Reload
+	certs     []tls.Certificate          // served by TLS listeners; replaced by Reload
+	tlsFiles  config.TLS                 // where certs came from
 	metrics   *metrics
 	conns     *connTracker
 	listeners []*listener
@@ -38,7 +41,8 @@ type Server struct {
 // AUTH settings differ per listener.
 type listener struct {
 	cfg     config.Listener
-	tls     *tls.Config // nil for tls = "none"
+	tls     *tls.Config // nil for tls = "none"; hands out liveTLS
+	liveTLS atomic.Pointer[tls.Config]
 	smtp    *smtp.Server
 	raw     net.Listener
 	handoff *handoffListener
@@ -52,13 +56,14 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		spool:   spool,
-		log:     logger,
-		ids:     ids,
-		metrics: newMetrics(),
-		conns:   newConnTracker(cfg.Server.MaxConnections),
+		cfg:      cfg,
+		spool:    spool,
+		log:      logger,
+		tlsFiles: cfg.TLS,
+		metrics:  newMetrics(),
+		conns:    newConnTracker(cfg.Server.MaxConnections),
 	}
+	s.ids.Store(ids)
 	var certs []tls.Certificate
 	for _, lc := range cfg.Listeners {
 		l := &listener{cfg: lc}
@@ -70,13 +75,14 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 					return nil, err
 				}
 			}
-			l.tls = listenerTLSConfig(lc, certs)
+			l.tls = l.swappableTLS(listenerTLSConfig(lc, certs))
 		default:
 			return nil, fmt.Errorf("listener %s: unknown tls mode %q", lc.Address, lc.TLS)
 		}
 		l.smtp = s.newSMTPServer(l)
 		s.listeners = append(s.listeners, l)
 	}
+	s.certs = certs
 	return s, nil
 }
 

@@ -66,7 +66,7 @@ func (s *session) identityLocked() *identity {
 	if s.user != nil {
 		return s.user
 	}
-	return s.srv.ids.network(s.addr)
+	return s.srv.ids.Load().network(s.addr)
 }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
