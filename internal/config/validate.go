@@ -84,6 +84,14 @@ func (v *validator) check(c *Config) {
 	default:
 		v.add("log.format", "must be text or json, not %q", c.Log.Format)
 	}
+	for _, client := range c.Log.DebugClients {
+		p, err := parsePrefix(client)
+		if err != nil {
+			v.add("log.debug_clients", "%q is not an address or CIDR", client)
+			continue
+		}
+		c.Log.DebugPrefixes = append(c.Log.DebugPrefixes, p)
+	}
 	if a := c.Metrics.Address; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			v.add("metrics.address", "must be host:port: %v", err)

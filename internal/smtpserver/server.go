@@ -173,8 +173,9 @@ func (s *Server) accept(l *listener) {
 		var conn net.Conn = tc
 		if l.cfg.TLS == config.TLSImplicit {
 			conn = tls.Server(tc, l.tls)
-			tc.setOuter(conn)
 		}
+		conn = s.debugConversation(conn)
+		tc.setOuter(conn)
 		if !l.handoff.deliver(conn) {
 			tc.Close()
 		}

@@ -204,10 +204,12 @@ func validAddress(addr string) bool {
 }
 
 // trackedOf finds the trackedConn under a connection go-smtp hands over,
-// with or without TLS on top.
+// with or without TLS and conversation logging on top.
 func trackedOf(c net.Conn) *trackedConn {
-	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
-		c = tc.NetConn()
+	for {
+		if tc, ok := c.(*trackedConn); ok {
+			return tc
+		}
+		c = c.(interface{ NetConn() net.Conn }).NetConn()
 	}
-	return c.(*trackedConn)
 }
