@@ -196,7 +196,7 @@ func TestCheck(t *testing.T) {
 		{"granted", []string{"Mail.Send", "Mail.ReadWrite"}, 0, []string{"token OK", "Mail.Send"}},
 		{"no Mail.ReadWrite", []string{"Mail.Send"}, 0, []string{"warning: Mail.ReadWrite is not granted"}},
 		{"no Mail.Send", []string{"User.Read.All"}, 0, []string{"warning: the token carries no Mail.Send"}},
-		{"wrong secret", nil, 1, []string{"token request failed", "invalid_client"}},
+		{"wrong secret", nil, 1, []string{"Entra ID refused the token request", "invalid_client", "AADSTS7000215"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,13 +1,22 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/smtpgw/smtpgw/internal/config"
 )
 
 // TokenInfo is what an access token says about the app registration.
@@ -45,4 +54,52 @@ func (g *Graph) Check(ctx context.Context) (TokenInfo, error) {
 		claims.AppID = claims.AZP
 	}
 	return TokenInfo{TenantID: claims.TID, AppID: claims.AppID, Roles: claims.Roles}, nil
+}
+
+// LoginHost is the Entra ID host the configuration gets tokens from, for
+// messages that say which host could not be reached.
+func LoginHost(cfg *config.Graph) string {
+	authority := cfg.AuthorityHost
+	if authority == "" {
+		c, ok := clouds[cfg.Cloud]
+		if !ok {
+			c = clouds[config.CloudGlobal]
+		}
+		authority = c.authority.ActiveDirectoryAuthorityHost
+	}
+	if u, err := url.Parse(authority); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return authority
+}
+
+// CertificateExpiry reads certificate_file and returns when its first
+// certificate (the client certificate) expires.
+func CertificateExpiry(cfg *config.Graph) (time.Time, error) {
+	certs, _, err := readCertificate(cfg)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return certs[0].NotAfter, nil
+}
+
+// readCertificate reads certificate_file (PEM or PKCS#12), decrypted with
+// certificate_password_file when there is one.
+func readCertificate(cfg *config.Graph) ([]*x509.Certificate, crypto.PrivateKey, error) {
+	data, err := os.ReadFile(cfg.CertificateFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate: %w", err)
+	}
+	var password []byte
+	if cfg.CertificatePasswordFile != "" {
+		if password, err = os.ReadFile(cfg.CertificatePasswordFile); err != nil {
+			return nil, nil, fmt.Errorf("certificate password: %w", err)
+		}
+		password = bytes.TrimRight(password, "\r\n")
+	}
+	certs, key, err := azidentity.ParseCertificates(data, password)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate %s: %w", cfg.CertificateFile, err)
+	}
+	return certs, key, nil
 }

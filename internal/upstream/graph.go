@@ -155,20 +155,9 @@ func newCredential(cfg *config.Graph, opts azcore.ClientOptions, customAuthority
 		}
 		return azidentity.NewManagedIdentityCredential(miOpts)
 	case cfg.CertificateFile != "":
-		data, err := os.ReadFile(cfg.CertificateFile)
+		certs, key, err := readCertificate(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("certificate: %w", err)
-		}
-		var password []byte
-		if cfg.CertificatePasswordFile != "" {
-			if password, err = os.ReadFile(cfg.CertificatePasswordFile); err != nil {
-				return nil, fmt.Errorf("certificate password: %w", err)
-			}
-			password = bytes.TrimRight(password, "\r\n")
-		}
-		certs, key, err := azidentity.ParseCertificates(data, password)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %s: %w", cfg.CertificateFile, err)
+			return nil, err
 		}
 		return azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: customAuthority})
