@@ -415,7 +415,10 @@ func TestQueueCommands(t *testing.T) {
 	if out := queue("list"); !strings.Contains(out, id) || !strings.Contains(out, "failed") || !strings.Contains(out, "ErrorInvalidUser") {
 		t.Errorf("queue list:\n%s", out)
 	}
-	if out := queue("show", id); !strings.Contains(out, "ghost@contoso.com") || !strings.Contains(out, "Subject: to nobody") {
+	if out := queue("list", "-state", "failed"); !strings.Contains(out, id) || !strings.Contains(out, "<scanner@contoso.com>") || !strings.Contains(out, "1 message(s)") {
+		t.Errorf("queue list -state failed:\n%s", out)
+	}
+	if out := queue("show", id); !strings.Contains(out, "ghost@contoso.com") || !strings.Contains(out, "Subject: to nobody") || !strings.Contains(out, "Next attempt: none") {
 		t.Errorf("queue show:\n%s", out)
 	}
 	queue("retry-failed")
