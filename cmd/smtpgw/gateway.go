@@ -113,7 +113,7 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	if err := g.server.Register(registry); err != nil {
 		return err
 	}
-	ready := &readiness{spool: spool}
+	ready := &readiness{spool: spool, minFree: int64(cfg.Queue.MinFreeSpace)}
 	metricsCtx, stopMetrics := context.WithCancel(context.Background())
 	defer stopMetrics()
 	if cfg.Metrics.Address != "" {

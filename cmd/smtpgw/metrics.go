@@ -25,6 +25,7 @@ import (
 type readiness struct {
 	accepting atomic.Bool // listeners open and not shutting down
 	spool     *queue.Spool
+	minFree   int64 // [queue] min_free_space
 }
 
 // check returns why the instance is not ready, or nil.
@@ -35,7 +36,7 @@ func (r *readiness) check() error {
 	if err := r.spool.CheckWritable(); err != nil {
 		return err
 	}
-	return nil
+	return r.spool.HasRoom(r.minFree)
 }
 
 func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {

@@ -85,6 +85,7 @@ func restartNeeded(old, next *config.Config) []string {
 	}
 	differs("listener", old.Listeners, next.Listeners)
 	differs("server", withoutMaxConnections(old.Server), withoutMaxConnections(next.Server))
+	differs("limits", old.Limits, next.Limits)
 	differs("queue", old.Queue, next.Queue)
 	differs("outbox", old.Outbox, next.Outbox)
 	differs("metrics.address", old.Metrics.Address, next.Metrics.Address)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/smtpgw/smtpgw"
 	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/sdnotify"
 )
 
 // configEnv names the configuration file when -config is absent, for
@@ -53,8 +54,13 @@ func serve(args []string, stdout, stderr io.Writer) error {
 }
 
 // newLifecycle is the one place that picks who hears the gateway's state
-// changes.
-func newLifecycle() lifecycle { return noLifecycle{} }
+// changes: systemd, when it started the gateway as a Type=notify unit.
+func newLifecycle() lifecycle {
+	if n := sdnotify.FromEnv(slog.Default()); n != nil {
+		return n
+	}
+	return noLifecycle{}
+}
 
 // configSource is the configuration file to use: path (from -config), else
 // the file SMTPGW_CONFIG names, else builtInExample.
