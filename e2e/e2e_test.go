@@ -183,6 +183,12 @@ func TestCertificateCredential(t *testing.T) {
 	if sent := fake.WaitSent(t, 1, deliveryTimeout); sent[0].Mailbox != "noreply@contoso.com" {
 		t.Errorf("sent as %q, want the network's mailbox", sent[0].Mailbox)
 	}
+	check := exec.Command(binary, "check", "-config", filepath.Join(dir, "smtpgw.toml"))
+	check.Env = append(os.Environ(), "SSL_CERT_FILE="+fake.WriteCAFile(dir), "SMTPGW_CLIENT_SECRET=")
+	out, err := check.CombinedOutput()
+	if days := int(time.Until(cert.NotAfter).Hours() / 24); err != nil || !strings.Contains(string(out), fmt.Sprintf("the Graph client certificate %s expires in %d day", certFile, days)) {
+		t.Errorf("check: %v\n%s", err, out)
+	}
 }
 
 // TestCheck runs `smtpgw check` against the fake Entra ID.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/smtpserver"
 )
 
 // checkListeners finds what would stop serve from listening: an address
@@ -34,7 +35,14 @@ func checkListeners(cfg *config.Config, f *findings) {
 		return
 	}
 	if cfg.TLS.CertFile == "" {
-		f.info("TLS: a self-signed certificate is generated at start (set [tls] cert_file and key_file for one clients can verify)")
+		f.info("TLS: a self-signed certificate, made once and kept in the spool (set [tls] cert_file and key_file for one clients can verify)")
+		fingerprints, err := smtpserver.SelfSignedFingerprints(cfg.Queue.Dir)
+		if err != nil {
+			f.fail("TLS: the self-signed certificate in the spool: %v", err)
+		}
+		for _, fp := range fingerprints {
+			f.info("TLS: self-signed %s (SHA-256), for clients that pin it", fp)
+		}
 		return
 	}
 	pair, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)

@@ -8,9 +8,10 @@ import (
 )
 
 // graphReloader is a target that can take a changed [graph] section
-// without a restart (the Graph target: a new secret, certificate or app).
+// without a restart (the Graph target: a new secret, certificate or app;
+// it reads the credential files again).
 type graphReloader interface {
-	ApplyConfig(*config.Graph) error
+	Apply(*config.Graph) error
 }
 
 // reload reads the configuration again and applies what can change while
@@ -67,7 +68,7 @@ func (g *gateway) applyGraph(graph *config.Graph, changed bool) {
 		}
 		return
 	}
-	if err := r.ApplyConfig(graph); err != nil {
+	if err := r.Apply(graph); err != nil {
 		g.log.Error("the [graph] settings could not be applied; the running credential stays", "error", err)
 		return
 	}

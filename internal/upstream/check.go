@@ -3,8 +3,6 @@ package upstream
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -73,33 +71,23 @@ func LoginHost(cfg *config.Graph) string {
 	return authority
 }
 
-// CertificateExpiry reads certificate_file and returns when its first
-// certificate (the client certificate) expires.
+// CertificateExpiry reads certificate_file (decrypted with
+// certificate_password_file when there is one) and returns when its first
+// certificate, the client certificate, expires.
 func CertificateExpiry(cfg *config.Graph) (time.Time, error) {
-	certs, _, err := readCertificate(cfg)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return certs[0].NotAfter, nil
-}
-
-// readCertificate reads certificate_file (PEM or PKCS#12), decrypted with
-// certificate_password_file when there is one.
-func readCertificate(cfg *config.Graph) ([]*x509.Certificate, crypto.PrivateKey, error) {
 	data, err := os.ReadFile(cfg.CertificateFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("certificate: %w", err)
+		return time.Time{}, err
 	}
 	var password []byte
 	if cfg.CertificatePasswordFile != "" {
 		if password, err = os.ReadFile(cfg.CertificatePasswordFile); err != nil {
-			return nil, nil, fmt.Errorf("certificate password: %w", err)
+			return time.Time{}, fmt.Errorf("certificate password: %w", err)
 		}
-		password = bytes.TrimRight(password, "\r\n")
 	}
-	certs, key, err := azidentity.ParseCertificates(data, password)
+	certs, _, err := azidentity.ParseCertificates(data, bytes.TrimRight(password, "\r\n"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("certificate %s: %w", cfg.CertificateFile, err)
+		return time.Time{}, fmt.Errorf("%s: %w", cfg.CertificateFile, err)
 	}
-	return certs, key, nil
+	return certs[0].NotAfter, nil
 }

@@ -155,9 +155,20 @@ func newCredential(cfg *config.Graph, opts azcore.ClientOptions, customAuthority
 		}
 		return azidentity.NewManagedIdentityCredential(miOpts)
 	case cfg.CertificateFile != "":
-		certs, key, err := readCertificate(cfg)
+		data, err := os.ReadFile(cfg.CertificateFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("certificate: %w", err)
+		}
+		var password []byte
+		if cfg.CertificatePasswordFile != "" {
+			if password, err = os.ReadFile(cfg.CertificatePasswordFile); err != nil {
+				return nil, fmt.Errorf("certificate password: %w", err)
+			}
+			password = bytes.TrimRight(password, "\r\n")
+		}
+		certs, key, err := azidentity.ParseCertificates(data, password)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s: %w", cfg.CertificateFile, err)
 		}
 		return azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: customAuthority})
