@@ -119,7 +119,7 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 			e.log.Error("delivered but cannot remove from spool", "id", id, "error", err)
 		}
 		e.log.Info("delivered", "id", id, "mailbox", env.Mailbox, "status", receipt.Status,
-			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration", took.Round(time.Millisecond))
+			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration_seconds", took.Seconds())
 		return result{id: id, finished: true}
 
 	case gone:

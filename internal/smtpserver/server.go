@@ -170,7 +170,7 @@ func (s *Server) accept(l *listener) {
 		if err != nil {
 			// For example out of file descriptors: wait rather than spin.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed", "listener", l.cfg.Address, "error", err, "retry_in", delay)
+			s.log.Warn("accept failed", "listener", l.cfg.Address, "error", err, "retry_in_seconds", delay.Seconds())
 			time.Sleep(delay)
 			continue
 		}
