@@ -424,6 +424,15 @@ func TestQueueCommands(t *testing.T) {
 	if out := queue("list", "-state", "failed"); !strings.Contains(out, id) || !strings.Contains(out, "<scanner@contoso.com>") || !strings.Contains(out, "1 message(s)") {
 		t.Errorf("queue list -state failed:\n%s", out)
 	}
+	var listed []struct {
+		ID         string   `json:"id"`
+		State      string   `json:"state"`
+		MailFrom   string   `json:"mail_from"`
+		Recipients []string `json:"recipients"`
+	}
+	if err := json.Unmarshal([]byte(queue("list", "-json")), &listed); err != nil || len(listed) != 1 || listed[0].ID != id || listed[0].State != "failed" || len(listed[0].Recipients) != 1 {
+		t.Errorf("queue list -json: %+v, %v", listed, err)
+	}
 	if out := queue("show", id); !strings.Contains(out, "ghost@contoso.com") || !strings.Contains(out, "Subject: to nobody") || !strings.Contains(out, "Next attempt: none") {
 		t.Errorf("queue show:\n%s", out)
 	}
