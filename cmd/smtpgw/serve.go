@@ -77,6 +77,7 @@ func serve(args []string, stderr io.Writer) error {
 	defer stopDelivery()
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(deliveryCtx) }()
+	go spool.ExpireFailedEvery(deliveryCtx, time.Hour, cfg.Queue.FailedMaxAge.D(), logger)
 
 	if err := server.Start(); err != nil {
 		return err
