@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/safetext"
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
@@ -67,6 +69,11 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
 	}
 	env := entry.Envelope
+	if until := e.mailboxes.holdUntil(env.Mailbox, len(env.Recipients), e.clock.Now()); until.After(e.clock.Now()) {
+		e.log.Warn("held: the mailbox would pass Exchange's 10,000 recipients a day and be blocked",
+			"id", id, "mailbox", env.Mailbox, "until", until)
+		return result{id: id, next: until}
+	}
 	msg, err := e.convert(entry.Raw(), env)
 	if errors.Is(err, queue.ErrNotFound) {
 		return result{id: id, finished: true}
@@ -79,8 +86,9 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 		})
 		return result{id: id, finished: true}
 	}
-	if len(msg.DroppedHeaders) > 0 {
-		e.log.Warn("X- headers dropped: Graph accepts at most five", "id", id, "headers", msg.DroppedHeaders)
+	if n := len(msg.DroppedHeaders); n > 0 {
+		e.log.Warn("X- headers dropped: Graph accepts at most five, and never Exchange's X-MS-*", "id", id,
+			"count", n, "first", safetext.Log(strings.Join(msg.DroppedHeaders[:min(n, 5)], ", ")))
 	}
 
 	// Count the attempt and set the next one before the call, so that a
@@ -113,6 +121,7 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 	switch v {
 	case delivered:
 		e.metrics.delivered.Inc()
+		e.mailboxes.record(env.Mailbox, len(env.Recipients), now)
 		if err := e.spool.Done(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			// It stays on disk and may be sent again after its next
 			// attempt time: at least once, never lost.

@@ -245,10 +245,11 @@ func (s *session) checkMessage(id *identity, size int64, header *headerCapture) 
 	if id.policy.HeaderFrom != config.HeaderFromReject {
 		return nil
 	}
+	if header.overflow {
+		return fmt.Errorf("%w: header over %d bytes, not checked (identity %s)", errHeaderSender, maxCheckedHeader, id.name)
+	}
 	foreign, err := convert.ForeignSenders(bytes.NewReader(header.buf), id.allowedSenders)
 	switch {
-	case header.overflow:
-		return fmt.Errorf("%w: header over %d bytes, not checked (identity %s)", errHeaderSender, maxCheckedHeader, id.name)
 	case err != nil:
 		return fmt.Errorf("%w: %v (identity %s)", errHeaderSender, err, id.name)
 	case len(foreign) > 0:
