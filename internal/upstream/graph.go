@@ -61,7 +61,7 @@ type Graph struct {
 	scope      string
 	adapter    *msgraphsdk.GraphRequestAdapter
 	baseURL    string       // Graph root + "/v1.0"
-	uploads    *http.Client // upload sessions: no middleware, no Authorization
+	plain      *http.Client // streamed requests and upload sessions: no middleware
 	timeout    time.Duration
 	saveToSent bool
 	log        *slog.Logger
@@ -135,7 +135,7 @@ func NewGraph(cfg *config.Graph, opts Options) (*Graph, error) {
 		logger = slog.Default()
 	}
 	return &Graph{
-		cred: cred, scope: scope, adapter: adapter, baseURL: baseURL, uploads: plain,
+		cred: cred, scope: scope, adapter: adapter, baseURL: baseURL, plain: plain,
 		timeout: cfg.Timeout.D(), saveToSent: cfg.SaveToSent(), log: logger,
 	}, nil
 }
@@ -188,16 +188,10 @@ func (g *Graph) Send(ctx context.Context, env *envelope.Envelope, msg *convert.R
 	switch {
 	case msg.MIME != nil:
 		return g.sendMIME(ctx, env.Mailbox, msg.MIME)
-	case requestSize(msg) <= smallMessageLimit:
-		req, err := msg.SendMailRequest(g.saveToSent)
-		if err != nil {
-			return Receipt{}, &Error{Message: "read attachments from the spool", Err: err, Temporary: true}
-		}
-		body, err := json.Marshal(req)
-		if err != nil {
-			return Receipt{}, &Error{Message: "encode message", Err: err}
-		}
-		return g.call(ctx, http.MethodPost, userPath(env.Mailbox, "sendMail"), "application/json", body, nil)
+	case msg.EstimatedRequestSize() <= smallMessageLimit:
+		size := msg.SendMailRequestSize(g.saveToSent)
+		write := func(w io.Writer) error { return msg.WriteSendMailRequest(w, g.saveToSent) }
+		return g.post(ctx, userPath(env.Mailbox, "sendMail"), size, write, nil)
 	default:
 		return g.sendLarge(ctx, env.Mailbox, msg)
 	}
