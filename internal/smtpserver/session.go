@@ -21,6 +21,7 @@ import (
 type session struct {
 	srv    *Server
 	lis    *listener
+	smtp   *smtp.Conn
 	conn   *trackedConn
 	tls    bool
 	client string     // "IP:port" as the spool and the logs record it
@@ -46,7 +47,7 @@ func (s *Server) newSession(lis *listener, c *smtp.Conn) (smtp.Session, error) {
 	tc := trackedOf(netConn)
 	// After STARTTLS, goodbyes at shutdown must go through TLS.
 	tc.setOuter(netConn)
-	sess := &session{srv: s, lis: lis, conn: tc, tls: isTLS, client: netConn.RemoteAddr().String()}
+	sess := &session{srv: s, lis: lis, smtp: c, conn: tc, tls: isTLS, client: netConn.RemoteAddr().String()}
 	if ap, err := netip.ParseAddrPort(sess.client); err == nil {
 		sess.addr = ap.Addr().Unmap()
 	}
@@ -110,6 +111,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 // the spool has it durably.
 func (s *session) Data(r io.Reader) error {
 	defer s.conn.endTransaction()
+	defer liftLineLimit(s.smtp, r)()
 	s.mu.Lock()
 	tx := s.tx
 	s.mu.Unlock()
@@ -138,6 +140,9 @@ func (s *session) Data(r io.Reader) error {
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		in.Abort()
 		return s.refuse(fmt.Errorf("%w: more than %d bytes", smtp.ErrDataTooLarge, s.srv.cfg.Server.MaxMessageSize))
+	case errors.Is(err, smtp.ErrTooLongLine):
+		in.Abort()
+		return s.refuse(err)
 	case err != nil:
 		in.Abort()
 		return s.refuse(fmt.Errorf("%w: %v", errClientData, err))
