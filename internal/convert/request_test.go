@@ -145,3 +145,36 @@ func TestStreamedRequestSourceErrors(t *testing.T) {
 		}
 	}
 }
+
+// Text kept in memory is bounded per message, not per part: five text
+// parts of 3 MB give a body of the first two and three attachments
+// streamed from the source, each whole.
+func TestBodyTextBoundedPerMessage(t *testing.T) {
+	part := strings.Repeat("0123456789abcde\n", 3<<20/16)
+	var b strings.Builder
+	b.WriteString("To: a@contoso.com\nContent-Type: multipart/mixed; boundary=b\n\n")
+	for range 5 {
+		b.WriteString("--b\nContent-Type: text/plain\n\n" + part)
+	}
+	b.WriteString("--b--\n")
+	res := convertString(t, b.String(), testEnvelope)
+	if n := len(res.Message.Body.Content); n > maxBodyBytes {
+		t.Errorf("body of %d bytes kept in memory, limit %d", n, maxBodyBytes)
+	}
+	total := int64(len(res.Message.Body.Content))
+	for _, a := range res.Attachments {
+		r, err := a.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, r)
+		r.Close()
+		if err != nil || n != a.Size {
+			t.Fatalf("%s: read %d (%v), Size %d", a.Name, n, err, a.Size)
+		}
+		total += n
+	}
+	if len(res.Attachments) != 3 || total < int64(5*len(part)) {
+		t.Errorf("%d attachments and %d bytes of text in all, want 3 and %d", len(res.Attachments), total, 5*len(part))
+	}
+}
