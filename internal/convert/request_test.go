@@ -147,10 +147,10 @@ func TestStreamedRequestSourceErrors(t *testing.T) {
 }
 
 // Text kept in memory is bounded per message, not per part: five text
-// parts of 3 MB give a body of the first two and three attachments
-// streamed from the source, each whole.
+// parts of 3/8 of the bound each give a body of the first two and three
+// attachments streamed from the source, each whole.
 func TestBodyTextBoundedPerMessage(t *testing.T) {
-	part := strings.Repeat("0123456789abcde\n", 3<<20/16)
+	part := strings.Repeat("0123456789abcde\n", maxBodyBytes*3/8/16)
 	var b strings.Builder
 	b.WriteString("To: a@contoso.com\nContent-Type: multipart/mixed; boundary=b\n\n")
 	for range 5 {

@@ -21,9 +21,10 @@ const maxDepth = 20
 
 // maxBodyBytes bounds the text one message keeps in memory, all its body
 // parts together; a text part past it travels as an attachment, streamed
-// from the source like any other. Memory per message in flight stays
-// bounded whatever the number of text parts.
-const maxBodyBytes = 8 << 20
+// from the source like any other. It is Graph's request limit: more text
+// than that can never travel as a message body anyway. Memory per message
+// in flight stays bounded whatever the number and size of text parts.
+const maxBodyBytes = 4 << 20
 
 // part is one MIME entity as the walker sees it.
 type part struct {
