@@ -1,7 +1,7 @@
 # smtpgw — build, run and test.
 #
 #   make run     build and start the gateway on the built-in example config
-#   make test    vet, formatting, every test (race detector on), a short fuzz run
+#   make test    vet, formatting, every test (race detector on), short fuzz runs
 #   make bench   load benchmark against the built binary on loopback
 
 GO       ?= go
@@ -34,6 +34,7 @@ unit:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME) ./internal/convert
+	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) ./internal/smtpserver
 
 # The load benchmarks run against the built binary and report the gateway's
 # peak memory; BenchmarkVersusPostfix runs Postfix side by side (a private

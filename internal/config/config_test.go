@@ -151,3 +151,57 @@ func TestSizeAndDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitsAndPolicy(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+`
+connections_per_address = 200
+header_from = "reject"
+allowed_recipients = ["*@contoso.com"]
+messages_per_minute = 30
+
+[limits]
+max_errors = 5
+error_delay = "10ms"
+`), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, l := cfg.Networks[0], cfg.Limits
+	if n.ConnectionsPerAddress != 200 || n.ConnectionsPerMinute != 0 || n.HeaderFrom != HeaderFromReject ||
+		n.AllowedRecipients[0] != "*@contoso.com" || n.MessagesPerMinute != 30 || n.RecipientsPerDay != 0 {
+		t.Errorf("network %+v", n)
+	}
+	if l.MaxErrors != 5 || l.ErrorDelay.D() != 10*time.Millisecond || l.ConnectionsPerAddress != 20 ||
+		l.ConnectionsPerMinute != 60 || l.ErrorsBeforeDelay != 3 || l.SessionLifetime.D() != 30*time.Minute ||
+		l.IdleTimeout.D() != 5*time.Minute || l.AuthFailures != 10 || l.AuthFailureWindow.D() != 15*time.Minute ||
+		l.AuthMinDuration.D() != 400*time.Millisecond || l.AuthWorkers < 2 {
+		t.Errorf("limits %+v", l)
+	}
+	if cfg.Queue.MinFreeSpace != 1<<30 || cfg.Queue.FailedMaxAge.D() != 30*24*time.Hour {
+		t.Errorf("queue %+v", cfg.Queue)
+	}
+
+	_, err = Parse([]byte(minimal+"header_from = \"drop\"\nallowed_recipients = [\"nobody\"]\n\n[limits]\nmax_errors = -1\n"), "x.toml")
+	for _, want := range []string{
+		`x.toml:11: network[0].header_from: must be rewrite or reject, not "drop"`,
+		`x.toml:12: network[0].allowed_recipients: "nobody" is neither an address nor *@domain`,
+		`x.toml:15: limits.max_errors: must be at least 1`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want %q", err, want)
+		}
+	}
+}
+
+func TestWeakHashWarning(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+"\n[[user]]\nusername = \"mfp\"\npassword_hash = \""+testHash+"\"\nmailbox = \"a@example.com\"\n"), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], `user "mfp": password_hash has bcrypt cost 4, below 10`) {
+		t.Errorf("warnings %q", cfg.Warnings)
+	}
+	if w := WeakHashWarning("$2a$10$" + strings.Repeat("a", 53)); w != "" {
+		t.Errorf("cost 10: %q", w)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -85,6 +86,19 @@ const (
 	defaultMaxAge          = Duration(48 * 3600e9)
 	defaultMinBackoff      = Duration(60e9)
 	defaultMaxBackoff      = Duration(3600e9)
+	defaultMinFreeSpace    = 1 << 30
+	defaultFailedMaxAge    = Duration(30 * 24 * 3600e9)
+
+	defaultConnectionsPerAddress = 20
+	defaultConnectionsPerMinute  = 60
+	defaultMaxErrors             = 10
+	defaultErrorsBeforeDelay     = 3
+	defaultErrorDelay            = Duration(1e9)
+	defaultSessionLifetime       = Duration(30 * 60e9)
+	defaultIdleTimeout           = Duration(5 * 60e9)
+	defaultAuthFailures          = 10
+	defaultAuthFailureWindow     = Duration(15 * 60e9)
+	defaultAuthMinDuration       = Duration(400e6)
 )
 
 func (c *Config) applyDefaults() {
@@ -116,12 +130,28 @@ func (c *Config) applyDefaults() {
 	setDefault(&q.MaxAge, defaultMaxAge)
 	setDefault(&q.MinBackoff, defaultMinBackoff)
 	setDefault(&q.MaxBackoff, defaultMaxBackoff)
+	setDefault(&q.MinFreeSpace, defaultMinFreeSpace)
+	setDefault(&q.FailedMaxAge, defaultFailedMaxAge)
 	for i := range c.Users {
 		defaultSenders(&c.Users[i].AllowedSenders, c.Users[i].Mailbox)
+		setDefault(&c.Users[i].HeaderFrom, HeaderFromRewrite)
 	}
 	for i := range c.Networks {
 		defaultSenders(&c.Networks[i].AllowedSenders, c.Networks[i].Mailbox)
+		setDefault(&c.Networks[i].HeaderFrom, HeaderFromRewrite)
 	}
+	l := &c.Limits
+	setDefault(&l.ConnectionsPerAddress, defaultConnectionsPerAddress)
+	setDefault(&l.ConnectionsPerMinute, defaultConnectionsPerMinute)
+	setDefault(&l.MaxErrors, defaultMaxErrors)
+	setDefault(&l.ErrorsBeforeDelay, defaultErrorsBeforeDelay)
+	setDefault(&l.ErrorDelay, defaultErrorDelay)
+	setDefault(&l.SessionLifetime, defaultSessionLifetime)
+	setDefault(&l.IdleTimeout, defaultIdleTimeout)
+	setDefault(&l.AuthFailures, defaultAuthFailures)
+	setDefault(&l.AuthFailureWindow, defaultAuthFailureWindow)
+	setDefault(&l.AuthMinDuration, defaultAuthMinDuration)
+	setDefault(&l.AuthWorkers, 2*runtime.NumCPU())
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "text")
 }

@@ -59,6 +59,7 @@ func (v *validator) check(c *Config) {
 	v.checkQueue(&c.Queue)
 	v.checkUsers(c.Users)
 	v.checkNetworks(c.Networks)
+	v.checkLimits(&c.Limits)
 	if len(c.Users) == 0 && len(c.Networks) == 0 {
 		v.add("user", "no [[user]] and no [[network]]: no client could submit mail")
 	}
@@ -213,6 +214,9 @@ func (v *validator) checkQueue(q *Queue) {
 	if q.Workers < 1 {
 		v.add("queue.workers", "must be at least 1")
 	}
+	if q.FailedMaxAge < 0 {
+		v.add("queue.failed_max_age", "must not be negative")
+	}
 	if q.MinBackoff > q.MaxBackoff {
 		v.add("queue.min_backoff", "is longer than max_backoff (%s)", q.MaxBackoff)
 	}
@@ -231,11 +235,14 @@ func (v *validator) checkUsers(users []User) {
 		seen[strings.ToLower(u.Username)] = true
 		if cost, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil || cost < bcrypt.MinCost {
 			v.add(key+".password_hash", "must be a bcrypt hash (make one with `smtpgw hash-password`)")
+		} else if warning := WeakHashWarning(u.PasswordHash); warning != "" {
+			v.warn("user %q: %s", u.Username, warning)
 		}
 		if u.Mailbox == "" && len(u.AllowedSenders) == 0 {
 			v.add(key+".mailbox", "a user without mailbox sends as its envelope sender, so it needs allowed_senders")
 		}
 		v.identityAddresses(key, u.Mailbox, u.AllowedSenders)
+		v.checkPolicy(key, &u.Policy)
 	}
 }
 
@@ -261,6 +268,58 @@ func (v *validator) checkNetworks(networks []Network) {
 			v.add(key+".mailbox", "is required: the mailbox these clients send as")
 		}
 		v.identityAddresses(key, n.Mailbox, n.AllowedSenders)
+		v.checkPolicy(key, &n.Policy)
+		v.nonNegative(key+".connections_per_address", n.ConnectionsPerAddress)
+		v.nonNegative(key+".connections_per_minute", n.ConnectionsPerMinute)
+	}
+}
+
+func (v *validator) checkPolicy(key string, p *Policy) {
+	switch p.HeaderFrom {
+	case HeaderFromRewrite, HeaderFromReject:
+	default:
+		v.add(key+".header_from", "must be rewrite or reject, not %q", p.HeaderFrom)
+	}
+	v.addressPatterns(key+".allowed_recipients", p.AllowedRecipients)
+	v.nonNegative(key+".messages_per_minute", p.MessagesPerMinute)
+	v.nonNegative(key+".recipients_per_day", p.RecipientsPerDay)
+}
+
+func (v *validator) checkLimits(l *Limits) {
+	for _, n := range []struct {
+		key   string
+		value int
+	}{
+		{"limits.connections_per_address", l.ConnectionsPerAddress},
+		{"limits.connections_per_minute", l.ConnectionsPerMinute},
+		{"limits.max_errors", l.MaxErrors},
+		{"limits.errors_before_delay", l.ErrorsBeforeDelay},
+		{"limits.auth_failures", l.AuthFailures},
+		{"limits.auth_workers", l.AuthWorkers},
+	} {
+		if n.value < 1 {
+			v.add(n.key, "must be at least 1")
+		}
+	}
+	for _, d := range []struct {
+		key   string
+		value Duration
+	}{
+		{"limits.error_delay", l.ErrorDelay},
+		{"limits.session_lifetime", l.SessionLifetime},
+		{"limits.idle_timeout", l.IdleTimeout},
+		{"limits.auth_failure_window", l.AuthFailureWindow},
+		{"limits.auth_min_duration", l.AuthMinDuration},
+	} {
+		if d.value < 0 {
+			v.add(d.key, "must not be negative")
+		}
+	}
+}
+
+func (v *validator) nonNegative(key string, n int) {
+	if n < 0 {
+		v.add(key, "must not be negative")
 	}
 }
 
@@ -282,13 +341,18 @@ func (v *validator) identityAddresses(key, mailbox string, senders []string) {
 	if mailbox != "" && !isAddress(mailbox) {
 		v.add(key+".mailbox", "%q is not an email address", mailbox)
 	}
-	for _, s := range senders {
+	v.addressPatterns(key+".allowed_senders", senders)
+}
+
+// addressPatterns checks a list of addresses and *@domain patterns.
+func (v *validator) addressPatterns(key string, patterns []string) {
+	for _, s := range patterns {
 		if domain, ok := strings.CutPrefix(s, "*@"); ok {
 			if !isAddress("x@" + domain) {
-				v.add(key+".allowed_senders", "%q: a pattern is *@domain", s)
+				v.add(key, "%q: a pattern is *@domain", s)
 			}
 		} else if !isAddress(s) {
-			v.add(key+".allowed_senders", "%q is neither an address nor *@domain", s)
+			v.add(key, "%q is neither an address nor *@domain", s)
 		}
 	}
 }

@@ -10,9 +10,7 @@ import (
 	"mime/quotedprintable"
 	"path"
 	"strings"
-	"unicode/utf8"
 
-	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
 )
 
@@ -241,31 +239,10 @@ func readText(p *part, limit int) (*textBody, int64, error) {
 		return nil, 0, err
 	}
 	if len(raw) <= limit {
-		return &textBody{html: p.mediaType == "text/html", content: toUTF8(raw, p.params["charset"])}, 0, nil
+		return &textBody{html: p.mediaType == "text/html", content: textToUTF8(raw, p.mediaType, p.params["charset"])}, 0, nil
 	}
 	rest, err := io.Copy(io.Discard, r)
 	return nil, int64(len(raw)) + rest, err
-}
-
-// toUTF8 decodes text in charset. An unknown or wrong charset keeps the
-// content: valid UTF-8 as it is, anything else read as Windows-1252.
-func toUTF8(raw []byte, cs string) string {
-	if cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
-		if r, err := charset.Reader(cs, bytes.NewReader(raw)); err == nil {
-			if decoded, err := io.ReadAll(r); err == nil && utf8.Valid(decoded) {
-				return string(decoded)
-			}
-		}
-	}
-	if utf8.Valid(raw) {
-		return string(raw)
-	}
-	if r, err := charset.Reader("windows-1252", bytes.NewReader(raw)); err == nil {
-		if decoded, err := io.ReadAll(r); err == nil {
-			return strings.ToValidUTF8(string(decoded), "\uFFFD")
-		}
-	}
-	return strings.ToValidUTF8(string(raw), "\uFFFD")
 }
 
 // measure counts an attachment's decoded bytes without keeping them; for an

@@ -20,6 +20,7 @@ import (
 
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/safetext"
 )
 
 // Server serves every [[listener]] of a configuration.
@@ -30,6 +31,7 @@ type Server struct {
 	ids       *identities
 	metrics   *metrics
 	conns     *connTracker
+	limits    *clientLimits
 	listeners []*listener
 	wg        sync.WaitGroup // accept loops, go-smtp servers, refusals
 }
@@ -58,6 +60,7 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 		ids:     ids,
 		metrics: newMetrics(),
 		conns:   newConnTracker(cfg.Server.MaxConnections),
+		limits:  newClientLimits(),
 	}
 	var certs []tls.Certificate
 	for _, lc := range cfg.Listeners {
@@ -66,7 +69,7 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 		case config.TLSNone, "":
 		case config.TLSStartTLS, config.TLSImplicit:
 			if certs == nil {
-				if certs, err = certificates(cfg, logger); err != nil {
+				if certs, err = certificates(cfg, spool, logger); err != nil {
 					return nil, err
 				}
 			}
@@ -85,9 +88,16 @@ func (s *Server) newSMTPServer(l *listener) *smtp.Server {
 		return s.newSession(l, c)
 	}))
 	srv.Domain = s.cfg.Server.Hostname
-	srv.MaxMessageBytes = int64(s.cfg.Server.MaxMessageSize)
+	// The session enforces max_message_size itself (see session.Data): with
+	// the limit set here, go-smtp would answer an oversized BDAT chunk and
+	// then read all of it, up to 4 GB, instead of closing the connection.
+	// EHLO therefore advertises SIZE without a number (RFC 1870 allows it).
+	srv.MaxMessageBytes = 0
 	srv.MaxRecipients = s.cfg.Server.MaxRecipients
-	srv.ReadTimeout = s.cfg.Server.ReadTimeout.D()
+	// go-smtp sets this deadline before each command; the message body
+	// gets read_timeout (session.Data) and trackedConn caps both at the
+	// session's lifetime.
+	srv.ReadTimeout = s.cfg.Limits.IdleTimeout.D()
 	srv.WriteTimeout = s.cfg.Server.WriteTimeout.D()
 	// The session decides whether AUTH is allowed without TLS (see
 	// session.authAllowed), so that the refusal carries our reply code.
@@ -159,7 +169,7 @@ func (s *Server) accept(l *listener) {
 			continue
 		}
 		delay = 0
-		tc, err := s.conns.add(raw)
+		tc, err := s.admit(raw)
 		if err != nil {
 			s.refuseConn(l, raw, err)
 			continue
@@ -241,8 +251,9 @@ func (l smtpLog) Println(v ...any)               { l.report(fmt.Sprintln(v...)) 
 func (l smtpLog) report(msg string) {
 	msg = strings.TrimSpace(msg)
 	if strings.HasPrefix(msg, "panic") {
+		// The stack is ours, worth keeping whole.
 		l.log.Error("smtp", "detail", msg)
 		return
 	}
-	l.log.Info("smtp", "detail", msg)
+	l.log.Info("smtp", "detail", safetext.Log(msg))
 }
