@@ -25,13 +25,15 @@ func (r *Result) WriteSendMailRequest(w io.Writer, saveToSentItems bool) error {
 }
 
 // EstimatedRequestSize is the size in bytes of the JSON sendMail request
-// for r, computed without reading any attachment: the sender uses it to
-// choose between one sendMail request and a draft with upload sessions. It
-// is exact for saveToSentItems false and one byte over for true.
+// for r, computed without reading any attachment. It is exact for
+// saveToSentItems false and one byte over for true; SendMailRequestSize,
+// the same count, is exact for both.
 func (r *Result) EstimatedRequestSize() int64 { return r.SendMailRequestSize(false) }
 
 // SendMailRequestSize is the exact size in bytes of what
-// WriteSendMailRequest writes, computed without reading any attachment.
+// WriteSendMailRequest writes, computed without reading any attachment:
+// the sender uses it to choose between one sendMail request and a draft
+// with upload sessions, and as the request's Content-Length.
 func (r *Result) SendMailRequestSize(saveToSentItems bool) int64 {
 	j := newJSONWriter(nil)
 	j.sendMailRequest(&r.Message, r.Attachments, saveToSentItems)

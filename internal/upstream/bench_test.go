@@ -44,7 +44,7 @@ func BenchmarkSpoolToRequest(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if msg.EstimatedRequestSize() > smallMessageLimit {
+		if msg.SendMailRequestSize(false) > smallMessageLimit {
 			b.Fatal("a 10 KB message took the draft path")
 		}
 		if err := msg.WriteSendMailRequest(io.Discard, false); err != nil {

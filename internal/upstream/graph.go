@@ -185,16 +185,17 @@ func newCredential(cfg *config.Graph, opts azcore.ClientOptions, customAuthority
 // Send delivers msg as env.Mailbox: MIME for signed or encrypted mail,
 // sendMail JSON for what fits one request, else draft plus uploads.
 func (g *Graph) Send(ctx context.Context, env *envelope.Envelope, msg *convert.Result) (Receipt, error) {
-	switch {
-	case msg.MIME != nil:
+	if msg.MIME != nil {
 		return g.sendMIME(ctx, env.Mailbox, msg.MIME)
-	case msg.EstimatedRequestSize() <= smallMessageLimit:
-		size := msg.SendMailRequestSize(g.saveToSent)
-		write := func(w io.Writer) error { return msg.WriteSendMailRequest(w, g.saveToSent) }
-		return g.post(ctx, userPath(env.Mailbox, "sendMail"), size, write, nil)
-	default:
+	}
+	// One exact count of the request as it would be sent decides the path
+	// and gives its Content-Length.
+	size := msg.SendMailRequestSize(g.saveToSent)
+	if size > smallMessageLimit {
 		return g.sendLarge(ctx, env.Mailbox, msg)
 	}
+	write := func(w io.Writer) error { return msg.WriteSendMailRequest(w, g.saveToSent) }
+	return g.post(ctx, userPath(env.Mailbox, "sendMail"), size, write, nil)
 }
 
 // sendMIME posts the message unchanged, base64 encoded, as Graph's MIME
