@@ -175,10 +175,10 @@ func (j *jsonWriter) message(m *Message, attachments []Attachment) {
 		j.raw(`,"from":`)
 		j.recipient(*m.From)
 	}
-	j.recipients("toRecipients", m.ToRecipients)
-	j.recipients("ccRecipients", m.CcRecipients)
-	j.recipients("bccRecipients", m.BccRecipients)
-	j.recipients("replyTo", m.ReplyTo)
+	array(j, "toRecipients", m.ToRecipients, j.recipient)
+	array(j, "ccRecipients", m.CcRecipients, j.recipient)
+	array(j, "bccRecipients", m.BccRecipients, j.recipient)
+	array(j, "replyTo", m.ReplyTo, j.recipient)
 	if m.Importance != "" {
 		j.raw(`,"importance":`)
 		j.str(m.Importance)
@@ -187,43 +187,23 @@ func (j *jsonWriter) message(m *Message, attachments []Attachment) {
 		j.raw(`,"internetMessageId":`)
 		j.str(m.InternetMessageID)
 	}
-	if len(m.InternetMessageHeaders) > 0 {
-		j.raw(`,"internetMessageHeaders":[`)
-		for i, h := range m.InternetMessageHeaders {
-			if i > 0 {
-				j.raw(",")
-			}
-			j.raw(`{"name":`)
-			j.str(h.Name)
-			j.raw(`,"value":`)
-			j.str(h.Value)
-			j.raw("}")
-		}
-		j.raw("]")
-	}
-	if len(attachments) > 0 {
-		j.raw(`,"attachments":[`)
-		for i, a := range attachments {
-			if i > 0 {
-				j.raw(",")
-			}
-			j.attachment(a)
-		}
-		j.raw("]")
-	}
+	array(j, "internetMessageHeaders", m.InternetMessageHeaders, j.header)
+	array(j, "attachments", attachments, j.attachment)
 	j.raw("}")
 }
 
-func (j *jsonWriter) recipients(key string, list []Recipient) {
-	if len(list) == 0 {
+// array writes ,"key":[items] after an object's earlier fields, or nothing
+// for no items, as omitempty does.
+func array[T any](j *jsonWriter, key string, items []T, write func(T)) {
+	if len(items) == 0 {
 		return
 	}
 	j.raw(`,"` + key + `":[`)
-	for i, r := range list {
+	for i, item := range items {
 		if i > 0 {
 			j.raw(",")
 		}
-		j.recipient(r)
+		write(item)
 	}
 	j.raw("]")
 }
@@ -238,6 +218,14 @@ func (j *jsonWriter) recipient(r Recipient) {
 	j.raw(`"address":`)
 	j.str(r.EmailAddress.Address)
 	j.raw("}}")
+}
+
+func (j *jsonWriter) header(h Header) {
+	j.raw(`{"name":`)
+	j.str(h.Name)
+	j.raw(`,"value":`)
+	j.str(h.Value)
+	j.raw("}")
 }
 
 // attachment writes a as a fileAttachment, its content read through Open
