@@ -42,8 +42,13 @@ func BenchmarkVersusPostfix(b *testing.B) {
 			b.Skipf("Postfix is not installed (%v): apt-get install postfix", err)
 		}
 	}
-	gateway := gatewayRate(b)
-	postfix := postfixRate(b)
+	// Two rounds, interleaved, best of each: the machine is shared, and a
+	// burst of load from elsewhere should not decide the ratio.
+	var gateway, postfix float64
+	for range 2 {
+		gateway = max(gateway, gatewayRate(b))
+		postfix = max(postfix, postfixRate(b))
+	}
 	b.ReportMetric(gateway, "gateway-msgs/s")
 	b.ReportMetric(postfix, "postfix-msgs/s")
 	b.ReportMetric(gateway/postfix, "gateway/postfix")
@@ -108,9 +113,10 @@ func postfixRate(b *testing.B) float64 {
 	start := time.Now()
 	runSMTPSource(b, smtpdAddr)
 	deadline := time.Now().Add(drainTimeout)
-	for queued(b, queueDir) > 0 {
-		if time.Now().After(deadline) {
-			b.Fatalf("Postfix still has %d messages queued after %s", queued(b, queueDir), drainTimeout)
+	for queued(queueDir, "maildrop", "incoming", "active", "deferred") > 0 {
+		if deferred := queued(queueDir, "deferred"); deferred > 0 || time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+			b.Fatalf("Postfix did not relay everything (%d deferred):\n%s", deferred, log[max(0, len(log)-2000):])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -130,6 +136,7 @@ func runSMTPSource(b *testing.B, addr string) {
 // postfixMainCF relays all mail from loopback to the sink, keeping its
 // queue, data and log in dir. No DNS, no local delivery, loopback only.
 func postfixMainCF(dir, queueDir, dataDir, sinkAddr string) string {
+	sinkHost, sinkPort, _ := net.SplitHostPort(sinkAddr)
 	return fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %s
 data_directory = %s
@@ -143,11 +150,13 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
-relayhost = [%s]
+relayhost = [%s]:%s
+alias_maps =
+alias_database =
 smtp_dns_support_level = disabled
 smtp_tls_security_level = none
 default_process_limit = 100
-`, queueDir, dataDir, filepath.Join(dir, "maillog"), dir, sinkAddr)
+`, queueDir, dataDir, filepath.Join(dir, "maillog"), dir, sinkHost, sinkPort)
 }
 
 // postfixMasterCF runs smtpd on addr only, and the services a relay needs.
@@ -174,10 +183,10 @@ postlog   unix-dgram n - n - 1 postlogd
 `
 }
 
-// queued counts the messages in a Postfix queue on their way out.
-func queued(b *testing.B, queueDir string) int {
+// queued counts the messages in the given queues of a Postfix instance.
+func queued(queueDir string, queues ...string) int {
 	n := 0
-	for _, sub := range []string{"maildrop", "incoming", "active", "deferred"} {
+	for _, sub := range queues {
 		filepath.WalkDir(filepath.Join(queueDir, sub), func(_ string, d os.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				n++
