@@ -79,6 +79,7 @@ type Engine struct {
 	maxBackoff time.Duration
 	minProbe   time.Duration
 	maxProbe   time.Duration
+	mailboxes  *mailboxGuard
 
 	// Messages committed since the loop last looked, and its wake-up call.
 	mu        sync.Mutex
@@ -145,6 +146,7 @@ func New(cfg Config) *Engine {
 		maxBackoff: q.MaxBackoff.D(),
 		minProbe:   q.MinProbeInterval.D(),
 		maxProbe:   q.MaxProbeInterval.D(),
+		mailboxes:  newMailboxGuard(),
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),

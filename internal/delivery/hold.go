@@ -75,7 +75,7 @@ func (e *Engine) accepted(l *lane, now time.Time) {
 	e.endOutage(now)
 	if l.held != nil {
 		e.log.Error("mailbox released: Graph accepts the gateway for it again", "mailbox", l.key,
-			"held_for", now.Sub(l.held.since).Round(time.Second).Seconds(), "messages", l.items)
+			"held_for_seconds", now.Sub(l.held.since).Round(time.Second).Seconds(), "messages", l.items)
 		l.held = nil
 	}
 }
@@ -85,7 +85,7 @@ func (e *Engine) endOutage(now time.Time) {
 		return
 	}
 	e.log.Error("upstream up: the credential is accepted again; delivering the queue",
-		"down_for", now.Sub(e.outage.since).Round(time.Second).Seconds(), "queued", len(e.items))
+		"down_for_seconds", now.Sub(e.outage.since).Round(time.Second).Seconds(), "queued", len(e.items))
 	e.outage = nil
 }
 

@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net"
@@ -46,6 +48,15 @@ func (responseRecorder) Intercept(p khttp.Pipeline, index int, req *http.Request
 		}
 	}
 	return resp, err
+}
+
+// newClientRequestID makes a client-request-id for a request sent without
+// the SDK, which adds one to its own: a random GUID, as Graph expects.
+func newClientRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // classify turns any failure of a Graph or Entra ID call into an *Error and

@@ -61,7 +61,7 @@ type graphClient struct {
 	scope      string
 	adapter    *msgraphsdk.GraphRequestAdapter
 	baseURL    string       // Graph root + "/v1.0"
-	uploads    *http.Client // upload sessions: no middleware, no Authorization
+	plain      *http.Client // streamed requests and upload sessions: no middleware
 	timeout    time.Duration
 	saveToSent bool
 	certExpiry time.Time // NotAfter of the client certificate; zero without one
@@ -192,7 +192,7 @@ func newGraphClient(cfg *config.Graph, files credentialFiles, opts Options) (*gr
 	adapter.SetBaseUrl(baseURL)
 
 	return &graphClient{
-		cred: cred, scope: scope, adapter: adapter, baseURL: baseURL, uploads: plain,
+		cred: cred, scope: scope, adapter: adapter, baseURL: baseURL, plain: plain,
 		timeout: cfg.Timeout.D(), saveToSent: cfg.SaveToSent(), certExpiry: certExpiry, log: opts.Logger,
 	}, nil
 }

@@ -33,22 +33,17 @@ func (g *Graph) Send(ctx context.Context, env *envelope.Envelope, msg *convert.R
 }
 
 func (g *graphClient) send(ctx context.Context, env *envelope.Envelope, msg *convert.Result) (Receipt, error) {
-	switch {
-	case msg.MIME != nil:
+	if msg.MIME != nil {
 		return g.sendMIME(ctx, env.Mailbox, msg.MIME)
-	case requestSize(msg) <= smallMessageLimit:
-		req, err := msg.SendMailRequest(g.saveToSent)
-		if err != nil {
-			return Receipt{}, &Error{Message: "read attachments from the spool", Err: err, Kind: KindTransient}
-		}
-		body, err := json.Marshal(req)
-		if err != nil {
-			return Receipt{}, &Error{Kind: KindMessage, Message: "encode message", Err: err}
-		}
-		return g.call(ctx, http.MethodPost, userPath(env.Mailbox, "sendMail"), "application/json", body, nil)
-	default:
+	}
+	// One exact count of the request as it would be sent decides the path
+	// and gives its Content-Length.
+	size := msg.SendMailRequestSize(g.saveToSent)
+	if size > smallMessageLimit {
 		return g.sendLarge(ctx, env.Mailbox, msg)
 	}
+	write := func(w io.Writer) error { return msg.WriteSendMailRequest(w, g.saveToSent) }
+	return g.post(ctx, userPath(env.Mailbox, "sendMail"), size, write, nil)
 }
 
 // sendMIME posts the message unchanged, base64 encoded, as Graph's MIME
