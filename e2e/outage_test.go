@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,13 +99,13 @@ func (o *outage) fixSecret(t *testing.T) {
 // arrives exactly once with no admin command.
 func TestWrongSecretHoldsMailUntilFixed(t *testing.T) {
 	o := startWithWrongSecret(t)
-	submitScan := func(n int) {
-		mustSubmit(t, o.g.Addr[0], submission{From: "scanner@contoso.com", To: []string{"alice@contoso.com"},
+	submitScan := func(n int) string {
+		return mustSubmit(t, o.g.Addr[0], submission{From: "scanner@contoso.com", To: []string{"alice@contoso.com"},
 			Body: fmt.Sprintf("Subject: scan %d\n\npage %d\n", n, n)})
 	}
-	for n := range 3 {
-		submitScan(n + 1)
-	}
+	first := submitScan(1)
+	submitScan(2)
+	submitScan(3)
 
 	st := waitStatus(t, o.metrics, func(st status) bool { return !st.Upstream.Up && st.Queue.Held == 3 })
 	if st.Upstream.Down == nil || st.Upstream.Down.AADSTS != "AADSTS7000215" || !strings.Contains(st.Upstream.Down.Explanation, "client_secret_file") {
@@ -128,6 +130,10 @@ func TestWrongSecretHoldsMailUntilFixed(t *testing.T) {
 	}
 	if sent := o.fake.Sent(); len(sent) != 0 {
 		t.Fatalf("%d messages sent with a refused secret (bounces?)", len(sent))
+	}
+	show, err := exec.Command(binary, "queue", "show", first, "-config", filepath.Join(o.g.dir, "smtpgw.toml")).CombinedOutput()
+	if err != nil || !strings.Contains(string(show), "Attempts:     0") || !strings.Contains(string(show), "code AADSTS7000215, request-id ") {
+		t.Errorf("queue show of a held message (%v):\n%s", err, show)
 	}
 
 	o.fixSecret(t)

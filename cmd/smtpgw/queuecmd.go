@@ -191,7 +191,12 @@ func showMessage(spool *queue.Spool, id string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "Size:         %d bytes\n", d.Size)
 	fmt.Fprintf(stdout, "Attempts:     %d\n", d.Attempts)
 	fmt.Fprintf(stdout, "Next attempt: %s\n", next)
-	fmt.Fprintf(stdout, "Last error:   %s\n\n", safetext.Escape(d.LastError))
+	fmt.Fprintf(stdout, "Last error:   %s\n", safetext.Escape(d.LastError))
+	if d.LastErrorCode+d.RequestID+d.ClientRequestID != "" {
+		fmt.Fprintf(stdout, "Graph IDs:    code %s, request-id %s, client-request-id %s\n",
+			safetext.Escape(d.LastErrorCode), safetext.Escape(d.RequestID), safetext.Escape(d.ClientRequestID))
+	}
+	fmt.Fprintln(stdout)
 	_, err = io.WriteString(stdout, safetext.EscapeLines(string(d.Header)))
 	return err
 }

@@ -41,6 +41,8 @@ type Detail struct {
 	// Header is the header section of the raw message as received, at
 	// most maxHeader bytes.
 	Header []byte
+	// What Graph or Entra ID said of the last failure, for support cases.
+	LastErrorCode, RequestID, ClientRequestID string
 }
 
 const maxHeader = 64 << 10
@@ -118,7 +120,8 @@ func (s *Spool) Show(id string) (*Detail, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %s: %w", id, err)
 	}
-	return &Detail{Info: e.info(folder, time.Now()), Envelope: e.Envelope, Header: header}, nil
+	return &Detail{Info: e.info(folder, time.Now()), Envelope: e.Envelope, Header: header,
+		LastErrorCode: e.State.LastErrorCode, RequestID: e.State.RequestID, ClientRequestID: e.State.ClientRequestID}, nil
 }
 
 // find loads a message from the queue or, failing that, the dead letters.
