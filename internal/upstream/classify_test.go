@@ -138,6 +138,19 @@ func TestTokenEndpointTroubleIsTransient(t *testing.T) {
 	}
 }
 
+// An upload session's URL carries its own authorisation: its refusal is
+// no reason to hold every message.
+func TestUploadRefusalIsNotTheCredential(t *testing.T) {
+	fake := graphtest.New(t)
+	g := newGraph(t, fake, fake.GraphConfig(t))
+	fake.FailNext(graphtest.RouteUpload, 10, graphtest.Failure{Status: 401})
+	_, err := g.Send(context.Background(), testEnv, message("large", bytesAttachment("big.pdf", patterned(4<<20))))
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindTransient || e.Scope != ScopeMessage {
+		t.Fatalf("err = %v, want a transient failure of this message", err)
+	}
+}
+
 // The token is for the cloud's Graph even when requests go to another
 // endpoint (the fake, like a proxy); a scope key overrides it.
 func TestScopeComesFromCloud(t *testing.T) {

@@ -211,7 +211,13 @@ func (g *graphClient) uploadRequest(req *http.Request) ([]byte, error) {
 	}
 	if resp.StatusCode >= 400 {
 		rec := &recordedResponse{status: resp.StatusCode, header: resp.Header}
-		return nil, classify(req.Context(), fmt.Errorf("upload: %s", graphErrorText(body)), rec)
+		e := classify(req.Context(), fmt.Errorf("upload: %s", graphErrorText(body)), rec)
+		// An upload URL carries its own authorisation: a refusal there is
+		// about this upload session, not the gateway's credential.
+		if e.Kind == KindCredential {
+			e.Kind, e.Scope, e.Explanation = KindTransient, ScopeMessage, ""
+		}
+		return nil, e
 	}
 	return body, nil
 }
