@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -126,6 +127,7 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	defer stopDelivery()
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(deliveryCtx) }()
+	go spool.ExpireFailedEvery(deliveryCtx, time.Hour, cfg.Queue.FailedMaxAge.D(), logger)
 
 	if err := g.server.Start(); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/safetext"
 )
 
 const queueUsage = `usage: smtpgw queue <command> [-config FILE] [ID]
@@ -152,9 +153,9 @@ func listQueue(spool *queue.Spool, state string, asJSON bool, stdout io.Writer) 
 	fmt.Fprintln(tw, "ID\tSTATE\tMAILBOX\tFROM\tRCPTS\tATTEMPTS\tAGE\tLAST ERROR")
 	now := time.Now()
 	for _, m := range list {
-		from := "<" + m.MailFrom + ">"
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.ID, m.State, m.Mailbox, from, len(m.Recipients), m.Attempts,
-			now.Sub(m.Received).Round(time.Second), oneLine(m.LastError))
+		from := "<" + safetext.Escape(m.MailFrom) + ">"
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.ID, m.State, safetext.Escape(m.Mailbox), from, len(m.Recipients), m.Attempts,
+			now.Sub(m.Received).Round(time.Second), safetext.Escape(oneLine(m.LastError)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -179,17 +180,19 @@ func showMessage(spool *queue.Spool, id string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "ID:           %s\n", d.ID)
 	fmt.Fprintf(stdout, "State:        %s\n", d.State)
-	fmt.Fprintf(stdout, "Identity:     %s\n", d.Envelope.Identity)
-	fmt.Fprintf(stdout, "Client:       %s\n", d.Envelope.ClientAddr)
-	fmt.Fprintf(stdout, "Mailbox:      %s\n", d.Mailbox)
-	fmt.Fprintf(stdout, "Mail from:    <%s>\n", d.MailFrom)
-	fmt.Fprintf(stdout, "Recipients:   %s\n", strings.Join(d.Recipients, ", "))
+	// Client data is escaped: a recipient of "\x1b]0;…" must not drive
+	// the admin's terminal.
+	fmt.Fprintf(stdout, "Identity:     %s\n", safetext.Escape(d.Envelope.Identity))
+	fmt.Fprintf(stdout, "Client:       %s\n", safetext.Escape(d.Envelope.ClientAddr))
+	fmt.Fprintf(stdout, "Mailbox:      %s\n", safetext.Escape(d.Mailbox))
+	fmt.Fprintf(stdout, "Mail from:    <%s>\n", safetext.Escape(d.MailFrom))
+	fmt.Fprintf(stdout, "Recipients:   %s\n", safetext.Escape(strings.Join(d.Recipients, ", ")))
 	fmt.Fprintf(stdout, "Received:     %s\n", d.Received.Format(time.RFC3339))
 	fmt.Fprintf(stdout, "Size:         %d bytes\n", d.Size)
 	fmt.Fprintf(stdout, "Attempts:     %d\n", d.Attempts)
 	fmt.Fprintf(stdout, "Next attempt: %s\n", next)
-	fmt.Fprintf(stdout, "Last error:   %s\n\n", d.LastError)
-	_, err = stdout.Write(d.Header)
+	fmt.Fprintf(stdout, "Last error:   %s\n\n", safetext.Escape(d.LastError))
+	_, err = io.WriteString(stdout, safetext.EscapeLines(string(d.Header)))
 	return err
 }
 

@@ -67,6 +67,9 @@ var replies = []reply{
 	{errHeaderSender, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "From, Sender or Resent header not allowed for this client"}, "header_sender"},
 	{errEmptyMessage, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Empty message"}, "empty"},
 	{smtp.ErrDataTooLarge, &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed maximum message size"}, "size"},
+	// Lines of any length are read in DATA and BDAT; this is the safety net
+	// should that ever fail. A message's form is never a reason to retry.
+	{smtp.ErrTooLongLine, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}, "line_length"},
 
 	// Authentication (RFC 4954 section 6).
 	{errAuthFailed, &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}, "auth"},

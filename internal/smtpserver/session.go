@@ -28,6 +28,7 @@ import (
 type session struct {
 	srv    *Server
 	lis    *listener
+	smtp   *smtp.Conn
 	conn   *trackedConn
 	tls    bool
 	client string     // "IP:port" as the spool and the logs record it
@@ -54,7 +55,7 @@ func (s *Server) newSession(lis *listener, c *smtp.Conn) (smtp.Session, error) {
 	tc := trackedOf(netConn)
 	// After STARTTLS, goodbyes at shutdown must go through TLS.
 	tc.setOuter(netConn)
-	return &session{srv: s, lis: lis, conn: tc, tls: isTLS, client: netConn.RemoteAddr().String(), addr: tc.client}, nil
+	return &session{srv: s, lis: lis, smtp: c, conn: tc, tls: isTLS, client: netConn.RemoteAddr().String(), addr: tc.client}, nil
 }
 
 // refuse logs and counts a refusal and returns the reply for the client.
@@ -165,6 +166,7 @@ func (s *session) rcpt(to string) error {
 // the spool has it durably.
 func (s *session) Data(r io.Reader) error {
 	defer s.conn.endTransaction()
+	defer liftLineLimit(s.smtp, r)()
 	// go-smtp gives a BDAT transfer to Data through a pipe.
 	_, bdat := r.(*io.PipeReader)
 	id, err := s.data(r)
@@ -245,10 +247,11 @@ func (s *session) checkMessage(id *identity, size int64, header *headerCapture) 
 	if id.policy.HeaderFrom != config.HeaderFromReject {
 		return nil
 	}
+	if header.overflow {
+		return fmt.Errorf("%w: header over %d bytes, not checked (identity %s)", errHeaderSender, maxCheckedHeader, id.name)
+	}
 	foreign, err := convert.ForeignSenders(bytes.NewReader(header.buf), id.allowedSenders)
 	switch {
-	case header.overflow:
-		return fmt.Errorf("%w: header over %d bytes, not checked (identity %s)", errHeaderSender, maxCheckedHeader, id.name)
 	case err != nil:
 		return fmt.Errorf("%w: %v (identity %s)", errHeaderSender, err, id.name)
 	case len(foreign) > 0:
