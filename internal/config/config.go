@@ -175,6 +175,12 @@ type Limits struct {
 type Log struct {
 	Level  string `toml:"level"`  // debug | info | warn | error; default info
 	Format string `toml:"format"` // text | json; default text
+	// DebugClients limits the SMTP conversations logged at level debug to
+	// these addresses or CIDRs; empty: every client's.
+	DebugClients []string `toml:"debug_clients"`
+
+	// DebugPrefixes are DebugClients parsed by Load.
+	DebugPrefixes []netip.Prefix `toml:"-"`
 }
 
 // Metrics is the [metrics] section.

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -30,22 +29,37 @@ func Parse(data []byte, name string) (*Config, error) {
 	md, err := toml.Decode(string(data), &cfg)
 	if err != nil {
 		// Syntax and type errors stop decoding: report the one found.
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			return nil, Errors{{File: name, Line: perr.Position.Line, Key: perr.LastKey, Msg: perr.Message}}
-		}
-		return nil, Errors{{File: name, Msg: err.Error()}}
+		return nil, decodeErrors(name, data, err)
 	}
 	v := &validator{file: name, lines: indexKeys(data)}
-	for _, key := range md.Undecoded() {
-		v.unknownKey(key.String())
-	}
+	v.unknownKeys(md.Undecoded(), "")
 	cfg.applyDefaults()
 	v.check(&cfg)
 	if len(v.problems) > 0 {
 		return nil, v.problems
 	}
 	return &cfg, nil
+}
+
+// ParseQueue validates only the [queue] section of a configuration, for
+// the queue admin commands: they must work whatever the rest of the file
+// holds, such as a credential they may not read.
+func ParseQueue(data []byte, name string) (Queue, error) {
+	var doc struct {
+		Queue Queue `toml:"queue"`
+	}
+	md, err := toml.Decode(string(data), &doc)
+	if err != nil {
+		return Queue{}, decodeErrors(name, data, err)
+	}
+	v := &validator{file: name, lines: indexKeys(data)}
+	v.unknownKeys(md.Undecoded(), "queue.")
+	doc.Queue.applyDefaults()
+	v.checkQueue(&doc.Queue)
+	if len(v.problems) > 0 {
+		return Queue{}, v.problems
+	}
+	return doc.Queue, nil
 }
 
 // ClientSecret returns the client secret from client_secret_file, else
@@ -123,15 +137,7 @@ func (c *Config) applyDefaults() {
 		setDefault(&g.Cloud, CloudGlobal)
 		setDefault(&g.Timeout, defaultGraphTimeout)
 	}
-	q := &c.Queue
-	setDefault(&q.Dir, defaultQueueDir)
-	setDefault(&q.MailboxConcurrency, maxMailboxConcurrency)
-	setDefault(&q.Workers, defaultWorkers)
-	setDefault(&q.MaxAge, defaultMaxAge)
-	setDefault(&q.MinBackoff, defaultMinBackoff)
-	setDefault(&q.MaxBackoff, defaultMaxBackoff)
-	setDefault(&q.MinFreeSpace, defaultMinFreeSpace)
-	setDefault(&q.FailedMaxAge, defaultFailedMaxAge)
+	c.Queue.applyDefaults()
 	for i := range c.Users {
 		defaultSenders(&c.Users[i].AllowedSenders, c.Users[i].Mailbox)
 		setDefault(&c.Users[i].HeaderFrom, HeaderFromRewrite)
@@ -154,6 +160,17 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.AuthWorkers, 2*runtime.NumCPU())
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "text")
+}
+
+func (q *Queue) applyDefaults() {
+	setDefault(&q.Dir, defaultQueueDir)
+	setDefault(&q.MailboxConcurrency, maxMailboxConcurrency)
+	setDefault(&q.Workers, defaultWorkers)
+	setDefault(&q.MaxAge, defaultMaxAge)
+	setDefault(&q.MinBackoff, defaultMinBackoff)
+	setDefault(&q.MaxBackoff, defaultMaxBackoff)
+	setDefault(&q.MinFreeSpace, defaultMinFreeSpace)
+	setDefault(&q.FailedMaxAge, defaultFailedMaxAge)
 }
 
 // defaultSenders lets an identity send as its own mailbox when the admin

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/BurntSushi/toml"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -25,13 +26,24 @@ func (v *validator) add(key, format string, args ...any) {
 	v.problems = append(v.problems, Problem{File: v.file, Line: v.lines.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (v *validator) unknownKey(plain string) {
-	lines := v.lines.linesOf(plain)
-	if len(lines) == 0 {
-		lines = []int{0}
-	}
-	for _, n := range lines {
-		v.problems = append(v.problems, Problem{File: v.file, Line: n, Key: plain, Msg: "unknown key"})
+// unknownKeys reports each key the file sets that the configuration does
+// not know, once per place it is written, with its index in an array of
+// tables (user[1].mailbx). Only keys starting with prefix count.
+func (v *validator) unknownKeys(keys []toml.Key, prefix string) {
+	seen := map[string]bool{}
+	for _, k := range keys {
+		plain := k.String()
+		if seen[plain] || !strings.HasPrefix(plain, prefix) {
+			continue
+		}
+		seen[plain] = true
+		written := v.lines.occurrences(plain)
+		if len(written) == 0 {
+			v.problems = append(v.problems, Problem{File: v.file, Key: plain, Msg: "unknown key"})
+		}
+		for _, o := range written {
+			v.problems = append(v.problems, Problem{File: v.file, Line: o.line, Key: o.key, Msg: "unknown key"})
+		}
 	}
 }
 
@@ -72,6 +84,14 @@ func (v *validator) check(c *Config) {
 	case "text", "json":
 	default:
 		v.add("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+	for _, client := range c.Log.DebugClients {
+		p, err := parsePrefix(client)
+		if err != nil {
+			v.add("log.debug_clients", "%q is not an address or CIDR", client)
+			continue
+		}
+		c.Log.DebugPrefixes = append(c.Log.DebugPrefixes, p)
 	}
 	if a := c.Metrics.Address; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {

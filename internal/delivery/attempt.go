@@ -7,10 +7,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/safetext"
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
@@ -69,6 +71,11 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
 	}
 	env := entry.Envelope
+	if until := e.mailboxes.holdUntil(env.Mailbox, len(env.Recipients), e.clock.Now()); until.After(e.clock.Now()) {
+		e.log.Warn("held: the mailbox would pass Exchange's 10,000 recipients a day and be blocked",
+			"id", id, "mailbox", env.Mailbox, "until", until)
+		return result{id: id, next: until}
+	}
 
 	// Count the attempt and set the next one before converting, so that a
 	// message that crashes the converter or the call neither is lost nor
@@ -108,8 +115,9 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 		})
 		return result{id: id, finished: true}
 	}
-	if len(msg.DroppedHeaders) > 0 {
-		e.log.Warn("X- headers dropped: Graph accepts at most five", "id", id, "headers", msg.DroppedHeaders)
+	if n := len(msg.DroppedHeaders); n > 0 {
+		e.log.Warn("X- headers dropped: Graph accepts at most five, and never Exchange's X-MS-*", "id", id,
+			"count", n, "first", safetext.Log(strings.Join(msg.DroppedHeaders[:min(n, 5)], ", ")))
 	}
 
 	start := time.Now()
@@ -132,13 +140,14 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 	switch v {
 	case delivered:
 		e.metrics.delivered.Inc()
+		e.mailboxes.record(env.Mailbox, len(env.Recipients), now)
 		if err := e.spool.Done(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			// It stays on disk and may be sent again after its next
 			// attempt time: at least once, never lost.
 			e.log.Error("delivered but cannot remove from spool", "id", id, "error", err)
 		}
 		e.log.Info("delivered", "id", id, "mailbox", env.Mailbox, "status", receipt.Status,
-			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration", took.Round(time.Millisecond))
+			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration_seconds", took.Seconds())
 		return result{id: id, finished: true}
 
 	case gone:

@@ -65,3 +65,18 @@ func isInvalidAt(s string, i int) bool {
 func unsafeRune(r rune) bool {
 	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
 }
+
+// EscapeLines is Escape for multi-line text shown as lines, such as a
+// message header: each line is escaped, and line breaks stay.
+func EscapeLines(s string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, line := range lines {
+		text, lf := strings.CutSuffix(line, "\n")
+		text = strings.TrimSuffix(text, "\r")
+		lines[i] = Escape(text)
+		if lf {
+			lines[i] += "\n"
+		}
+	}
+	return strings.Join(lines, "")
+}

@@ -36,3 +36,10 @@ func TestLog(t *testing.T) {
 		t.Errorf("Log = %q", got)
 	}
 }
+
+func TestEscapeLines(t *testing.T) {
+	in := "From: a@example.com\r\nSubject: \x1b]0;pwned\x07\r\n\r\n"
+	if got, want := EscapeLines(in), "From: a@example.com\nSubject: \\x1b]0;pwned\\a\n\n"; got != want {
+		t.Errorf("EscapeLines = %q, want %q", got, want)
+	}
+}

@@ -64,7 +64,7 @@ func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 // account exists, or when the connection is not encrypted and the listener
 // does not allow insecure AUTH.
 func (s *session) AuthMechanisms() []string {
-	if !s.srv.ids.hasAccounts() || !s.authAllowed() {
+	if !s.srv.ids.Load().hasAccounts() || !s.authAllowed() {
 		return nil
 	}
 	return []string{mechPlain, mechLogin}
@@ -85,7 +85,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	s.abandonAuth()
 	var err error
 	switch {
-	case !s.srv.ids.hasAccounts():
+	case !s.srv.ids.Load().hasAccounts():
 		err = errAuthUnavailable
 	case !s.authAllowed():
 		err = errAuthNeedsTLS
@@ -121,7 +121,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // loggable names a username for the log: only an account's name is shown,
 // since a client that mixes up its fields may have sent its password there.
 func (s *session) loggable(username string) string {
-	if s.srv.ids.known(username) {
+	if s.srv.ids.Load().known(username) {
 		return fmt.Sprintf("%q", username)
 	}
 	return fmt.Sprintf("(unknown, %d bytes, not logged)", len(username))
@@ -136,7 +136,7 @@ func (s *session) login(username, password string) error {
 	var id *identity
 	var err error
 	ran := s.srv.limits.checks.run(s.addr, s.srv.cfg.Limits.AuthWorkers, s.conn.closed, func() {
-		id, err = s.srv.ids.authenticate(username, password)
+		id, err = s.srv.ids.Load().authenticate(username, password)
 	})
 	if !ran {
 		return fmt.Errorf("%w: connection closed while waiting for the check", errAuthFailed)

@@ -156,12 +156,18 @@ type testServer struct {
 
 func startServer(t *testing.T, cfg *config.Config) *testServer {
 	t.Helper()
+	return startServerLogging(t, cfg, slog.LevelInfo)
+}
+
+// startServerLogging starts a server whose log records level and above.
+func startServerLogging(t *testing.T, cfg *config.Config, level slog.Level) *testServer {
+	t.Helper()
 	spool, err := queue.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	srv, err := New(cfg, spool, slog.New(slog.NewTextHandler(logs, nil)))
+	srv, err := New(cfg, spool, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/window"
 )
 
 // Windows of the rate limits.
@@ -21,19 +22,19 @@ const (
 // configuration reload; the limits themselves are read from the
 // configuration in force at each check.
 type clientLimits struct {
-	connections  *slidingCounter // per address
-	authFailures *slidingCounter // per address and per /24 or /64
-	messages     *slidingCounter // per identity
-	recipients   *slidingCounter // per identity
+	connections  *window.Counter // per address
+	authFailures *window.Counter // per address and per /24 or /64
+	messages     *window.Counter // per identity
+	recipients   *window.Counter // per identity
 	checks       *checkPool      // bcrypt comparisons
 }
 
 func newClientLimits() *clientLimits {
 	return &clientLimits{
-		connections:  newSlidingCounter(),
-		authFailures: newSlidingCounter(),
-		messages:     newSlidingCounter(),
-		recipients:   newSlidingCounter(),
+		connections:  window.New(),
+		authFailures: window.New(),
+		messages:     window.New(),
+		recipients:   window.New(),
 		checks:       newCheckPool(),
 	}
 }
@@ -51,19 +52,19 @@ func clientAddr(a net.Addr) netip.Addr {
 // per-address limits, and the address's rate of new connections.
 func (s *Server) admit(raw net.Conn) (*trackedConn, error) {
 	client := clientAddr(raw.RemoteAddr())
-	perAddress, perMinute := s.ids.connectionLimits(client, s.cfg.Limits)
+	perAddress, perMinute := s.ids.Load().connectionLimits(client, s.cfg.Limits)
 	key := client.String()
 	now := time.Now()
 	// Only admitted connections count, so that a flood cannot grow the
 	// counter; the flood is refused for as long as the window is full.
-	if s.limits.connections.count(key, now, connectionRateWindow) >= perMinute {
+	if s.limits.connections.Count(key, now, connectionRateWindow) >= perMinute {
 		return nil, errAddressRate
 	}
 	tc, err := s.conns.add(raw, client, admission{perAddress: perAddress, lifetime: s.cfg.Limits.SessionLifetime.D()})
 	if err != nil {
 		return nil, err
 	}
-	s.limits.connections.add(key, now, connectionRateWindow, 1)
+	s.limits.connections.Add(key, now, connectionRateWindow, 1)
 	return tc, nil
 }
 
@@ -85,7 +86,7 @@ func (s *Server) authThrottled(client netip.Addr) bool {
 	l := s.cfg.Limits
 	now := time.Now()
 	for _, key := range guessingKeys(client) {
-		if s.limits.authFailures.count(key, now, l.AuthFailureWindow.D()) >= l.AuthFailures {
+		if s.limits.authFailures.Count(key, now, l.AuthFailureWindow.D()) >= l.AuthFailures {
 			return true
 		}
 	}
@@ -95,7 +96,7 @@ func (s *Server) authThrottled(client netip.Addr) bool {
 func (s *Server) authFailed(client netip.Addr) {
 	now := time.Now()
 	for _, key := range guessingKeys(client) {
-		s.limits.authFailures.add(key, now, s.cfg.Limits.AuthFailureWindow.D(), 1)
+		s.limits.authFailures.Add(key, now, s.cfg.Limits.AuthFailureWindow.D(), 1)
 	}
 }
 
@@ -103,21 +104,21 @@ func (s *Server) authFailed(client netip.Addr) {
 // extra recipients about to be added.
 func (s *Server) overRate(id *identity, extraRecipients int) bool {
 	now := time.Now()
-	if n := id.policy.MessagesPerMinute; n > 0 && s.limits.messages.count(id.name, now, messageRateWindow) >= n {
+	if n := id.policy.MessagesPerMinute; n > 0 && s.limits.messages.Count(id.name, now, messageRateWindow) >= n {
 		return true
 	}
 	n := id.policy.RecipientsPerDay
-	return n > 0 && s.limits.recipients.count(id.name, now, recipientRateWindow)+extraRecipients > n
+	return n > 0 && s.limits.recipients.Count(id.name, now, recipientRateWindow)+extraRecipients > n
 }
 
 // sent records an accepted message against id's rate limits.
 func (s *Server) sent(id *identity, recipients int) {
 	now := time.Now()
 	if id.policy.MessagesPerMinute > 0 {
-		s.limits.messages.add(id.name, now, messageRateWindow, 1)
+		s.limits.messages.Add(id.name, now, messageRateWindow, 1)
 	}
 	if id.policy.RecipientsPerDay > 0 {
-		s.limits.recipients.add(id.name, now, recipientRateWindow, recipients)
+		s.limits.recipients.Add(id.name, now, recipientRateWindow, recipients)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -28,7 +29,9 @@ type Server struct {
 	cfg       *config.Config
 	spool     *queue.Spool
 	log       *slog.Logger
-	ids       *identities
+	ids       atomic.Pointer[identities] // replaced by Reload
+	certs     []tls.Certificate          // served by TLS listeners; replaced by Reload
+	tlsFiles  config.TLS                 // where certs came from
 	metrics   *metrics
 	conns     *connTracker
 	limits    *clientLimits
@@ -40,7 +43,8 @@ type Server struct {
 // AUTH settings differ per listener.
 type listener struct {
 	cfg     config.Listener
-	tls     *tls.Config // nil for tls = "none"
+	tls     *tls.Config // nil for tls = "none"; hands out liveTLS
+	liveTLS atomic.Pointer[tls.Config]
 	smtp    *smtp.Server
 	raw     net.Listener
 	handoff *handoffListener
@@ -54,14 +58,15 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		spool:   spool,
-		log:     logger,
-		ids:     ids,
-		metrics: newMetrics(),
-		conns:   newConnTracker(cfg.Server.MaxConnections),
-		limits:  newClientLimits(),
+		cfg:      cfg,
+		spool:    spool,
+		log:      logger,
+		tlsFiles: cfg.TLS,
+		metrics:  newMetrics(),
+		conns:    newConnTracker(cfg.Server.MaxConnections),
+		limits:   newClientLimits(),
 	}
+	s.ids.Store(ids)
 	var certs []tls.Certificate
 	for _, lc := range cfg.Listeners {
 		l := &listener{cfg: lc}
@@ -73,13 +78,14 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 					return nil, err
 				}
 			}
-			l.tls = listenerTLSConfig(lc, certs)
+			l.tls = l.swappableTLS(listenerTLSConfig(lc, certs))
 		default:
 			return nil, fmt.Errorf("listener %s: unknown tls mode %q", lc.Address, lc.TLS)
 		}
 		l.smtp = s.newSMTPServer(l)
 		s.listeners = append(s.listeners, l)
 	}
+	s.certs = certs
 	return s, nil
 }
 
@@ -164,7 +170,7 @@ func (s *Server) accept(l *listener) {
 		if err != nil {
 			// For example out of file descriptors: wait rather than spin.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed", "listener", l.cfg.Address, "error", err, "retry_in", delay)
+			s.log.Warn("accept failed", "listener", l.cfg.Address, "error", err, "retry_in_seconds", delay.Seconds())
 			time.Sleep(delay)
 			continue
 		}
@@ -177,8 +183,9 @@ func (s *Server) accept(l *listener) {
 		var conn net.Conn = tc
 		if l.cfg.TLS == config.TLSImplicit {
 			conn = tls.Server(tc, l.tls)
-			tc.setOuter(conn)
 		}
+		conn = s.debugConversation(conn)
+		tc.setOuter(conn)
 		if !l.handoff.deliver(conn) {
 			tc.Close()
 		}

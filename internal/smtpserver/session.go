@@ -90,7 +90,7 @@ func (s *session) identityLocked() *identity {
 	if s.user != nil {
 		return s.user
 	}
-	return s.srv.ids.network(s.addr)
+	return s.srv.ids.Load().network(s.addr)
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -247,10 +247,11 @@ func (s *session) checkMessage(id *identity, size int64, header *headerCapture) 
 	if id.policy.HeaderFrom != config.HeaderFromReject {
 		return nil
 	}
+	if header.overflow {
+		return fmt.Errorf("%w: header over %d bytes, not checked (identity %s)", errHeaderSender, maxCheckedHeader, id.name)
+	}
 	foreign, err := convert.ForeignSenders(bytes.NewReader(header.buf), id.allowedSenders)
 	switch {
-	case header.overflow:
-		return fmt.Errorf("%w: header over %d bytes, not checked (identity %s)", errHeaderSender, maxCheckedHeader, id.name)
 	case err != nil:
 		return fmt.Errorf("%w: %v (identity %s)", errHeaderSender, err, id.name)
 	case len(foreign) > 0:
@@ -381,10 +382,12 @@ func validAddress(addr string) bool {
 }
 
 // trackedOf finds the trackedConn under a connection go-smtp hands over,
-// with or without TLS on top.
+// with or without TLS and conversation logging on top.
 func trackedOf(c net.Conn) *trackedConn {
-	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
-		c = tc.NetConn()
+	for {
+		if tc, ok := c.(*trackedConn); ok {
+			return tc
+		}
+		c = c.(interface{ NetConn() net.Conn }).NetConn()
 	}
-	return c.(*trackedConn)
 }
