@@ -38,6 +38,10 @@ const (
 	smallMessageLimit = 3_500_000
 )
 
+// idleConnections is how many connections to Graph are kept open between
+// calls: more than the delivery engine's workers ever use at once.
+const idleConnections = 64
+
 // clouds maps the [graph] cloud setting to its login host and Graph root.
 var clouds = map[string]struct {
 	authority cloud.Configuration
@@ -87,6 +91,10 @@ func NewGraph(cfg *config.Graph, opts Options) (*Graph, error) {
 	}
 
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// Keep a connection for every call that may be in flight: with Go's
+	// default of two idle connections per host, the delivery workers would
+	// pay a TLS handshake for most messages.
+	transport.MaxIdleConnsPerHost = idleConnections
 	if opts.RootCAs != nil {
 		transport.TLSClientConfig.RootCAs = opts.RootCAs
 	}
