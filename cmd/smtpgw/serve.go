@@ -58,6 +58,7 @@ func serve(args []string, stderr io.Writer) error {
 		Spool:    spool,
 		Target:   target,
 		Queue:    cfg.Queue,
+		MaxParts: cfg.Server.MaxParts,
 		Hostname: cfg.Server.Hostname,
 		Logger:   logger,
 		Metrics:  registry,

@@ -25,10 +25,6 @@ func corpusFiles(t testing.TB) []string {
 	return files
 }
 
-func bytesOpener(data []byte) Opener {
-	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-}
-
 // corpusEnvelope is the envelope a corpus message is converted with: the
 // scanner mailbox, its domain allowed, the To and Cc addresses plus one
 // envelope-only recipient; name.env.json overrides it.
@@ -91,7 +87,7 @@ func TestCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := Convert(bytesOpener(raw), corpusEnvelope(t, path, raw))
+			res, err := convertGuarded(t, raw, corpusEnvelope(t, path, raw), Options{})
 			if err != nil {
 				t.Fatalf("convert: %v", err)
 			}

@@ -76,7 +76,8 @@ type Attachment struct {
 	Size        int64 // decoded size in bytes
 	Open        Opener
 
-	location string // Content-Location, for HTML that refers to the part by URL
+	location string  // Content-Location, for HTML that refers to the part by URL
+	part     *entity // the part whose body it is; nil for content made in memory
 }
 
 // Result is the outcome of converting one message.

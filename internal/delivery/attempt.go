@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/queue"
@@ -67,11 +68,21 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
 	}
 	env := entry.Envelope
-	msg, err := e.convert(entry.Raw(), env)
+	raw, err := entry.OpenRaw()
 	if errors.Is(err, queue.ErrNotFound) {
 		return result{id: id, finished: true}
 	}
 	if err != nil {
+		e.log.Error("cannot open message", "id", id, "error", err)
+		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
+	}
+	// The result reads the message until it is sent; the file is closed
+	// before it is moved or removed, which Windows refuses for open files.
+	closeRaw := sync.OnceFunc(func() { raw.Close() })
+	defer closeRaw()
+	msg, err := e.convert(raw, raw.Size(), env)
+	if err != nil {
+		closeRaw()
 		e.fail(entry, id, failure{
 			reason: "conversion failed: " + err.Error(),
 			plain:  "The gateway could not read the message.",
@@ -104,6 +115,7 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 	start := time.Now()
 	e.metrics.inFlight.Inc()
 	receipt, err := e.target.Send(ctx, env, msg)
+	closeRaw()
 	e.metrics.inFlight.Dec()
 	took := time.Since(start)
 	e.metrics.sendDuration.Observe(took.Seconds())
