@@ -6,9 +6,9 @@ import (
 )
 
 // Opener opens a fresh stream over some bytes each time it is called: the
-// raw message in the spool, or the decoded content of one attachment. It lets
-// large content be streamed twice (once to measure, once to send) without
-// ever being held whole in memory.
+// decoded content of one attachment, or a message to send as MIME. It lets
+// large content be streamed more than once without ever being held whole in
+// memory.
 type Opener func() (io.ReadCloser, error)
 
 // Message is the Graph message resource, as much of it as the gateway sets.
