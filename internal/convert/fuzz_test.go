@@ -45,6 +45,7 @@ func FuzzConvert(f *testing.F) {
 		if n := res.EstimatedRequestSize(); n != int64(len(data)) {
 			t.Fatalf("EstimatedRequestSize %d, request is %d bytes", n, len(data))
 		}
+		checkStreamed(t, res)
 		for i, a := range res.Attachments {
 			if a.part == nil {
 				continue

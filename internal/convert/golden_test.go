@@ -25,6 +25,10 @@ func corpusFiles(t testing.TB) []string {
 	return files
 }
 
+func bytesOpener(data []byte) Opener {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+}
+
 // corpusEnvelope is the envelope a corpus message is converted with: the
 // scanner mailbox, its domain allowed, the To and Cc addresses plus one
 // envelope-only recipient; name.env.json overrides it.

@@ -7,14 +7,14 @@ import (
 	"io"
 	"path"
 	"strings"
-	"unicode/utf8"
-
-	"github.com/emersion/go-message/charset"
 )
 
-// maxBodyBytes bounds the text kept in memory for one body part; past it
-// the part travels as an attachment.
-const maxBodyBytes = 8 << 20
+// maxBodyBytes bounds the text one message keeps in memory, all its body
+// parts together; a text part past it travels as an attachment, streamed
+// from the source like any other. It is Graph's request limit: more text
+// than that can never travel as a message body anyway. Memory per message
+// in flight stays bounded whatever the number and size of text parts.
+const maxBodyBytes = 4 << 20
 
 // tree is what a walk over one entity found: at most one body, and
 // attachments.
@@ -32,8 +32,9 @@ type textBody struct {
 // section of the message, once to describe it and again whenever an
 // attachment is opened.
 type walker struct {
-	raw     io.ReaderAt
-	unnamed int // attachments named so far without a name of their own
+	raw       io.ReaderAt
+	unnamed   int // attachments named so far without a name of their own
+	bodyBytes int // text kept in memory so far, up to maxBodyBytes
 }
 
 func (w *walker) walk(e *entity) (tree, error) {
@@ -166,7 +167,10 @@ func (w *walker) leaf(e *entity, inRelated bool) (tree, error) {
 	var size int64
 	var subject string
 	if isText && e.disposition != "attachment" && e.filename == "" && !inRelated {
-		t, n, err := w.readText(e)
+		t, n, err := w.readText(e, maxBodyBytes-w.bodyBytes)
+		if t.body != nil {
+			w.bodyBytes += len(t.body.content)
+		}
 		if err != nil || t.body != nil {
 			return t, err
 		}
@@ -208,45 +212,24 @@ func (w *walker) body(e *entity) io.Reader {
 }
 
 // readText decodes a body part to UTF-8; uuencoded files in plain text
-// become attachments. A part too large to be a body gives no body but its
+// become attachments. A part over limit bytes gives no body but its
 // decoded size, read to the end.
-func (w *walker) readText(e *entity) (tree, int64, error) {
+func (w *walker) readText(e *entity, limit int) (tree, int64, error) {
 	r := w.body(e)
-	raw, err := io.ReadAll(io.LimitReader(r, maxBodyBytes+1))
+	raw, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return tree{}, 0, err
 	}
-	if len(raw) <= maxBodyBytes {
+	if len(raw) <= limit {
 		var t tree
 		if e.mediaType == "text/plain" {
 			raw, t.attachments = w.uuencodedFiles(raw)
 		}
-		t.body = &textBody{html: e.mediaType == "text/html", content: toUTF8(raw, e.charset)}
+		t.body = &textBody{html: e.mediaType == "text/html", content: textToUTF8(raw, e.mediaType, e.charset)}
 		return t, 0, nil
 	}
 	rest, err := io.Copy(io.Discard, r)
 	return tree{}, int64(len(raw)) + rest, err
-}
-
-// toUTF8 decodes text in charset. An unknown or wrong charset keeps the
-// content: valid UTF-8 as it is, anything else read as Windows-1252.
-func toUTF8(raw []byte, cs string) string {
-	if cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
-		if r, err := charset.Reader(cs, bytes.NewReader(raw)); err == nil {
-			if decoded, err := io.ReadAll(r); err == nil && utf8.Valid(decoded) {
-				return string(decoded)
-			}
-		}
-	}
-	if utf8.Valid(raw) {
-		return string(raw)
-	}
-	if r, err := charset.Reader("windows-1252", bytes.NewReader(raw)); err == nil {
-		if decoded, err := io.ReadAll(r); err == nil {
-			return strings.ToValidUTF8(string(decoded), "\uFFFD")
-		}
-	}
-	return strings.ToValidUTF8(string(raw), "\uFFFD")
 }
 
 // measure counts an attachment's decoded bytes without keeping them; for an

@@ -39,10 +39,12 @@ func (s *Server) routeEntra(mux *http.ServeMux) {
 		})
 	})
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.token)
+	mux.HandleFunc("GET "+identityPath, s.managedIdentityToken)
 }
 
-// token implements the client-credentials grant with a secret or a
-// certificate-signed client assertion.
+// token implements the client-credentials grant with a secret, a
+// certificate-signed client assertion or a federated (workload identity)
+// assertion.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.tokenReqs++
@@ -69,12 +71,20 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		entraError(w, http.StatusBadRequest, "unauthorized_client", 700016, "Application with identifier '"+r.Form.Get("client_id")+"' was not found in the directory.")
 		return
 	}
-	if r.Form.Get("client_secret") != "" && r.Form.Get("client_secret") != s.ClientSecret {
-		entraError(w, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
-		return
-	}
-	if r.Form.Get("client_secret") == "" {
-		if err := s.checkAssertion(r.Form.Get("client_assertion")); err != nil {
+	secret, assertion := r.Form.Get("client_secret"), r.Form.Get("client_assertion")
+	switch {
+	case secret != "":
+		if secret != s.ClientSecret {
+			entraError(w, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
+			return
+		}
+	case s.isFederated(assertion):
+		if err := s.checkFederated(assertion); err != nil {
+			entraError(w, http.StatusUnauthorized, "invalid_client", 700213, "No matching federated identity record found for presented assertion: "+err.Error())
+			return
+		}
+	default:
+		if err := s.checkAssertion(assertion); err != nil {
 			entraError(w, http.StatusUnauthorized, "invalid_client", 700027, "Client assertion failed signature validation: "+err.Error())
 			return
 		}

@@ -25,13 +25,15 @@ import (
 
 // Server is a running fake. Its URL serves both Entra ID and Graph.
 type Server struct {
-	URL          string // https://127.0.0.1:PORT
-	TenantID     string
-	ClientID     string
-	ClientSecret string
+	URL            string // https://127.0.0.1:PORT
+	TenantID       string
+	ClientID       string
+	ClientSecret   string
+	IdentityHeader string // IDENTITY_HEADER for IdentityEndpoint
 
 	ts      *httptest.Server
 	opts    options
+	issuer  *issuer       // signs service account tokens; nil without WithFederatedCredential
 	closing chan struct{} // closed at cleanup: releases hung requests
 
 	mu        sync.Mutex
@@ -81,8 +83,9 @@ const (
 )
 
 type options struct {
-	roles []string
-	cert  *x509.Certificate
+	roles     []string
+	cert      *x509.Certificate
+	federated []string // subjects of federated identity credentials
 }
 
 // Option configures a fake.
@@ -98,21 +101,25 @@ func WithCertificate(cert *x509.Certificate) Option { return func(o *options) { 
 // New starts a fake; t's cleanup stops it.
 func New(t testing.TB, opts ...Option) *Server {
 	s := &Server{
-		TenantID:     newGUID(),
-		ClientID:     newGUID(),
-		ClientSecret: "fake-secret-" + randomHex(8),
-		opts:         options{roles: []string{"Mail.Send", "Mail.ReadWrite"}},
-		closing:      make(chan struct{}),
-		tokens:       map[string]bool{},
-		calls:        map[string]int{},
-		failures:     map[string][]Failure{},
-		inFlight:     map[string]int{},
-		peak:         map[string]int{},
-		drafts:       map[string]*draft{},
-		uploads:      map[string]*upload{},
+		TenantID:       newGUID(),
+		ClientID:       newGUID(),
+		ClientSecret:   "fake-secret-" + randomHex(8),
+		IdentityHeader: "fake-identity-header-" + randomHex(8),
+		opts:           options{roles: []string{"Mail.Send", "Mail.ReadWrite"}},
+		closing:        make(chan struct{}),
+		tokens:         map[string]bool{},
+		calls:          map[string]int{},
+		failures:       map[string][]Failure{},
+		inFlight:       map[string]int{},
+		peak:           map[string]int{},
+		drafts:         map[string]*draft{},
+		uploads:        map[string]*upload{},
 	}
 	for _, o := range opts {
 		o(&s.opts)
+	}
+	if len(s.opts.federated) > 0 {
+		s.issuer = newIssuer()
 	}
 	mux := http.NewServeMux()
 	s.routeEntra(mux)
