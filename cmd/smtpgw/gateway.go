@@ -104,6 +104,7 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 		Spool:    spool,
 		Target:   g.target,
 		Queue:    cfg.Queue,
+		MaxParts: cfg.Server.MaxParts,
 		Hostname: cfg.Server.Hostname,
 		Logger:   logger,
 		Metrics:  registry,
