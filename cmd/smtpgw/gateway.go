@@ -68,7 +68,7 @@ func runGateway(path string, controls <-chan control, life lifecycle, stderr io.
 	g.log = newLogger(cfg.Log, g.level, stderr)
 	if err := g.run(controls, life); err != nil {
 		// Start-up failures go through the configured log, like the rest.
-		g.log.Error("smtpgw stopped", "error", err)
+		g.log.Error("smtpgw failed", "error", err)
 		return errLogged{err}
 	}
 	return nil
@@ -105,6 +105,7 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 		Spool:    spool,
 		Target:   g.target,
 		Queue:    cfg.Queue,
+		MaxParts: cfg.Server.MaxParts,
 		Hostname: cfg.Server.Hostname,
 		Logger:   logger,
 		Metrics:  registry,

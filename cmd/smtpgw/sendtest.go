@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -78,8 +77,8 @@ func sendTest(ctx context.Context, graph *upstream.Graph, cfg *config.Config, ma
 		Recipients:     []string{address},
 		Received:       now,
 	}
-	open := func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(raw)), nil }
-	msg, err := convert.Convert(open, env)
+	r := strings.NewReader(raw)
+	msg, err := convert.Convert(r, r.Size(), env, convert.Options{})
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ type Config struct {
 type Server struct {
 	Hostname        string   `toml:"hostname"`          // default: os.Hostname()
 	MaxMessageSize  Size     `toml:"max_message_size"`  // default 35MiB
+	MaxParts        int      `toml:"max_parts"`         // MIME parts converted one by one, default 10000; the rest travel as one .eml
 	MaxRecipients   int      `toml:"max_recipients"`    // default 500
 	ReadTimeout     Duration `toml:"read_timeout"`      // default 10m; covers the whole DATA body
 	WriteTimeout    Duration `toml:"write_timeout"`     // default 1m

@@ -46,6 +46,7 @@ func TestDefaults(t *testing.T) {
 		got, want any
 	}{
 		{"max_message_size", cfg.Server.MaxMessageSize, Size(35 << 20)},
+		{"max_parts", cfg.Server.MaxParts, 10000},
 		{"max_recipients", cfg.Server.MaxRecipients, 500},
 		{"tls", cfg.Listeners[0].TLS, TLSNone},
 		{"min_tls_version", cfg.Listeners[0].MinTLSVersion, "1.2"},
@@ -77,6 +78,7 @@ func TestProblems(t *testing.T) {
 		{"no target", strings.Replace(minimal, "[outbox]\ndir = \"out\"", "", 1), []string{"graph: one of [graph] and [outbox] is required"}},
 		{"bad cidr", strings.Replace(minimal, `"127.0.0.1"]`, `"10.0.0.0/33"]`, 1), []string{`x.toml:9: network[0].cidrs: "10.0.0.0/33" is not an address or CIDR`}},
 		{"bad hash", minimal + "\n[[user]]\nusername = \"mfp\"\npassword_hash = \"plain\"\nmailbox = \"a@example.com\"\n", []string{"x.toml:14: user[0].password_hash: must be a bcrypt hash"}},
+		{"negative max_parts", minimal + "\n[server]\nmax_parts = -1\n", []string{"x.toml:13: server.max_parts: must be positive"}},
 		{"concurrency", minimal + "\n[queue]\nmailbox_concurrency = 8\n", []string{"x.toml:13: queue.mailbox_concurrency: must be 1 to 4"}},
 		{"graph credential", strings.Replace(minimal, "[outbox]\ndir = \"out\"", "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nendpoint = \"http://graph\"", 1), []string{"graph: no credential", `graph.endpoint: must be an https URL`}},
 	}

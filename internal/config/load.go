@@ -86,6 +86,7 @@ func (g *Graph) ClientSecret() (string, error) {
 // Defaults of keys an admin may leave out.
 const (
 	defaultMaxMessageSize  = 35 << 20
+	defaultMaxParts        = 10000
 	defaultMaxRecipients   = 500
 	defaultReadTimeout     = Duration(10 * 60e9)
 	defaultWriteTimeout    = Duration(60e9)
@@ -123,6 +124,7 @@ func (c *Config) applyDefaults() {
 		s.Hostname, _ = os.Hostname()
 	}
 	setDefault(&s.MaxMessageSize, defaultMaxMessageSize)
+	setDefault(&s.MaxParts, defaultMaxParts)
 	setDefault(&s.MaxRecipients, defaultMaxRecipients)
 	setDefault(&s.ReadTimeout, defaultReadTimeout)
 	setDefault(&s.WriteTimeout, defaultWriteTimeout)

@@ -105,6 +105,9 @@ func (v *validator) checkServer(s *Server) {
 	if s.MaxMessageSize < 1024 {
 		v.add("server.max_message_size", "must be at least 1KiB")
 	}
+	if s.MaxParts < 0 {
+		v.add("server.max_parts", "must be positive")
+	}
 	if s.MaxRecipients < 0 {
 		v.add("server.max_recipients", "must be positive")
 	}

@@ -1,12 +1,13 @@
 // Package convert turns a raw MIME message and its SMTP envelope into a
 // Microsoft Graph message. It is pure: no network and no disk of its own;
-// content is streamed from the Opener it is given.
+// content is read from the io.ReaderAt it is given (the spool file).
 package convert
 
 import (
-	"bufio"
+	"bytes"
 	"fmt"
 	"io"
+	"mime"
 	"net/mail"
 	"strings"
 
@@ -19,28 +20,33 @@ import (
 // maxXHeaders is how many internetMessageHeaders Graph accepts.
 const maxXHeaders = 5
 
-// Convert turns the raw MIME message that open streams into a Graph message
-// for env.Mailbox. The envelope decides who receives; the header From is
-// kept only when the identity may send as it.
+// Options are the limits a conversion applies.
+type Options struct {
+	// MaxParts is how many MIME parts are converted one by one; the parts
+	// beyond it travel together as one attached .eml. 0 means no limit.
+	MaxParts int
+}
+
+// Convert turns the raw MIME message, the size bytes of raw, into a Graph
+// message for env.Mailbox. The envelope decides who receives; the header
+// From is kept only when the identity may send as it.
+//
+// The message is read once to index its parts; then each part is read as a
+// section of raw when it is described and whenever its attachment is
+// opened, so raw must stay readable while the result is in use.
 //
 // A message that cannot be sent at all gives a *MalformedError; any other
-// error comes from open or the stream it returns, and wraps it.
-func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
-	rc, err := open()
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	br := bufio.NewReader(rc)
-	if _, err := br.Peek(1); err == io.EOF {
+// error comes from reading raw, and wraps it.
+func Convert(raw io.ReaderAt, size int64, env *envelope.Envelope, opts Options) (*Result, error) {
+	if size == 0 {
 		return nil, &MalformedError{"the message is empty"}
-	} else if err != nil {
-		return nil, fmt.Errorf("reading the message: %w", err)
 	}
-	h, body, err := readHeader(br)
+	ix, err := indexMessage(raw, size, opts.MaxParts)
 	if err != nil {
 		return nil, err
 	}
+	root := ix.root
+	h := root.header
 	header := mailHeader(h)
 
 	res := &Result{}
@@ -54,15 +60,17 @@ func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
 	}
 	m.InternetMessageHeaders, res.DroppedHeaders = xHeaders(h)
 
-	root := newPart(h, body, nil, "text/plain")
 	if isSecured(root.mediaType) {
-		res.MIME = passthrough(open, env)
+		res.MIME = passthrough(h, sectionOpener(raw, root.bodyStart, size-root.bodyStart), env)
 		return res, nil
 	}
-	w := &walker{open: open}
-	t, err := w.walk(root, 0)
+	w := &walker{raw: raw}
+	t, err := w.walk(root)
 	if err != nil {
 		return nil, fmt.Errorf("reading the message: %w", err)
+	}
+	if ix.overflowStart >= 0 {
+		t.attachments = append(t.attachments, overflowAttachment(raw, size, ix))
 	}
 	m.Body = ItemBody{ContentType: "text"}
 	if t.body != nil {
@@ -75,6 +83,29 @@ func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
 	keepReferencedInline(m.Body, t.attachments)
 	res.Attachments = t.attachments
 	return res, nil
+}
+
+// overflowAttachment carries the parts beyond the part limit, unconverted:
+// the bytes of the message from the first of them on, under a header that
+// makes them a message of their own.
+func overflowAttachment(raw io.ReaderAt, size int64, ix *messageIndex) Attachment {
+	ct := mime.FormatMediaType("multipart/mixed", map[string]string{"boundary": ix.overflowBoundary})
+	if ct == "" {
+		ct = "text/plain"
+	}
+	head := []byte("MIME-Version: 1.0\r\nContent-Type: " + ct + "\r\n\r\n")
+	rest := size - ix.overflowStart
+	return Attachment{
+		Name: "more-parts.eml", ContentType: "message/rfc822", Size: int64(len(head)) + rest,
+		Open: func() (io.ReadCloser, error) {
+			return io.NopCloser(io.MultiReader(bytes.NewReader(head), io.NewSectionReader(raw, ix.overflowStart, rest))), nil
+		},
+	}
+}
+
+// sectionOpener opens n bytes of raw from off.
+func sectionOpener(raw io.ReaderAt, off, n int64) Opener {
+	return func() (io.ReadCloser, error) { return io.NopCloser(io.NewSectionReader(raw, off, n)), nil }
 }
 
 // MalformedError reports a message that cannot be sent at all; its text is

@@ -12,7 +12,7 @@ import (
 
 func convertString(t *testing.T, raw string, env *envelope.Envelope) *Result {
 	t.Helper()
-	res, err := Convert(bytesOpener([]byte(strings.ReplaceAll(raw, "\n", "\r\n"))), env)
+	res, err := convertGuarded(t, []byte(strings.ReplaceAll(raw, "\n", "\r\n")), env, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestAttachmentOpensTheSameBytesTwice(t *testing.T) {
 }
 
 func TestEmptyMessageIsAnError(t *testing.T) {
-	if _, err := Convert(bytesOpener(nil), &envelope.Envelope{}); err == nil {
+	if _, err := Convert(bytes.NewReader(nil), 0, &envelope.Envelope{}, Options{}); err == nil {
 		t.Error("empty input converted without error")
 	}
 }

@@ -91,7 +91,7 @@ func TestCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := Convert(bytesOpener(raw), corpusEnvelope(t, path, raw))
+			res, err := convertGuarded(t, raw, corpusEnvelope(t, path, raw), Options{})
 			if err != nil {
 				t.Fatalf("convert: %v", err)
 			}

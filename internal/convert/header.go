@@ -24,18 +24,15 @@ const byteOrderMark = "\uFEFF"
 const maxHeaderBytes = 1 << 20
 
 // readHeader reads a message's top-level header as leniently as mail
-// servers do: a UTF-8 byte-order mark, lines of white space and white space
-// before the first field are skipped, so is a leading mbox "From " line,
-// and the first line that is not a header field ends the header and starts
-// the body, as if the blank line between them had been forgotten. body
-// continues after the header. Convert, Attachment.Open and the MIME
-// passthrough all read the header through here, so they agree on where the
-// body starts.
+// servers do (see headerLines); body continues after the header. The
+// passthrough and an attached message's subject read the header through
+// here; the part index feeds the same headerLines, so they agree on where
+// the body starts.
 func readHeader(br *bufio.Reader) (h textproto.Header, body io.Reader, err error) {
-	var clean bytes.Buffer
+	hl := headerLines{top: true}
 	body = br
-	for first, fields := true, 0; ; first = false {
-		line, err := readLine(br, maxHeaderBytes-clean.Len())
+	for {
+		line, err := readLine(br, maxHeaderBytes-hl.size)
 		if err != nil && err != io.EOF {
 			var malformed *MalformedError
 			if errors.As(err, &malformed) {
@@ -43,47 +40,88 @@ func readHeader(br *bufio.Reader) (h textproto.Header, body io.Reader, err error
 			}
 			return h, nil, fmt.Errorf("reading the message header: %w", err)
 		}
-		text := bytes.TrimRight(line, "\r\n")
-		if fields == 0 && len(text) > 0 {
-			if first {
-				text = bytes.TrimPrefix(text, []byte(byteOrderMark))
-			}
-			if text = bytes.TrimLeft(text, " \t"); len(text) == 0 {
-				continue
-			}
+		if len(line) == 0 {
+			break
 		}
-		switch {
-		case len(line) == 0:
-			// End of input: a header without a body.
-		case len(text) == 0:
-			// The blank line that ends the header.
-			line = nil
-		case first && bytes.HasPrefix(text, []byte("From ")):
-			continue
-		case fields > 0 && isSpace(text[0]):
-			clean.Write(text)
-			clean.WriteString("\r\n")
-		case isHeaderField(text):
-			fields++
-			clean.Write(text)
-			clean.WriteString("\r\n")
-		case fields == 0:
-			return h, nil, &MalformedError{"the data is not a mail message: it does not start with a header field"}
-		default:
+		step, stepErr := hl.add(line)
+		if stepErr != nil {
+			return h, nil, stepErr
+		}
+		if step == headerEndsBefore {
 			body = io.MultiReader(bytes.NewReader(line), br)
-			line = nil
 		}
-		if len(line) == 0 || err == io.EOF {
+		if step != headerContinues || err == io.EOF {
 			break
 		}
 	}
-	clean.WriteString("\r\n")
-	h, err = textproto.ReadHeader(bufio.NewReader(&clean))
-	if err != nil {
-		// Not expected: every line kept above is one go-message accepts.
-		return h, nil, &MalformedError{"the message header cannot be read"}
+	h, err = hl.header()
+	return h, body, err
+}
+
+// headerLines collects a header line by line, as leniently as mail servers
+// read one. In a message header a UTF-8 byte-order mark, lines of white
+// space and white space before the first field are skipped, and so is a
+// leading mbox "From " line. The first line that is not a header field
+// ends the header and starts the body, as if the blank line between them
+// had been forgotten. A part header may also be empty.
+type headerLines struct {
+	top    bool // the message's own header, not a part's
+	lines  int
+	size   int // raw bytes taken so far
+	fields int
+	clean  bytes.Buffer
+}
+
+// headerStep tells what a header line did to the header.
+type headerStep int
+
+const (
+	headerContinues  headerStep = iota
+	headerEndsAfter             // the line was the blank line that ends the header
+	headerEndsBefore            // the line is not part of the header: it starts the body
+)
+
+func (hl *headerLines) add(line []byte) (headerStep, error) {
+	first := hl.lines == 0
+	hl.lines++
+	hl.size += len(line)
+	text := bytes.TrimRight(line, "\r\n")
+	if hl.top && hl.fields == 0 && len(text) > 0 {
+		if first {
+			text = bytes.TrimPrefix(text, []byte(byteOrderMark))
+		}
+		if text = bytes.TrimLeft(text, " \t"); len(text) == 0 {
+			return headerContinues, nil
+		}
 	}
-	return h, body, nil
+	switch {
+	case len(text) == 0:
+		return headerEndsAfter, nil
+	case hl.top && first && bytes.HasPrefix(text, []byte("From ")):
+		return headerContinues, nil
+	case hl.fields > 0 && isSpace(text[0]):
+	case isHeaderField(text):
+		hl.fields++
+	case hl.fields == 0 && hl.top:
+		return headerEndsBefore, &MalformedError{"the data is not a mail message: it does not start with a header field"}
+	default:
+		return headerEndsBefore, nil
+	}
+	hl.clean.Write(text)
+	hl.clean.WriteString("\r\n")
+	return headerContinues, nil
+}
+
+// header parses the lines taken.
+func (hl *headerLines) header() (textproto.Header, error) {
+	hl.clean.WriteString("\r\n")
+	// A buffer the size of the header: a part header is often tiny.
+	h, err := textproto.ReadHeader(bufio.NewReaderSize(&hl.clean, hl.clean.Len()))
+	if err != nil {
+		// Not expected: every line kept is one go-message accepts.
+		return h, &MalformedError{"the message header cannot be read"}
+	}
+	return h, nil
 }
 
 // readLine reads one line, however long, up to limit bytes.

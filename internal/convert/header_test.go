@@ -41,7 +41,7 @@ func TestLenientHeader(t *testing.T) {
 
 func TestNotAMessage(t *testing.T) {
 	for _, raw := range []string{"", "hello world\n", "\x00\x01\x02 garbage", "  \n hello world\n", "PK\x03\x04\x14\x00\x06\x00"} {
-		_, err := Convert(bytesOpener([]byte(raw)), testEnvelope)
+		_, err := convertGuarded(t, []byte(raw), testEnvelope, Options{})
 		var malformed *MalformedError
 		if !errors.As(err, &malformed) {
 			t.Errorf("%q: error %v, want a MalformedError", raw, err)

@@ -3,9 +3,9 @@ package convert
 import "io"
 
 // Opener opens a fresh stream over some bytes each time it is called: the
-// raw message in the spool, or the decoded content of one attachment. It lets
-// large content be streamed twice (once to measure, once to send) without
-// ever being held whole in memory.
+// decoded content of one attachment, or a message to send as MIME. It lets
+// large content be streamed more than once without ever being held whole in
+// memory.
 type Opener func() (io.ReadCloser, error)
 
 // Message is the Graph message resource, as much of it as the gateway sets.
@@ -73,7 +73,8 @@ type Attachment struct {
 	Size        int64 // decoded size in bytes
 	Open        Opener
 
-	location string // Content-Location, for HTML that refers to the part by URL
+	location string  // Content-Location, for HTML that refers to the part by URL
+	part     *entity // the part whose body it is; nil for content made in memory
 }
 
 // Result is the outcome of converting one message.

@@ -29,7 +29,7 @@ func TestLenientMultipart(t *testing.T) {
 		},
 		{
 			name:  "delimiter with trailing white space, epilogue ignored",
-			parts: "--b  \t\nContent-Type: text/plain\n\nhi\n--b \nContent-Type: image/png; name=x.png\n\nPNG\n--b--  trailing junk\n--b\nContent-Type: image/png; name=late.png\n\nLATE\n",
+			parts: "--b  \t\nContent-Type: text/plain\n\nhi\n--b \nContent-Type: image/png; name=x.png\n\nPNG\n--b-- \t\r\nepilogue\n--b\nContent-Type: image/png; name=late.png\n\nLATE\n",
 			body:  "hi", want: []string{"x.png:PNG"},
 		},
 		{
@@ -38,9 +38,9 @@ func TestLenientMultipart(t *testing.T) {
 			body:  "--bx\n-- b", want: []string{"x.png:PNG"},
 		},
 		{
-			name:  "junk after a delimiter is dropped",
-			parts: "--b\nContent-Type: text/plain\n\nhi\n--b junk\nContent-Type: image/png; name=x.png\n\nPNG\n--b-junk\nContent-Type: image/gif; name=y.gif\n\nGIF\n--b--\n",
-			body:  "hi", want: []string{"x.png:PNG", "y.gif:GIF"},
+			name:  "a line that goes on after the boundary is body text",
+			parts: "--b\nContent-Type: text/plain\n\nhi\n--b junk\n--b-1\n--b--x\n--b\nContent-Type: image/png; name=x.png\n\nPNG\n--b--\n",
+			body:  "hi\n--b junk\n--b-1\n--b--x", want: []string{"x.png:PNG"},
 		},
 		{
 			name:  "missing final boundary",
@@ -48,15 +48,35 @@ func TestLenientMultipart(t *testing.T) {
 			body:  "hi", want: []string{"x.png:PNG"},
 		},
 		{
-			name:  "boundary never appears",
-			parts: "just text\n",
-			body:  "", want: nil,
+			name:  "a boundary that starts another one",
+			parts: "--b\nContent-Type: multipart/alternative; boundary=b-1\n\n--b-1\nContent-Type: text/plain\n\nhi\n--b-1--\n--b\nContent-Type: image/png; name=x.png\n\nPNG\n--b--\n",
+			body:  "hi", want: []string{"x.png:PNG"},
+		},
+		{
+			name:  "doubled delimiter and an empty part",
+			parts: "--b\n--b\nContent-Type: text/plain\n\nhi\n--b\n\n--b\nContent-Type: image/png; name=x.png\n\nPNG\n--b--\n",
+			body:  "hi", want: []string{"x.png:PNG"},
+		},
+		{
+			name:  "bare LF delimiter after CRLF ones",
+			parts: "--b\r\nContent-Type: text/plain\r\n\r\nhi\n--b\nContent-Type: image/png; name=x.png\r\n\r\nPNG\r\n--b--\r\n",
+			body:  "hi", want: []string{"x.png:PNG"},
+		},
+		{
+			name:  "inner multipart without its closing delimiter",
+			parts: "--b\nContent-Type: multipart/related; boundary=r\n\n--r\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: image/png; name=x.png\n\nPNG\n--b--\n",
+			body:  "hi", want: []string{"x.png:PNG"},
+		},
+		{
+			name:  "boundary never appears: the body is text",
+			parts: "just text\n--c\n",
+			body:  "just text\n--c\n", want: nil,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			raw := "To: a@contoso.com\nContent-Type: multipart/mixed; boundary=b\n\n" + tt.parts
-			res, err := Convert(bytesOpener([]byte(raw)), testEnvelope)
+			res, err := convertGuarded(t, []byte(raw), testEnvelope, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,5 +100,43 @@ func TestLenientMultipart(t *testing.T) {
 				t.Errorf("attachments %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestMaxParts checks that the parts beyond the limit arrive together, as
+// one message holding the rest of the original.
+func TestMaxParts(t *testing.T) {
+	raw := "To: a@contoso.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n" +
+		"--b\r\nContent-Type: image/png; name=1.png\r\n\r\nONE\r\n" +
+		"--b\r\nContent-Type: image/png; name=2.png\r\n\r\nTWO\r\n" +
+		"--b\r\nContent-Type: image/png; name=3.png\r\n\r\nTHREE\r\n--b--\r\n"
+	res, err := convertGuarded(t, []byte(raw), testEnvelope, Options{MaxParts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Message.Body.Content != "hi" || len(res.Attachments) != 2 || res.Attachments[0].Name != "1.png" {
+		t.Fatalf("body %q, attachments %+v", res.Message.Body.Content, res.Attachments)
+	}
+	rest := res.Attachments[1]
+	if rest.Name != "more-parts.eml" || rest.ContentType != "message/rfc822" {
+		t.Errorf("attachment %q %q, want more-parts.eml", rest.Name, rest.ContentType)
+	}
+	r, err := rest.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(r)
+	r.Close()
+	inner, err := convertGuarded(t, data, testEnvelope, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, a := range inner.Attachments {
+		names = append(names, a.Name)
+	}
+	if got := strings.Join(names, ","); got != "2.png,3.png" {
+		t.Errorf("more-parts.eml holds %s, want 2.png,3.png:\n%s", got, data)
 	}
 }

@@ -1,7 +1,6 @@
 package convert
 
 import (
-	"bufio"
 	"bytes"
 	"io"
 	"net/mail"
@@ -21,25 +20,21 @@ import (
 //     header's recipients only);
 //   - the sender policy applies (applySenderPolicy): one allowed From, no
 //     foreign Sender or Resent-*, no X-MS-* header.
-func passthrough(open Opener, env *envelope.Envelope) Opener {
+//
+// h is the message header as read; body opens the bytes after it.
+func passthrough(h textproto.Header, body Opener, env *envelope.Envelope) Opener {
 	return func() (io.ReadCloser, error) {
-		rc, err := open()
-		if err != nil {
-			return nil, err
-		}
-		h, body, err := readHeader(bufio.NewReader(rc))
-		if err != nil {
-			rc.Close()
-			return nil, err
-		}
-		mh := mailHeader(h)
+		mh := mailHeader(h.Copy())
 		rewriteForEnvelope(&mh, env)
 		var head bytes.Buffer
 		if err := textproto.WriteHeader(&head, mh.Header.Header); err != nil {
-			rc.Close()
 			return nil, err
 		}
-		return readCloser{io.MultiReader(&head, body), rc}, nil
+		rc, err := body()
+		if err != nil {
+			return nil, err
+		}
+		return readCloser{io.MultiReader(&head, rc), rc}, nil
 	}
 }
 

@@ -43,7 +43,7 @@ func TestStreamedRequestCorpus(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := Convert(bytesOpener(raw), corpusEnvelope(t, path, raw))
+		res, err := convertGuarded(t, raw, corpusEnvelope(t, path, raw), Options{})
 		if err != nil {
 			continue
 		}

@@ -3,19 +3,11 @@ package convert
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
-	"mime/quotedprintable"
 	"path"
 	"strings"
-
-	"github.com/emersion/go-message/textproto"
 )
-
-// maxDepth bounds MIME nesting: deeper structures are kept as attachments.
-const maxDepth = 20
 
 // maxBodyBytes bounds the text one message keeps in memory, all its body
 // parts together; a text part past it travels as an attachment, streamed
@@ -23,15 +15,6 @@ const maxDepth = 20
 // than that can never travel as a message body anyway. Memory per message
 // in flight stays bounded whatever the number and size of text parts.
 const maxBodyBytes = 4 << 20
-
-// part is one MIME entity as the walker sees it.
-type part struct {
-	header    textproto.Header
-	body      io.Reader // raw, still transfer-encoded
-	mediaType string    // lower case; text/plain when absent or unreadable
-	params    map[string]string
-	path      []int // indexes from the root through nested multiparts
-}
 
 // tree is what a walk over one entity found: at most one body, and
 // attachments.
@@ -45,50 +28,35 @@ type textBody struct {
 	content string
 }
 
-// walker walks a message once to describe it; open re-reads the message
-// when an attachment is streamed later.
+// walker walks the entity tree the index built, reading each leaf as a
+// section of the message, once to describe it and again whenever an
+// attachment is opened.
 type walker struct {
-	open      Opener
+	raw       io.ReaderAt
 	unnamed   int // attachments named so far without a name of their own
 	bodyBytes int // text kept in memory so far, up to maxBodyBytes
 }
 
-func newPart(h textproto.Header, body io.Reader, path []int, defaultType string) *part {
-	mt, params := parseParams(h.Get("Content-Type"))
-	if !isMediaType(mt) {
-		mt = defaultType
+func (w *walker) walk(e *entity) (tree, error) {
+	if e.multipart {
+		return w.walkMultipart(e)
 	}
-	return &part{header: h, body: body, path: path, mediaType: mt, params: params}
+	return w.leaf(e, false)
 }
 
-func (w *walker) walk(p *part, depth int) (tree, error) {
-	if strings.HasPrefix(p.mediaType, "multipart/") && p.params["boundary"] != "" && depth < maxDepth {
-		return w.walkMultipart(p, depth)
-	}
-	return w.leaf(p, false)
-}
-
-func (w *walker) walkMultipart(p *part, depth int) (tree, error) {
-	subtype := strings.TrimPrefix(p.mediaType, "multipart/")
-	childDefault := "text/plain"
-	if subtype == "digest" {
-		childDefault = "message/rfc822"
-	}
+func (w *walker) walkMultipart(e *entity) (tree, error) {
+	subtype := strings.TrimPrefix(e.mediaType, "multipart/")
 	var children []tree
-	mr := newMultipartReader(p.body, p.params["boundary"])
-	for i := 0; ; i++ {
-		cp, err := mr.NextPart()
-		if err != nil {
-			// io.EOF after the final boundary; anything else is a broken
-			// or missing boundary: keep the parts read so far.
-			break
+	for _, child := range e.children {
+		if child.empty() {
+			continue
 		}
-		child := newPart(cp.Header, cp, append(append([]int(nil), p.path...), i), childDefault)
 		var t tree
-		if subtype == "related" && i > 0 {
+		var err error
+		if subtype == "related" && len(children) > 0 {
 			t, err = w.leaf(child, true)
 		} else {
-			t, err = w.walk(child, depth+1)
+			t, err = w.walk(child)
 		}
 		if err != nil {
 			return tree{}, err
@@ -105,8 +73,9 @@ func (w *walker) walkMultipart(p *part, depth int) (tree, error) {
 }
 
 // chooseAlternative keeps the richest alternative: the last with HTML,
-// else the last with any body. A calendar alternative (a meeting request)
-// is kept too, as an .ics attachment, since Graph has no place for it.
+// else the last with any body; with no body at all (an image only), the
+// last that has attachments. A calendar alternative (a meeting request) is
+// kept too, as an .ics attachment, since Graph has no place for it.
 func chooseAlternative(children []tree) tree {
 	best := -1
 	for i, c := range children {
@@ -115,6 +84,11 @@ func chooseAlternative(children []tree) tree {
 		case c.body.html:
 			best = i
 		case best < 0 || !children[best].body.html:
+			best = i
+		}
+	}
+	for i := len(children) - 1; best < 0 && i >= 0; i-- {
+		if len(children[i].attachments) > 0 {
 			best = i
 		}
 	}
@@ -150,21 +124,25 @@ func mergeRelated(children []tree) tree {
 // body of the other kind travels as an attachment.
 func (w *walker) mergeMixed(children []tree) tree {
 	var t tree
+	var joined strings.Builder // the body so far, built once however many parts join it
 	for _, c := range children {
 		t.attachments = append(t.attachments, c.attachments...)
 		switch {
 		case c.body == nil:
 		case t.body == nil:
-			t.body = c.body
+			t.body = &textBody{html: c.body.html}
+			joined.WriteString(c.body.content)
 		case c.body.html == t.body.html:
-			joined := t.body.content
-			if !c.body.html && joined != "" && !strings.HasSuffix(joined, "\n") {
-				joined += "\r\n"
+			if !c.body.html && joined.Len() > 0 && !strings.HasSuffix(joined.String(), "\n") {
+				joined.WriteString("\r\n")
 			}
-			t.body = &textBody{html: c.body.html, content: joined + c.body.content}
+			joined.WriteString(c.body.content)
 		default:
 			t.attachments = append(t.attachments, w.bodyAttachment(c.body))
 		}
+	}
+	if t.body != nil {
+		t.body.content = joined.String()
 	}
 	return t
 }
@@ -178,79 +156,88 @@ func (w *walker) bodyAttachment(body *textBody) Attachment {
 	content := []byte(body.content)
 	return Attachment{
 		Name: w.defaultName(ext), ContentType: ct, Size: int64(len(content)),
-		Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(content)), nil },
+		Open: bytesAttachment(content),
 	}
 }
 
 // leaf describes a part that is not walked into: a body text, or an
-// attachment streamed later from the source.
-func (w *walker) leaf(p *part, inRelated bool) (tree, error) {
-	disposition, dparams := parseParams(p.header.Get("Content-Disposition"))
-	filename := decodeWord(headerUTF8(firstNonEmpty(dparams["filename"], p.params["name"])))
-	isText := p.mediaType == "text/plain" || p.mediaType == "text/html"
+// attachment streamed later from the message.
+func (w *walker) leaf(e *entity, inRelated bool) (tree, error) {
+	isText := e.mediaType == "text/plain" || e.mediaType == "text/html"
 	var size int64
 	var subject string
-	if isText && disposition != "attachment" && filename == "" && !inRelated {
-		body, n, err := readText(p, maxBodyBytes-w.bodyBytes)
-		if body != nil {
-			w.bodyBytes += len(body.content)
+	if isText && e.disposition != "attachment" && e.filename == "" && !inRelated {
+		t, n, err := w.readText(e, maxBodyBytes-w.bodyBytes)
+		if t.body != nil {
+			w.bodyBytes += len(t.body.content)
 		}
-		if err != nil || body != nil {
-			return tree{body: body}, err
+		if err != nil || t.body != nil {
+			return t, err
 		}
 		// Too large for a body: it travels as an attachment.
 		size = n
 	} else {
 		var err error
-		if size, subject, err = measure(p); err != nil {
+		if size, subject, err = w.measure(e); err != nil {
 			return tree{}, err
 		}
 	}
-	a := Attachment{Name: filename, ContentType: p.mediaType, Size: size, Open: w.opener(p.path)}
-	if cs := p.params["charset"]; strings.HasPrefix(p.mediaType, "text/") && cs != "" && isToken(cs) {
+	a := Attachment{Name: e.filename, ContentType: e.mediaType, Size: size, Open: w.opener(e), part: e}
+	if cs := e.charset; strings.HasPrefix(e.mediaType, "text/") && cs != "" && isToken(cs) {
 		// The bytes stay in their charset: say which it is.
 		a.ContentType += "; charset=" + cs
 	}
 	switch {
 	case a.Name != "":
-	case p.mediaType == "message/rfc822":
+	case e.mediaType == "message/rfc822":
 		a.Name = safeName(firstNonEmpty(subject, "message")) + ".eml"
-	case p.mediaType == "text/calendar":
+	case e.mediaType == "text/calendar":
 		a.Name = "invite.ics"
 	default:
-		a.Name = w.defaultName(extension(p.mediaType))
+		a.Name = w.defaultName(extension(e.mediaType))
 	}
 	a.Name = safeName(a.Name)
-	if id := strings.Trim(strings.TrimSpace(p.header.Get("Content-Id")), "<>"); id != "" {
+	if id := strings.Trim(strings.TrimSpace(e.header.Get("Content-Id")), "<>"); id != "" {
 		a.ContentID = id
-		a.IsInline = disposition != "attachment"
-	} else if loc := strings.TrimSpace(p.header.Get("Content-Location")); loc != "" && inRelated {
+		a.IsInline = e.disposition != "attachment"
+	} else if loc := strings.TrimSpace(e.header.Get("Content-Location")); loc != "" && inRelated {
 		a.location = loc
 	}
 	return tree{attachments: []Attachment{a}}, nil
 }
 
-// readText decodes a body part to UTF-8. A part over limit bytes gives no
-// body but its decoded size, read to the end.
-func readText(p *part, limit int) (*textBody, int64, error) {
-	r := transferDecoder(p.header.Get("Content-Transfer-Encoding"), p.body)
+// body streams the decoded body of e from the message.
+func (w *walker) body(e *entity) io.Reader {
+	return transferDecoder(e.encoding, io.NewSectionReader(w.raw, e.bodyStart, e.bodyEnd-e.bodyStart))
+}
+
+// readText decodes a body part to UTF-8; uuencoded files in plain text
+// become attachments. A part over limit bytes gives no body but its
+// decoded size, read to the end.
+func (w *walker) readText(e *entity, limit int) (tree, int64, error) {
+	r := w.body(e)
 	raw, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
-		return nil, 0, err
+		return tree{}, 0, err
 	}
 	if len(raw) <= limit {
-		return &textBody{html: p.mediaType == "text/html", content: textToUTF8(raw, p.mediaType, p.params["charset"])}, 0, nil
+		var t tree
+		if e.mediaType == "text/plain" {
+			raw, t.attachments = w.uuencodedFiles(raw)
+		}
+		t.body = &textBody{html: e.mediaType == "text/html", content: textToUTF8(raw, e.mediaType, e.charset)}
+		return t, 0, nil
 	}
 	rest, err := io.Copy(io.Discard, r)
-	return nil, int64(len(raw)) + rest, err
+	return tree{}, int64(len(raw)) + rest, err
 }
 
 // measure counts an attachment's decoded bytes without keeping them; for an
 // attached message it also reads its subject, to name the file.
-func measure(p *part) (int64, string, error) {
-	cr := &countingReader{r: transferDecoder(p.header.Get("Content-Transfer-Encoding"), p.body)}
+func (w *walker) measure(e *entity) (int64, string, error) {
+	cr := &countingReader{r: w.body(e)}
 	var subject string
-	if p.mediaType == "message/rfc822" {
+	if e.mediaType == "message/rfc822" {
 		br := bufio.NewReader(cr)
 		if h, _, err := readHeader(br); err == nil {
 			subject = decodedText(mailHeader(h), "Subject")
@@ -273,135 +260,20 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// opener streams the decoded content of the part at path by walking the
-// message again: the source is read, never held.
-func (w *walker) opener(path []int) Opener {
-	open := w.open
-	return func() (io.ReadCloser, error) {
-		rc, err := open()
-		if err != nil {
-			return nil, err
-		}
-		p, err := findPart(rc, path)
-		if err != nil {
-			rc.Close()
-			return nil, err
-		}
-		return readCloser{transferDecoder(p.header.Get("Content-Transfer-Encoding"), p.body), rc}, nil
-	}
+// opener streams the decoded content of e: a section read of the message,
+// costing the size of the part alone.
+func (w *walker) opener(e *entity) Opener {
+	return func() (io.ReadCloser, error) { return io.NopCloser(w.body(e)), nil }
 }
 
-func findPart(r io.Reader, path []int) (*part, error) {
-	h, body, err := readHeader(bufio.NewReader(r))
-	if err != nil {
-		return nil, err
-	}
-	p := newPart(h, body, nil, "text/plain")
-	for depth, index := range path {
-		mr := newMultipartReader(p.body, p.params["boundary"])
-		var cp *textproto.Part
-		for i := 0; i <= index; i++ {
-			if cp, err = mr.NextPart(); err != nil {
-				return nil, fmt.Errorf("part %v vanished: %w", path[:depth+1], err)
-			}
-		}
-		childDefault := "text/plain"
-		if p.mediaType == "multipart/digest" {
-			childDefault = "message/rfc822"
-		}
-		p = newPart(cp.Header, cp, nil, childDefault)
-	}
-	return p, nil
+// bytesAttachment opens content kept in memory.
+func bytesAttachment(content []byte) Opener {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(content)), nil }
 }
 
 type readCloser struct {
 	io.Reader
 	io.Closer
-}
-
-// transferDecoder undoes a Content-Transfer-Encoding, leniently: broken
-// base64 yields what can be decoded, an unknown encoding the raw bytes.
-func transferDecoder(encoding string, r io.Reader) io.Reader {
-	switch strings.ToLower(strings.TrimSpace(encoding)) {
-	case "base64":
-		return &lenientReader{r: base64.NewDecoder(base64.StdEncoding, &base64Filter{r: r})}
-	case "quoted-printable":
-		return &lenientReader{r: quotedprintable.NewReader(r)}
-	}
-	return &lenientReader{r: r}
-}
-
-// lenientReader ends the stream at the first decoding error, so that a
-// damaged part gives the bytes before the damage, the same on every read.
-type lenientReader struct {
-	r   io.Reader
-	err error
-}
-
-func (l *lenientReader) Read(p []byte) (int, error) {
-	if l.err != nil {
-		return 0, l.err
-	}
-	n, err := l.r.Read(p)
-	switch {
-	case err == nil:
-	case isDecodeError(err):
-		l.err = io.EOF
-	default:
-		l.err = err
-	}
-	return n, l.err
-}
-
-// isDecodeError tells damage in the message (bad base64 or
-// quoted-printable, a missing final boundary) from a failing source.
-func isDecodeError(err error) bool {
-	var ce base64.CorruptInputError
-	return errors.As(err, &ce) || strings.HasPrefix(err.Error(), "quotedprintable:") ||
-		errors.Is(err, io.ErrUnexpectedEOF) || strings.HasPrefix(err.Error(), "multipart:")
-}
-
-// base64Filter passes only base64 alphabet bytes, and stops at padding, so
-// that line breaks, stray characters and junk after the data do not stop
-// decoding.
-type base64Filter struct {
-	r    io.Reader
-	done bool
-	pad  int
-}
-
-func (f *base64Filter) Read(p []byte) (int, error) {
-	for {
-		if f.done {
-			return 0, io.EOF
-		}
-		n, err := f.r.Read(p)
-		out := 0
-		for _, c := range p[:n] {
-			switch {
-			case c == '=':
-				p[out] = c
-				out++
-				f.pad++
-			case f.pad > 0:
-				if !isSpace(c) {
-					f.done = true
-				}
-			case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '+', c == '/':
-				p[out] = c
-				out++
-			}
-			if f.done {
-				break
-			}
-		}
-		if out > 0 || err != nil {
-			if err == io.EOF {
-				f.done = true
-			}
-			return out, err
-		}
-	}
 }
 
 func (w *walker) defaultName(ext string) string {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/convert"
@@ -108,11 +109,26 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	}
 	entry.State = st
 
+	raw, err := entry.OpenRaw()
+	if errors.Is(err, queue.ErrNotFound) {
+		return result{id: id, finished: true}
+	}
+	if err != nil {
+		e.log.Error("cannot open message", "id", id, "error", err)
+		return result{id: id, next: st.NextAttempt}
+	}
+	// The result reads the message until it is sent; the file is closed
+	// before it is moved or removed, which Windows refuses for open files.
+	closeRaw := sync.OnceFunc(func() { raw.Close() })
+	defer closeRaw()
 	var msg *convert.Result
 	err = recovered(func() (err error) {
-		msg, err = e.convert(entry.Raw(), env)
+		msg, err = e.convert(raw, raw.Size(), env)
 		return err
 	})
+	if err != nil {
+		closeRaw()
+	}
 	var crash *panicError
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
@@ -143,6 +159,7 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 		receipt, err = e.target.Send(ctx, env, msg)
 		return err
 	})
+	closeRaw()
 	e.metrics.inFlight.Dec()
 	took := time.Since(start)
 	e.metrics.sendDuration.Observe(took.Seconds())

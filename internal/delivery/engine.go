@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -56,9 +57,12 @@ type Config struct {
 	Logger   *slog.Logger          // default slog.Default()
 	Metrics  prometheus.Registerer // nil: metrics are kept but not registered
 	Clock    Clock                 // nil: the real clock
+	// MaxParts is passed to convert.Convert: the parts of a message beyond
+	// it travel together as one attached .eml.
+	MaxParts int
 	// Convert turns a raw message into a Graph message; nil means
-	// convert.Convert.
-	Convert func(open convert.Opener, env *envelope.Envelope) (*convert.Result, error)
+	// convert.Convert with MaxParts.
+	Convert func(raw io.ReaderAt, size int64, env *envelope.Envelope) (*convert.Result, error)
 }
 
 // Engine delivers the spool's messages. Create it with New before the
@@ -66,7 +70,7 @@ type Config struct {
 type Engine struct {
 	spool      *queue.Spool
 	target     upstream.Target
-	convert    func(convert.Opener, *envelope.Envelope) (*convert.Result, error)
+	convert    func(io.ReaderAt, int64, *envelope.Envelope) (*convert.Result, error)
 	clock      Clock
 	log        *slog.Logger
 	metrics    *metrics
@@ -157,7 +161,10 @@ func New(cfg Config) *Engine {
 		waiting:    itemHeap{less: nextFirst},
 	}
 	if e.convert == nil {
-		e.convert = convert.Convert
+		opts := convert.Options{MaxParts: cfg.MaxParts}
+		e.convert = func(raw io.ReaderAt, size int64, env *envelope.Envelope) (*convert.Result, error) {
+			return convert.Convert(raw, size, env, opts)
+		}
 	}
 	if e.clock == nil {
 		e.clock = realClock{}

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -470,9 +471,9 @@ func TestAdminChangesWhileRunning(t *testing.T) {
 }
 
 func TestConversionFailureIsPermanent(t *testing.T) {
-	h := start(t, options{convert: func(open convert.Opener, env *envelope.Envelope) (*convert.Result, error) {
+	h := start(t, options{convert: func(raw io.ReaderAt, size int64, env *envelope.Envelope) (*convert.Result, error) {
 		if env.Identity == "bounce" {
-			return fakeConvert(open, env)
+			return fakeConvert(raw, size, env)
 		}
 		return nil, errors.New("malformed MIME")
 	}})

@@ -172,14 +172,9 @@ func (f *fakeTarget) peakFor(mailbox string) int {
 }
 
 // fakeConvert stands in for convert.Convert: it reads the raw message
-// through the opener and keeps only the subject and the recipients.
-func fakeConvert(open convert.Opener, env *envelope.Envelope) (*convert.Result, error) {
-	r, err := open()
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	h, err := textproto.NewReader(bufio.NewReader(r)).ReadMIMEHeader()
+// and keeps only the subject and the recipients.
+func fakeConvert(raw io.ReaderAt, size int64, env *envelope.Envelope) (*convert.Result, error) {
+	h, err := textproto.NewReader(bufio.NewReader(io.NewSectionReader(raw, 0, size))).ReadMIMEHeader()
 	if err != nil && err != io.EOF {
 		return nil, err
 	}
@@ -204,7 +199,7 @@ type options struct {
 	spool     *queue.Spool    // default: a new one
 	target    upstream.Target // default: h.target, a fakeTarget
 	realClock bool
-	convert   func(convert.Opener, *envelope.Envelope) (*convert.Result, error)
+	convert   func(io.ReaderAt, int64, *envelope.Envelope) (*convert.Result, error)
 	before    func(h *harness) // runs before the engine starts
 }
 

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -46,8 +47,8 @@ func TestPanicGoesToDeadLetters(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			convertFn := fakeConvert
 			if tt.convert {
-				convertFn = func(open convert.Opener, env *envelope.Envelope) (*convert.Result, error) {
-					res, err := fakeConvert(open, env)
+				convertFn = func(raw io.ReaderAt, size int64, env *envelope.Envelope) (*convert.Result, error) {
+					res, err := fakeConvert(raw, size, env)
 					if err == nil && res.Message.Subject == "poison" {
 						panic("index out of range [3] with length 3")
 					}
@@ -98,14 +99,14 @@ func TestAttemptRecordedBeforeConversion(t *testing.T) {
 	var recorded queue.State
 	var h *harness
 	converted := make(chan struct{}, 1)
-	h = start(t, options{convert: func(open convert.Opener, env *envelope.Envelope) (*convert.Result, error) {
+	h = start(t, options{convert: func(raw io.ReaderAt, size int64, env *envelope.Envelope) (*convert.Result, error) {
 		st, err := h.spool.State(env.ID)
 		if err != nil {
 			t.Error(err)
 		}
 		recorded = st
 		converted <- struct{}{}
-		return fakeConvert(open, env)
+		return fakeConvert(raw, size, env)
 	}})
 	h.submit(mailbox, sender)
 	<-converted

@@ -50,21 +50,28 @@ type Entry struct {
 // Raw returns an Opener streaming the raw message, exactly as received.
 // Opening fails with ErrNotFound once the message has left the spool.
 func (e *Entry) Raw() convert.Opener {
-	return func() (io.ReadCloser, error) {
-		f, err := os.Open(e.path)
-		if err != nil {
-			return nil, notFound(e.Envelope.ID, err)
-		}
-		return sectionFile{io.NewSectionReader(f, e.offset, e.Size), f}, nil
-	}
+	return func() (io.ReadCloser, error) { return e.OpenRaw() }
 }
 
-type sectionFile struct {
+// OpenRaw opens the raw message, exactly as received, for reading in order
+// or at any offset (the converter reads each part where it lies). It fails
+// with ErrNotFound once the message has left the spool. Close it before
+// the message is moved or removed: Windows refuses to move an open file.
+func (e *Entry) OpenRaw() (*RawMessage, error) {
+	f, err := os.Open(e.path)
+	if err != nil {
+		return nil, notFound(e.Envelope.ID, err)
+	}
+	return &RawMessage{io.NewSectionReader(f, e.offset, e.Size), f}, nil
+}
+
+// RawMessage is an open raw message; Size tells its length.
+type RawMessage struct {
 	*io.SectionReader
 	f *os.File
 }
 
-func (s sectionFile) Close() error { return s.f.Close() }
+func (r *RawMessage) Close() error { return r.f.Close() }
 
 // Queued returns the IDs of every message in the queue (not the dead
 // letters), oldest first.

@@ -91,7 +91,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		err = errAuthNeedsTLS
 	case s.srv.authThrottled(s.addr):
 		// Like every AUTH answer, the refusal takes auth_min_duration.
-		s.conn.pause(s.srv.cfg.Limits.AuthMinDuration.D())
+		s.conn.pause(s.srv.settings.Load().AuthMinDuration.D())
 		err = errAuthThrottled
 	}
 	if err != nil {
@@ -135,7 +135,7 @@ func (s *session) login(username, password string) error {
 	}
 	var id *identity
 	var err error
-	ran := s.srv.limits.checks.run(s.addr, s.srv.cfg.Limits.AuthWorkers, s.conn.closed, func() {
+	ran := s.srv.limits.checks.run(s.addr, s.srv.settings.Load().AuthWorkers, s.conn.closed, func() {
 		id, err = s.srv.ids.Load().authenticate(username, password)
 	})
 	if !ran {
@@ -195,7 +195,7 @@ func (a *authExchange) Next(response []byte) ([]byte, bool, error) {
 	s.pending = nil
 	s.mu.Unlock()
 	// Unknown users, cheap hashes and wrong passwords answer alike.
-	s.conn.pause(time.Until(start.Add(s.srv.cfg.Limits.AuthMinDuration.D())))
+	s.conn.pause(time.Until(start.Add(s.srv.settings.Load().AuthMinDuration.D())))
 	if err == nil {
 		return challenge, true, nil
 	}

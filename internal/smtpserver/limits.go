@@ -52,7 +52,7 @@ func clientAddr(a net.Addr) netip.Addr {
 // per-address limits, and the address's rate of new connections.
 func (s *Server) admit(raw net.Conn) (*trackedConn, error) {
 	client := clientAddr(raw.RemoteAddr())
-	perAddress, perMinute := s.ids.Load().connectionLimits(client, s.cfg.Limits)
+	perAddress, perMinute := s.ids.Load().connectionLimits(client, *s.settings.Load())
 	key := client.String()
 	now := time.Now()
 	// Only admitted connections count, so that a flood cannot grow the
@@ -60,7 +60,7 @@ func (s *Server) admit(raw net.Conn) (*trackedConn, error) {
 	if s.limits.connections.Count(key, now, connectionRateWindow) >= perMinute {
 		return nil, errAddressRate
 	}
-	tc, err := s.conns.add(raw, client, admission{perAddress: perAddress, lifetime: s.cfg.Limits.SessionLifetime.D()})
+	tc, err := s.conns.add(raw, client, admission{perAddress: perAddress, lifetime: s.settings.Load().SessionLifetime.D()})
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func guessingKeys(client netip.Addr) []string {
 // authThrottled reports whether client's address or network failed to log
 // in too often lately.
 func (s *Server) authThrottled(client netip.Addr) bool {
-	l := s.cfg.Limits
+	l := *s.settings.Load()
 	now := time.Now()
 	for _, key := range guessingKeys(client) {
 		if s.limits.authFailures.Count(key, now, l.AuthFailureWindow.D()) >= l.AuthFailures {
@@ -96,7 +96,7 @@ func (s *Server) authThrottled(client netip.Addr) bool {
 func (s *Server) authFailed(client netip.Addr) {
 	now := time.Now()
 	for _, key := range guessingKeys(client) {
-		s.limits.authFailures.Add(key, now, s.cfg.Limits.AuthFailureWindow.D(), 1)
+		s.limits.authFailures.Add(key, now, s.settings.Load().AuthFailureWindow.D(), 1)
 	}
 }
 

@@ -231,3 +231,23 @@ func TestGuessingKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsSurviveReload: a reload applies new [limits] and keeps what was
+// counted so far.
+func TestLimitsSurviveReload(t *testing.T) {
+	ts := startServer(t, parseConfig(t, testLimits+"connections_per_minute = 2\n"))
+	addr := ts.addrs[plainListener]
+	for range 2 {
+		dialRaw(t, addr, nil, from("127.0.0.2")).greet()
+	}
+	if got := dialRaw(t, addr, nil, from("127.0.0.2")).reply(); !strings.HasPrefix(got, "421 4.7.0 ") {
+		t.Fatalf("third connection got %q", got)
+	}
+	if err := ts.Reload(parseConfig(t, testLimits+"connections_per_minute = 3\n")); err != nil {
+		t.Fatal(err)
+	}
+	dialRaw(t, addr, nil, from("127.0.0.2")).greet()
+	if got := dialRaw(t, addr, nil, from("127.0.0.2")).reply(); !strings.HasPrefix(got, "421 4.7.0 ") {
+		t.Fatalf("fourth connection after the reload got %q", got)
+	}
+}

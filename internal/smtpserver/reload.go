@@ -8,8 +8,9 @@ import (
 
 // Reload applies the parts of cfg that take effect without a restart: the
 // users and networks with their mailboxes and allowed senders, the TLS
-// certificate (read again from its files, so a renewed one applies), and
-// max_connections. Sessions already open keep the identity they
+// certificate (read again from its files, so a renewed one applies),
+// max_connections, and [limits] except idle_timeout (the counts so far
+// stay). Sessions already open keep the identity they
 // authenticated as and the certificate they negotiated with; new
 // connections and new AUTHs see the new configuration. Listener addresses,
 // TLS modes and the other [server] settings keep their start-up values.
@@ -29,6 +30,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		}
 	}
 	s.ids.Store(ids)
+	s.settings.Store(&cfg.Limits)
 	for _, l := range s.listeners {
 		if l.tls != nil {
 			l.liveTLS.Store(listenerTLSConfig(l.cfg, certs))

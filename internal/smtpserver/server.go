@@ -35,6 +35,7 @@ type Server struct {
 	metrics   *metrics
 	conns     *connTracker
 	limits    *clientLimits
+	settings  atomic.Pointer[config.Limits] // [limits]; replaced by Reload
 	listeners []*listener
 	wg        sync.WaitGroup // accept loops, go-smtp servers, refusals
 }
@@ -67,6 +68,7 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 		limits:   newClientLimits(),
 	}
 	s.ids.Store(ids)
+	s.settings.Store(&cfg.Limits)
 	var certs []tls.Certificate
 	for _, lc := range cfg.Listeners {
 		l := &listener{cfg: lc}

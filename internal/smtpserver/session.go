@@ -69,7 +69,7 @@ func (s *session) refuse(err error) error {
 // connection closes, so that a client cannot make the gateway refuse (and
 // log) thousands of commands.
 func (s *session) refuseLogged(level slog.Level, msg string, err error) error {
-	limits := s.srv.cfg.Limits
+	limits := *s.srv.settings.Load()
 	n := s.conn.countError()
 	r := replyFor(err)
 	if n > limits.MaxErrors && r.smtp.Code != 421 {

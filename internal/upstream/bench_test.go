@@ -40,7 +40,11 @@ func BenchmarkSpoolToRequest(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		msg, err := convert.Convert(entry.Raw(), entry.Envelope)
+		raw, err := entry.OpenRaw()
+		if err != nil {
+			b.Fatal(err)
+		}
+		msg, err := convert.Convert(raw, raw.Size(), entry.Envelope, convert.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -50,5 +54,6 @@ func BenchmarkSpoolToRequest(b *testing.B) {
 		if err := msg.WriteSendMailRequest(io.Discard, false); err != nil {
 			b.Fatal(err)
 		}
+		raw.Close()
 	}
 }

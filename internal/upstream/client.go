@@ -26,6 +26,10 @@ import (
 	"github.com/smtpgw/smtpgw/internal/config"
 )
 
+// idleConnections is how many connections to Graph are kept open between
+// calls: more than the delivery engine's workers ever use at once.
+const idleConnections = 64
+
 // authorities maps the [graph] cloud setting to its Entra ID login host.
 var authorities = map[string]cloud.Configuration{
 	config.CloudGlobal:   cloud.AzurePublic,
@@ -149,6 +153,10 @@ func newGraphClient(cfg *config.Graph, files credentialFiles, opts Options) (*gr
 	}
 
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// Keep a connection for every call that may be in flight: with Go's
+	// default of two idle connections per host, the delivery workers would
+	// pay a TLS handshake for most messages.
+	transport.MaxIdleConnsPerHost = idleConnections
 	if opts.RootCAs != nil {
 		transport.TLSClientConfig.RootCAs = opts.RootCAs
 	}
