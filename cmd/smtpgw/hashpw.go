@@ -11,15 +11,13 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
+
+	"github.com/smtpgw/smtpgw/internal/config"
 )
 
 // hashCost is the bcrypt cost of new hashes: about 50–100 ms per check on a
 // small server, slow for a password guesser, quick for a printer's login.
 const hashCost = 12
-
-// minRecommendedCost is the lowest cost that still slows a guesser down
-// enough to be worth having.
-const minRecommendedCost = 10
 
 // hashPassword prints the bcrypt hash of a password for a [[user]]
 // password_hash: asked for without echo on a terminal, else read as one
@@ -36,8 +34,8 @@ func hashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 	if *cost < bcrypt.MinCost || *cost > bcrypt.MaxCost {
 		return fmt.Errorf("%w: -cost must be %d to %d", errUsage, bcrypt.MinCost, bcrypt.MaxCost)
 	}
-	if *cost < minRecommendedCost {
-		fmt.Fprintf(stderr, "warning: cost %d is fast to guess; use at least %d\n", *cost, minRecommendedCost)
+	if *cost < config.RecommendedBcryptCost {
+		fmt.Fprintf(stderr, "warning: cost %d is fast to guess; use at least %d\n", *cost, config.RecommendedBcryptCost)
 	}
 	password, err := readPassword(stdin, stderr)
 	if err != nil {

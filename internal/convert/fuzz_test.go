@@ -42,8 +42,8 @@ func FuzzConvert(f *testing.F) {
 		if err != nil {
 			t.Fatalf("request does not marshal: %v", err)
 		}
-		if n := res.EstimatedRequestSize(); n != int64(len(data)) {
-			t.Fatalf("EstimatedRequestSize %d, request is %d bytes", n, len(data))
+		if n := res.SendMailRequestSize(false); n != int64(len(data)) {
+			t.Fatalf("SendMailRequestSize %d, request is %d bytes", n, len(data))
 		}
 		checkStreamed(t, res)
 		for i, a := range res.Attachments {

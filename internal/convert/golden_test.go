@@ -117,7 +117,7 @@ func TestCorpus(t *testing.T) {
 	}
 }
 
-// checkEstimate compares EstimatedRequestSize with the request encoding/json
+// checkEstimate compares SendMailRequestSize with the request encoding/json
 // writes, as the Graph sender does.
 func checkEstimate(t *testing.T, res *Result) {
 	t.Helper()
@@ -129,7 +129,7 @@ func checkEstimate(t *testing.T, res *Result) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := res.EstimatedRequestSize(); got != int64(len(data)) {
-		t.Errorf("EstimatedRequestSize = %d, request is %d bytes", got, len(data))
+	if got := res.SendMailRequestSize(false); got != int64(len(data)) {
+		t.Errorf("SendMailRequestSize = %d, request is %d bytes", got, len(data))
 	}
 }

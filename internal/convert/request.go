@@ -24,12 +24,6 @@ func (r *Result) WriteSendMailRequest(w io.Writer, saveToSentItems bool) error {
 	return j.err
 }
 
-// EstimatedRequestSize is the size in bytes of the JSON sendMail request
-// for r, computed without reading any attachment. It is exact for
-// saveToSentItems false and one byte over for true; SendMailRequestSize,
-// the same count, is exact for both.
-func (r *Result) EstimatedRequestSize() int64 { return r.SendMailRequestSize(false) }
-
 // SendMailRequestSize is the exact size in bytes of what
 // WriteSendMailRequest writes, computed without reading any attachment:
 // the sender uses it to choose between one sendMail request and a draft

@@ -25,7 +25,7 @@ func BenchmarkRequestBuilder(b *testing.B) {
 		b.Run(fmt.Sprintf("parts=%d", parts), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				res.EstimatedRequestSize()
+				res.SendMailRequestSize(false)
 				if err := res.WriteSendMailRequest(io.Discard, false); err != nil {
 					b.Fatal(err)
 				}

@@ -31,8 +31,8 @@ func checkStreamed(t testing.TB, res *Result) {
 		if !bytes.Equal(got.Bytes(), want) {
 			t.Fatalf("streamed request differs from encoding/json:\n got %.300q\nwant %.300q", got.Bytes(), want)
 		}
-		if n := res.EstimatedRequestSize(); !save && n != int64(len(want)) {
-			t.Fatalf("EstimatedRequestSize %d, request is %d bytes", n, len(want))
+		if n := res.SendMailRequestSize(false); !save && n != int64(len(want)) {
+			t.Fatalf("SendMailRequestSize %d, request is %d bytes", n, len(want))
 		}
 	}
 }
