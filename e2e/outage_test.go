@@ -94,9 +94,10 @@ func (o *outage) fixSecret(t *testing.T) {
 }
 
 // TestWrongSecretHoldsMailUntilFixed is the outage of a refused client
-// secret: accepted mail waits without bounces while /status says why and
-// the gateway keeps accepting; once the secret file is right, every message
-// arrives exactly once with no admin command.
+// secret: accepted mail waits without bounces while /status and `check` say
+// why, and the gateway stays ready and keeps accepting; once the secret file
+// is right (and SIGHUP sent), every message arrives exactly once with no
+// retry command.
 func TestWrongSecretHoldsMailUntilFixed(t *testing.T) {
 	o := startWithWrongSecret(t)
 	submitScan := func(n int) string {
@@ -114,8 +115,15 @@ func TestWrongSecretHoldsMailUntilFixed(t *testing.T) {
 	if st.Version == "" || st.Queue.Failed != 0 {
 		t.Errorf("/status = %+v", st)
 	}
-	if code, _ := httpGet(t, o.metrics+"/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz = %d during the outage, want 200", code)
+	for _, probe := range []string{"/healthz", "/readyz"} {
+		if code, body := httpGet(t, o.metrics+probe); code != http.StatusOK {
+			t.Errorf("%s = %d during the outage, want 200: %s", probe, code, body)
+		}
+	}
+	check := exec.Command(binary, "check", "-config", filepath.Join(o.g.dir, "smtpgw.toml"))
+	check.Env = append(os.Environ(), "SSL_CERT_FILE="+o.fake.WriteCAFile(t.TempDir()))
+	if out, err := check.CombinedOutput(); err == nil || !strings.Contains(string(out), "AADSTS7000215") {
+		t.Errorf("check with the refused secret: %v, want a failure naming AADSTS7000215:\n%s", err, out)
 	}
 	_, metrics := httpGet(t, o.metrics+"/metrics")
 	for _, want := range []string{"smtpgw_upstream_up 0", `smtpgw_queue_messages{state="held"} 3`, `smtpgw_token_failures_total{aadsts="AADSTS7000215"}`, "smtpgw_build_info{"} {
@@ -137,6 +145,7 @@ func TestWrongSecretHoldsMailUntilFixed(t *testing.T) {
 	}
 
 	o.fixSecret(t)
+	o.g.reload(t, 1) // what the admin does after fixing; delivery does not wait for it
 	o.fake.WaitSent(t, 4, deliveryTimeout)
 	st = waitStatus(t, o.metrics, func(st status) bool { return st.Upstream.Up && st.Queue.Queued+st.Queue.Held == 0 })
 	if st.Queue.Failed != 0 {
