@@ -37,6 +37,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		}
 	}
 	s.certs, s.tlsFiles = certs, cfg.TLS
+	s.metrics.certExpiry.set(certs)
 	s.conns.setMax(cfg.Server.MaxConnections)
 	return nil
 }

@@ -3,10 +3,13 @@ package smtpserver
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"math"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/smtpgw/smtpgw/internal/config"
@@ -66,4 +69,16 @@ func peerCertificate(t *testing.T, ts *testServer) *x509.Certificate {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// TestTLSCertificateExpiryMetric: the gauge tells how long the served
+// certificate has left, so an alert can fire before printers fail TLS.
+func TestTLSCertificateExpiryMetric(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	served := peerCertificate(t, ts)
+	got := testutil.ToFloat64(ts.metrics.certExpiry)
+	want := time.Until(served.NotAfter).Seconds()
+	if math.Abs(got-want) > 60 {
+		t.Errorf("smtpgw_tls_certificate_expiry_seconds = %.0f, want about %.0f", got, want)
+	}
 }

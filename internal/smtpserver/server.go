@@ -88,6 +88,7 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 		s.listeners = append(s.listeners, l)
 	}
 	s.certs = certs
+	s.metrics.certExpiry.set(certs)
 	return s, nil
 }
 
