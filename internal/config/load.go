@@ -176,6 +176,8 @@ func (q *Queue) applyDefaults() {
 	setDefault(&q.MaxAge, defaultMaxAge)
 	setDefault(&q.MinBackoff, defaultMinBackoff)
 	setDefault(&q.MaxBackoff, defaultMaxBackoff)
+	setDefault(&q.MinProbeInterval, defaultMinProbe)
+	setDefault(&q.MaxProbeInterval, defaultMaxProbe)
 	setDefault(&q.MinFreeSpace, defaultMinFreeSpace)
 	setDefault(&q.FailedMaxAge, defaultFailedMaxAge)
 }

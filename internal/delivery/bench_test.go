@@ -23,7 +23,8 @@ func BenchmarkDelivery(b *testing.B) {
 		b.Fatal(err)
 	}
 	target := &fakeTarget{clock: realClock{}, inFlight: map[string]int{}, peak: map[string]int{}}
-	e := New(Config{Spool: spool, Target: target, Convert: fakeConvert, Logger: discardLogger()})
+	cfg := loadConfig(b, "")
+	e := New(Config{Spool: spool, Target: target, Queue: cfg.Queue, Hostname: cfg.Server.Hostname, Convert: fakeConvert, Logger: discardLogger()})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go e.Run(ctx)

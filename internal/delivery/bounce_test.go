@@ -20,7 +20,8 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := New(Config{Spool: spool, Hostname: "gw.example.com", Clock: &fakeClock{now: t0}})
+	cfg := loadConfig(t, "")
+	e := New(Config{Spool: spool, Queue: cfg.Queue, Hostname: cfg.Server.Hostname, Clock: &fakeClock{now: t0}})
 	env := &envelope.Envelope{
 		ID: "orig1", Mailbox: mailbox, MailFrom: sender,
 		Recipients: []string{"a@example.net", "b@example.net"}, Received: t0.Add(-time.Hour),

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,17 +27,6 @@ import (
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
-// Defaults for zero values in config.Queue.
-const (
-	defaultMailboxConcurrency = 4 // Graph's limit per app and mailbox
-	defaultWorkers            = 16
-	defaultMaxAge             = 48 * time.Hour
-	defaultMinBackoff         = time.Minute
-	defaultMaxBackoff         = time.Hour
-	defaultMinProbe           = 30 * time.Second
-	defaultMaxProbe           = 5 * time.Minute
-)
-
 // How often the engine looks for changes admins made to the spool: a full
 // rescan, and a cheaper check for a poke left by an admin command.
 const (
@@ -50,9 +38,11 @@ const (
 type Config struct {
 	Spool  *queue.Spool
 	Target upstream.Target
-	Queue  config.Queue
-	// Hostname names this gateway in non-delivery reports; default
-	// os.Hostname().
+	// Queue comes from config.Parse or config.ParseQueue, which apply its
+	// defaults and check its ranges; New does not repeat them.
+	Queue config.Queue
+	// Hostname names this gateway in non-delivery reports: server.hostname,
+	// which config defaults to os.Hostname().
 	Hostname string
 	Logger   *slog.Logger          // default slog.Default()
 	Metrics  prometheus.Registerer // nil: metrics are kept but not registered
@@ -171,30 +161,6 @@ func New(cfg Config) *Engine {
 	}
 	if e.log == nil {
 		e.log = slog.Default()
-	}
-	if e.hostname == "" {
-		e.hostname, _ = os.Hostname()
-	}
-	if e.perMailbox <= 0 || e.perMailbox > defaultMailboxConcurrency {
-		e.perMailbox = defaultMailboxConcurrency
-	}
-	if e.workers <= 0 {
-		e.workers = defaultWorkers
-	}
-	if e.maxAge <= 0 {
-		e.maxAge = defaultMaxAge
-	}
-	if e.minBackoff <= 0 {
-		e.minBackoff = defaultMinBackoff
-	}
-	if e.maxBackoff < e.minBackoff {
-		e.maxBackoff = max(defaultMaxBackoff, e.minBackoff)
-	}
-	if e.minProbe <= 0 {
-		e.minProbe = defaultMinProbe
-	}
-	if e.maxProbe < e.minProbe {
-		e.maxProbe = max(defaultMaxProbe, e.minProbe)
 	}
 	e.metrics.register(cfg.Metrics, e.Status)
 	cfg.Spool.OnCommit(e.notify)

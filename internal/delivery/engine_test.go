@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/envelope"
 	"github.com/smtpgw/smtpgw/internal/queue"
@@ -27,8 +26,6 @@ const (
 func graphErr(status int, code string, retryAfter time.Duration) *upstream.Error {
 	return upstream.GraphAnswer(status, code, retryAfter)
 }
-
-func duration(d time.Duration) config.Duration { return config.Duration(d) }
 
 func TestRetryAfterHoldsTheMailbox(t *testing.T) {
 	h := start(t, options{})
@@ -69,7 +66,7 @@ func TestRetryAfterHoldsTheMailbox(t *testing.T) {
 }
 
 func TestBackoffGrowsWithJitter(t *testing.T) {
-	h := start(t, options{queue: config.Queue{MinBackoff: duration(time.Minute), MaxBackoff: duration(4 * time.Minute)}})
+	h := start(t, options{queue: "min_backoff = \"1m\"\nmax_backoff = \"4m\""})
 	answers := []error{
 		graphErr(503, "", 0),
 		graphErr(500, "InternalServerError", 0),
@@ -145,11 +142,11 @@ func checkBounce(t *testing.T, c call, original string) {
 }
 
 func TestMaxAge(t *testing.T) {
-	h := start(t, options{queue: config.Queue{
-		MaxAge:     duration(10 * time.Minute),
-		MinBackoff: duration(time.Minute),
-		MaxBackoff: duration(4 * time.Minute),
-	}})
+	h := start(t, options{queue: `
+max_age = "10m"
+min_backoff = "1m"
+max_backoff = "4m"
+`})
 	h.target.answer = func(env *envelope.Envelope, attempt int) error {
 		if env.Identity == "bounce" {
 			return nil
@@ -223,18 +220,17 @@ func TestPermanentFailures(t *testing.T) {
 }
 
 func TestNoBounce(t *testing.T) {
-	off := false
 	tests := []struct {
 		name     string
 		mailFrom string
 		header   []string
-		queue    config.Queue
+		queue    string
 		bounce   bool
 	}{
 		{name: "null sender", mailFrom: ""},
 		{name: "a report", mailFrom: sender, header: []string{`Content-Type: multipart/report; report-type=delivery-status; boundary="x"`}},
 		{name: "an auto-reply", mailFrom: sender, header: []string{"Auto-Submitted: auto-replied"}},
-		{name: "bounces off", mailFrom: sender, queue: config.Queue{Bounce: &off}},
+		{name: "bounces off", mailFrom: sender, queue: "bounce = false"},
 		{name: "auto-submitted no", mailFrom: sender, header: []string{"Subject: x", "Auto-Submitted: no"}, bounce: true},
 	}
 	for _, tt := range tests {
@@ -377,7 +373,7 @@ func TestBurstToOneSlowMailbox(t *testing.T) {
 
 func TestBusyMailboxDoesNotStarveOthers(t *testing.T) {
 	const busy, quietBox = "busy@contoso.com", "quiet@contoso.com"
-	h := start(t, options{realClock: true, queue: config.Queue{Workers: 4}, before: func(h *harness) {
+	h := start(t, options{realClock: true, queue: "workers = 4", before: func(h *harness) {
 		h.target.delay = 10 * time.Millisecond
 		for range 40 {
 			h.submit(busy, sender)
@@ -402,7 +398,7 @@ func TestBusyMailboxDoesNotStarveOthers(t *testing.T) {
 
 func TestOldestFirst(t *testing.T) {
 	var ids []string
-	h := start(t, options{queue: config.Queue{Workers: 1}, before: func(h *harness) {
+	h := start(t, options{queue: "workers = 1", before: func(h *harness) {
 		for range 5 {
 			ids = append(ids, h.submit(mailbox, sender))
 			h.clock.Advance(time.Millisecond)

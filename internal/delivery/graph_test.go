@@ -68,9 +68,7 @@ func TestGraphTransientFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := graphtest.New(t)
 			fake.FailNext(graphtest.RouteSendMail, 2, tt.failure)
-			h := startGraph(t, fake, 300*time.Millisecond, options{queue: config.Queue{
-				MinBackoff: duration(time.Minute), MaxBackoff: duration(time.Hour),
-			}})
+			h := startGraph(t, fake, 300*time.Millisecond, options{queue: "min_backoff = \"1m\"\nmax_backoff = \"1h\""})
 			id := h.submit(mailbox, sender)
 			for i, base := range []time.Duration{time.Minute, 2 * time.Minute} {
 				h.waitCount("deferral", h.engine.metrics.deferred, i+1)

@@ -3,6 +3,7 @@ package delivery
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/textproto"
@@ -195,12 +196,42 @@ type harness struct {
 }
 
 type options struct {
-	queue     config.Queue
+	queue     string          // [queue] lines of the configuration, e.g. `workers = 4`
 	spool     *queue.Spool    // default: a new one
 	target    upstream.Target // default: h.target, a fakeTarget
 	realClock bool
 	convert   func(io.ReaderAt, int64, *envelope.Envelope) (*convert.Result, error)
 	before    func(h *harness) // runs before the engine starts
+}
+
+// loadConfig builds a configuration through the real loader, so that the
+// engine sees the defaults and checks the gateway applies. queue holds the
+// [queue] lines; the rest is the least a valid file needs (nothing
+// listens: only the engine runs).
+func loadConfig(tb testing.TB, queue string) *config.Config {
+	tb.Helper()
+	data := fmt.Sprintf(`
+[server]
+hostname = "gw.example.com"
+
+[[listener]]
+address = "127.0.0.1:2525"
+
+[outbox]
+dir = %q
+
+[[network]]
+cidrs = ["127.0.0.1"]
+mailbox = %q
+
+[queue]
+%s
+`, tb.TempDir(), mailbox, queue)
+	cfg, err := config.Parse([]byte(data), "delivery_test.toml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cfg
 }
 
 // start runs an engine on a fresh spool with a fake target. The test
@@ -228,11 +259,12 @@ func start(t *testing.T, opts options) *harness {
 			opts.convert = fakeConvert
 		}
 	}
+	cfg := loadConfig(t, opts.queue)
 	h.engine = New(Config{
 		Spool:    spool,
 		Target:   target,
-		Queue:    opts.queue,
-		Hostname: "gw.example.com",
+		Queue:    cfg.Queue,
+		Hostname: cfg.Server.Hostname,
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), nil)),
 		Metrics:  prometheus.NewRegistry(),
 		Clock:    clock,

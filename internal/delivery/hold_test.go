@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/envelope"
 	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/upstream"
@@ -44,7 +43,7 @@ func TestCredentialRefusalHoldsEverything(t *testing.T) {
 	var fixed atomic.Bool
 	var ids []string
 	h := start(t, options{
-		queue: config.Queue{MinProbeInterval: duration(30 * time.Second), MaxProbeInterval: duration(time.Minute)},
+		queue: "min_probe_interval = \"30s\"\nmax_probe_interval = \"1m\"",
 		before: func(h *harness) {
 			for _, mb := range []string{mailbox, "other@contoso.com", mailbox} {
 				ids = append(ids, h.submit(mb, sender))
@@ -162,7 +161,7 @@ func TestMailboxRefusalHoldsOneLane(t *testing.T) {
 // Held messages still fail when their maximum age passes, with a bounce
 // that waits in the queue like any other message.
 func TestMaxAgeFailsHeldMail(t *testing.T) {
-	h := start(t, options{queue: config.Queue{MaxAge: duration(10 * time.Minute), MaxProbeInterval: duration(5 * time.Minute)}})
+	h := start(t, options{queue: "max_age = \"10m\"\nmax_probe_interval = \"5m\""})
 	h.target.answer = func(env *envelope.Envelope, attempt int) error { return wrongSecret }
 	id := h.submit(mailbox, sender)
 	h.waitStatus("the outage", func(st Status) bool { return !st.Upstream.Up })
