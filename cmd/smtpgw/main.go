@@ -22,6 +22,7 @@ commands:
   check          validate the configuration and, with [graph], try Entra ID
   hash-password  read one password line from stdin, print its bcrypt hash
   queue          inspect and manage the spool (smtpgw queue help)
+  service        install and control the Windows service (Windows only)
   version        print the version
 `
 
@@ -48,6 +49,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = hashPassword(rest, stdin, stdout)
 	case "queue":
 		err = queueCommand(rest, stdout)
+	case "service":
+		err = serviceCommand(rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "smtpgw", buildVersion())
 	case "help", "-h", "-help", "--help":
