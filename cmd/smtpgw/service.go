@@ -78,13 +78,23 @@ func (l *scmLifecycle) Stopping()  { l.report(scmStatus{State: scmStopPending, W
 
 // logLineLevel reads the level of one line the gateway's text or JSON log
 // handler wrote, so the event log files it as error, warning or
-// information.
+// information. Both handlers write the level before the message, so the
+// first level key is the record's own, whatever the message says.
 func logLineLevel(line []byte) slog.Level {
-	for _, level := range []slog.Level{slog.LevelError, slog.LevelWarn} {
-		name := level.String()
-		if bytes.Contains(line, []byte("level="+name+" ")) || bytes.Contains(line, []byte(`"level":"`+name+`"`)) {
-			return level
+	at, value := -1, 0 // where the first level key starts, where its value does
+	for _, key := range []string{"level=", `"level":"`} {
+		if i := bytes.Index(line, []byte(key)); i >= 0 && (at < 0 || i < at) {
+			at, value = i, i+len(key)
 		}
+	}
+	if at < 0 {
+		return slog.LevelInfo
+	}
+	switch rest := line[value:]; {
+	case bytes.HasPrefix(rest, []byte("ERROR")):
+		return slog.LevelError
+	case bytes.HasPrefix(rest, []byte("WARN")):
+		return slog.LevelWarn
 	}
 	return slog.LevelInfo
 }
