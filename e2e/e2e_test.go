@@ -60,6 +60,9 @@ mailbox = "scanner@contoso.com"
 cidrs = ["127.0.0.1/32"]
 mailbox = "noreply@contoso.com"
 allowed_senders = ["*@contoso.com"]
+# Load tests connect from this one address, like a branch office behind NAT.
+connections_per_address = 100
+connections_per_minute = 10000
 
 %s
 `, filepath.Join(dir, "spool"), hash, target)
@@ -183,6 +186,12 @@ func TestCertificateCredential(t *testing.T) {
 	if sent := fake.WaitSent(t, 1, deliveryTimeout); sent[0].Mailbox != "noreply@contoso.com" {
 		t.Errorf("sent as %q, want the network's mailbox", sent[0].Mailbox)
 	}
+	check := exec.Command(binary, "check", "-config", filepath.Join(dir, "smtpgw.toml"))
+	check.Env = append(os.Environ(), "SSL_CERT_FILE="+fake.WriteCAFile(dir), "SMTPGW_CLIENT_SECRET=")
+	out, err := check.CombinedOutput()
+	if days := int(time.Until(cert.NotAfter).Hours() / 24); err != nil || !strings.Contains(string(out), fmt.Sprintf("the Graph client certificate %s expires in %d day", certFile, days)) {
+		t.Errorf("check: %v\n%s", err, out)
+	}
 }
 
 // TestCheck runs `smtpgw check` against the fake Entra ID.
@@ -196,7 +205,7 @@ func TestCheck(t *testing.T) {
 		{"granted", []string{"Mail.Send", "Mail.ReadWrite"}, 0, []string{"token OK", "Mail.Send"}},
 		{"no Mail.ReadWrite", []string{"Mail.Send"}, 0, []string{"warning: Mail.ReadWrite is not granted"}},
 		{"no Mail.Send", []string{"User.Read.All"}, 0, []string{"warning: the token carries no Mail.Send"}},
-		{"wrong secret", nil, 1, []string{"token request failed", "invalid_client"}},
+		{"wrong secret", nil, 1, []string{"Entra ID refused the token request", "invalid_client", "AADSTS7000215"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -415,7 +424,19 @@ func TestQueueCommands(t *testing.T) {
 	if out := queue("list"); !strings.Contains(out, id) || !strings.Contains(out, "failed") || !strings.Contains(out, "ErrorInvalidUser") {
 		t.Errorf("queue list:\n%s", out)
 	}
-	if out := queue("show", id); !strings.Contains(out, "ghost@contoso.com") || !strings.Contains(out, "Subject: to nobody") {
+	if out := queue("list", "-state", "failed"); !strings.Contains(out, id) || !strings.Contains(out, "<scanner@contoso.com>") || !strings.Contains(out, "1 message(s)") {
+		t.Errorf("queue list -state failed:\n%s", out)
+	}
+	var listed []struct {
+		ID         string   `json:"id"`
+		State      string   `json:"state"`
+		MailFrom   string   `json:"mail_from"`
+		Recipients []string `json:"recipients"`
+	}
+	if err := json.Unmarshal([]byte(queue("list", "-json")), &listed); err != nil || len(listed) != 1 || listed[0].ID != id || listed[0].State != "failed" || len(listed[0].Recipients) != 1 {
+		t.Errorf("queue list -json: %+v, %v", listed, err)
+	}
+	if out := queue("show", id); !strings.Contains(out, "ghost@contoso.com") || !strings.Contains(out, "Subject: to nobody") || !strings.Contains(out, "Next attempt: none") {
 		t.Errorf("queue show:\n%s", out)
 	}
 	queue("retry-failed")

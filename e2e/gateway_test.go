@@ -53,7 +53,8 @@ type gateway struct {
 // startupTimeout bounds how long a gateway may take to log its listeners.
 const startupTimeout = 20 * time.Second
 
-var listenRE = regexp.MustCompile(`listen=(\S+)`)
+// listenersRE finds the list of SMTP addresses in the start-up line.
+var listenersRE = regexp.MustCompile(`listeners="?\[([^\]]*)\]`)
 
 // startGateway writes config to dir/smtpgw.toml (when config is not empty)
 // and starts `smtpgw serve` in dir, returning once it listens.
@@ -88,8 +89,8 @@ func startGateway(t testing.TB, dir, config string, env ...string) *gateway {
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), "smtpgw started") {
 				var addrs []string
-				for _, m := range listenRE.FindAllStringSubmatch(sc.Text(), -1) {
-					addrs = append(addrs, m[1])
+				if m := listenersRE.FindStringSubmatch(sc.Text()); m != nil {
+					addrs = strings.Fields(m[1])
 				}
 				started <- addrs
 				break

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -42,6 +43,17 @@ func (noLifecycle) Reloading() {}
 func (noLifecycle) Reloaded()  {}
 func (noLifecycle) Stopping()  {}
 
+// gateway is a running smtpgw: what reload and shutdown act on.
+type gateway struct {
+	path   string // as given to runGateway
+	source string // the file in use, for the log
+	cfg    *config.Config
+	log    *slog.Logger
+	level  *slog.LevelVar
+	server *smtpserver.Server
+	target upstream.Target
+}
+
 // runGateway loads the configuration at path ("" = SMTPGW_CONFIG or the
 // rules of `serve`), runs until controlStop arrives (or controls is
 // closed), and shuts down gracefully within shutdown_timeout: SMTP intake
@@ -51,17 +63,38 @@ func runGateway(path string, controls <-chan control, life lifecycle, stderr io.
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.Log, stderr)
+	g := &gateway{path: path, source: configSource(path), cfg: cfg, level: new(slog.LevelVar)}
+	g.level.Set(logLevel(cfg.Log.Level))
+	g.log = newLogger(cfg.Log, g.level, stderr)
+	if err := g.run(controls, life); err != nil {
+		// Start-up failures go through the configured log, like the rest.
+		g.log.Error("smtpgw failed", "error", err)
+		return errLogged{err}
+	}
+	return nil
+}
+
+func (g *gateway) run(controls <-chan control, life lifecycle) error {
+	cfg, logger := g.cfg, g.log
+	if g.source == builtInExample {
+		logger.Warn("NO CONFIGURATION FILE GIVEN: running the built-in example (local trial on 127.0.0.1:2525, mail goes to ./outbox, not to Microsoft 365); use -config FILE or SMTPGW_CONFIG")
+	} else {
+		logger.Info("configuration", "file", g.source)
+	}
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration", "warning", w)
 	}
 
+	lock, err := queue.TakeLock(cfg.Queue.Dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	spool, err := queue.Open(cfg.Queue.Dir)
 	if err != nil {
 		return err
 	}
-	target, err := newTarget(cfg, logger)
-	if err != nil {
+	if g.target, err = newTarget(cfg, logger); err != nil {
 		return err
 	}
 	registry := prometheus.NewRegistry()
@@ -69,41 +102,42 @@ func runGateway(path string, controls <-chan control, life lifecycle, stderr io.
 
 	engine := delivery.New(delivery.Config{
 		Spool:    spool,
-		Target:   target,
+		Target:   g.target,
 		Queue:    cfg.Queue,
 		Hostname: cfg.Server.Hostname,
 		Logger:   logger,
 		Metrics:  registry,
 	})
-	server, err := smtpserver.New(cfg, spool, logger)
-	if err != nil {
+	if g.server, err = smtpserver.New(cfg, spool, logger); err != nil {
 		return err
 	}
-	if err := server.Register(registry); err != nil {
+	if err := g.server.Register(registry); err != nil {
 		return err
+	}
+	ready := &readiness{spool: spool, minFree: int64(cfg.Queue.MinFreeSpace)}
+	metricsCtx, stopMetrics := context.WithCancel(context.Background())
+	defer stopMetrics()
+	if cfg.Metrics.Address != "" {
+		if err := serveMetrics(metricsCtx, cfg.Metrics.Address, registry, ready, logger); err != nil {
+			return err
+		}
 	}
 
 	deliveryCtx, stopDelivery := context.WithCancel(context.Background())
 	defer stopDelivery()
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(deliveryCtx) }()
+	go spool.ExpireFailedEvery(deliveryCtx, time.Hour, cfg.Queue.FailedMaxAge.D(), logger)
 
-	if err := server.Start(); err != nil {
+	if err := g.server.Start(); err != nil {
 		return err
 	}
-	attrs := []any{"version", buildVersion(), "target", targetName(cfg), "spool", cfg.Queue.Dir}
-	for _, a := range server.Addrs() {
-		attrs = append(attrs, "listen", a.String())
+	var listeners []string
+	for _, a := range g.server.Addrs() {
+		listeners = append(listeners, a.String())
 	}
-	logger.Info("smtpgw started", attrs...)
-
-	metricsCtx, stopMetrics := context.WithCancel(context.Background())
-	defer stopMetrics()
-	if cfg.Metrics.Address != "" {
-		if err := serveMetrics(metricsCtx, cfg.Metrics.Address, registry, logger); err != nil {
-			return err
-		}
-	}
+	logger.Info("smtpgw started", "version", buildVersion(), "listeners", listeners, "target", targetName(cfg), "spool", cfg.Queue.Dir)
+	ready.accepting.Store(true)
 	life.Ready()
 
 	for running := true; running; {
@@ -114,7 +148,7 @@ func runGateway(path string, controls <-chan control, life lifecycle, stderr io.
 				running = false
 			case c == controlReload:
 				life.Reloading()
-				logger.Warn("reload is not supported yet; restart smtpgw to apply configuration changes")
+				g.reload()
 				life.Reloaded()
 			}
 		case err := <-engineDone:
@@ -122,10 +156,12 @@ func runGateway(path string, controls <-chan control, life lifecycle, stderr io.
 		}
 	}
 	life.Stopping()
-	logger.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout.D().String())
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
+	ready.accepting.Store(false)
+	timeout := g.cfg.Server.ShutdownTimeout.D()
+	logger.Info("shutting down", "timeout_seconds", timeout.Seconds())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := server.Shutdown(shutdownCtx); err != nil {
+	if err := g.server.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("SMTP shutdown incomplete", "error", err)
 	}
 	if err := engine.Shutdown(shutdownCtx); err != nil {
@@ -137,8 +173,10 @@ func runGateway(path string, controls <-chan control, life lifecycle, stderr io.
 	return nil
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: logLevel(c.Level)}
+// newLogger writes in the configured format at level, which reload may
+// change.
+func newLogger(c config.Log, level slog.Leveler, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

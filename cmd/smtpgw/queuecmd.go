@@ -1,42 +1,66 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/safetext"
 )
 
 const queueUsage = `usage: smtpgw queue <command> [-config FILE] [ID]
 
+smtpgw queue inspects and changes the spool named by [queue] dir. It reads
+only the [queue] section, works on the files directly and is safe while the
+gateway runs (which notices changes within a second). Run it as the service
+user.
+
 commands:
-  list           one line per message: ID, state, mailbox, attempts, age, last error
-  show ID        envelope, state and headers of one message
-  retry ID|all   try now (a dead letter goes back to the queue)
-  delete ID      remove a message for good
-  retry-failed   move every dead letter back to the queue
+  list [-state S] [-json]    one line per message: ID, state, mailbox, sender,
+                             recipient count, attempts, age, last error;
+                             S is queued, deferred or failed
+  show ID                    envelope, state and headers of one message
+  retry ID|all               try now (a dead letter goes back to the queue)
+  delete ID                  remove a message for good
+  retry-failed               move every dead letter back to the queue
+  purge-failed -older-than D delete dead letters older than D (e.g. 7d)
+
+example: smtpgw queue list -config /etc/smtpgw/smtpgw.toml -state failed
 `
 
-// queueCommand inspects and changes the spool of the configuration. It works
-// on the files directly, so it is safe while the server runs: the server is
-// poked to rescan.
+// queueStates are the values of queue list -state.
+var queueStates = []string{queue.StateQueued, queue.StateDeferred, queue.StateFailed}
+
+// queueCommand inspects and changes the spool of the configuration.
 func queueCommand(args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] == "help" {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, queueUsage)
 		return nil
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("queue "+sub, flag.ContinueOnError)
-	path := fs.String("config", "", "configuration file (default: the built-in example)")
-	operands, err := parseInterspersed(fs, args[1:])
+	path := fs.String("config", "", "configuration file (default: $"+configEnv+", else the built-in example)")
+	var state, olderThan string
+	var asJSON bool
+	switch sub {
+	case "list":
+		fs.StringVar(&state, "state", "", "only messages in this state: "+strings.Join(queueStates, ", "))
+		fs.BoolVar(&asJSON, "json", false, "one JSON array, for scripts")
+	case "purge-failed":
+		fs.StringVar(&olderThan, "older-than", "", `age of the dead letters to delete, e.g. "7d" or "36h"`)
+	}
+	operands, err := parseInterspersed(fs, args[1:], stdout)
 	if err != nil {
 		return err
 	}
-	want := map[string]int{"list": 0, "retry-failed": 0, "show": 1, "retry": 1, "delete": 1}
+	want := map[string]int{"list": 0, "retry-failed": 0, "purge-failed": 0, "show": 1, "retry": 1, "delete": 1}
 	n, known := want[sub]
 	if !known {
 		return fmt.Errorf("%w: unknown queue command %q\n\n%s", errUsage, sub, queueUsage)
@@ -44,17 +68,26 @@ func queueCommand(args []string, stdout io.Writer) error {
 	if len(operands) != n {
 		return fmt.Errorf("%w: queue %s takes %d argument(s)\n\n%s", errUsage, sub, n, queueUsage)
 	}
-	cfg, err := loadConfig(*path)
+	if state != "" && !slices.Contains(queueStates, state) {
+		return fmt.Errorf("%w: -state must be one of %s", errUsage, strings.Join(queueStates, ", "))
+	}
+	var age config.Duration
+	if sub == "purge-failed" {
+		if err := age.UnmarshalText([]byte(olderThan)); err != nil || olderThan == "" {
+			return fmt.Errorf("%w: purge-failed needs -older-than, e.g. -older-than 7d", errUsage)
+		}
+	}
+	q, err := loadQueueConfig(*path)
 	if err != nil {
 		return err
 	}
-	spool, err := queue.OpenExisting(cfg.Queue.Dir)
+	spool, err := queue.OpenExisting(q.Dir)
 	if err != nil {
 		return err
 	}
 	switch sub {
 	case "list":
-		return listQueue(spool, stdout)
+		return listQueue(spool, state, asJSON, stdout)
 	case "show":
 		return showMessage(spool, operands[0], stdout)
 	case "retry":
@@ -76,16 +109,20 @@ func queueCommand(args []string, stdout io.Writer) error {
 		count, err := spool.RetryFailed()
 		fmt.Fprintf(stdout, "%d dead letter(s) moved back to the queue\n", count)
 		return err
+	case "purge-failed":
+		count, err := spool.PurgeFailed(age.D())
+		fmt.Fprintf(stdout, "%d dead letter(s) older than %s deleted\n", count, olderThan)
+		return err
 	}
 	return nil
 }
 
 // parseInterspersed parses flags given before or after the operands, so
 // that both `queue show -config F ID` and `queue show ID -config F` work.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+func parseInterspersed(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
 	var operands []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args, stdout); err != nil {
 			return nil, err
 		}
 		if fs.NArg() == 0 {
@@ -96,17 +133,29 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func listQueue(spool *queue.Spool, stdout io.Writer) error {
+func listQueue(spool *queue.Spool, state string, asJSON bool, stdout io.Writer) error {
 	list, err := spool.List()
 	if err != nil {
 		return err
 	}
+	if state != "" {
+		list = slices.DeleteFunc(list, func(m queue.Info) bool { return m.State != state })
+	}
+	if asJSON {
+		if list == nil {
+			list = []queue.Info{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list)
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tMAILBOX\tATTEMPTS\tAGE\tLAST ERROR")
+	fmt.Fprintln(tw, "ID\tSTATE\tMAILBOX\tFROM\tRCPTS\tATTEMPTS\tAGE\tLAST ERROR")
 	now := time.Now()
 	for _, m := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", m.ID, m.State, m.Mailbox, m.Attempts,
-			now.Sub(m.Received).Round(time.Second), oneLine(m.LastError))
+		from := "<" + safetext.Escape(m.MailFrom) + ">"
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.ID, m.State, safetext.Escape(m.Mailbox), from, len(m.Recipients), m.Attempts,
+			now.Sub(m.Received).Round(time.Second), safetext.Escape(oneLine(m.LastError)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -120,23 +169,30 @@ func showMessage(spool *queue.Spool, id string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	next := "now"
-	if !d.NextAttempt.IsZero() {
+	var next string
+	switch {
+	case d.State == queue.StateFailed:
+		next = "none: a dead letter (smtpgw queue retry " + d.ID + " tries it again)"
+	case d.NextAttempt.IsZero():
+		next = "now"
+	default:
 		next = d.NextAttempt.Format(time.RFC3339)
 	}
 	fmt.Fprintf(stdout, "ID:           %s\n", d.ID)
 	fmt.Fprintf(stdout, "State:        %s\n", d.State)
-	fmt.Fprintf(stdout, "Identity:     %s\n", d.Envelope.Identity)
-	fmt.Fprintf(stdout, "Client:       %s\n", d.Envelope.ClientAddr)
-	fmt.Fprintf(stdout, "Mailbox:      %s\n", d.Mailbox)
-	fmt.Fprintf(stdout, "Mail from:    <%s>\n", d.MailFrom)
-	fmt.Fprintf(stdout, "Recipients:   %s\n", strings.Join(d.Recipients, ", "))
+	// Client data is escaped: a recipient of "\x1b]0;…" must not drive
+	// the admin's terminal.
+	fmt.Fprintf(stdout, "Identity:     %s\n", safetext.Escape(d.Envelope.Identity))
+	fmt.Fprintf(stdout, "Client:       %s\n", safetext.Escape(d.Envelope.ClientAddr))
+	fmt.Fprintf(stdout, "Mailbox:      %s\n", safetext.Escape(d.Mailbox))
+	fmt.Fprintf(stdout, "Mail from:    <%s>\n", safetext.Escape(d.MailFrom))
+	fmt.Fprintf(stdout, "Recipients:   %s\n", safetext.Escape(strings.Join(d.Recipients, ", ")))
 	fmt.Fprintf(stdout, "Received:     %s\n", d.Received.Format(time.RFC3339))
 	fmt.Fprintf(stdout, "Size:         %d bytes\n", d.Size)
 	fmt.Fprintf(stdout, "Attempts:     %d\n", d.Attempts)
 	fmt.Fprintf(stdout, "Next attempt: %s\n", next)
-	fmt.Fprintf(stdout, "Last error:   %s\n\n", d.LastError)
-	_, err = stdout.Write(d.Header)
+	fmt.Fprintf(stdout, "Last error:   %s\n\n", safetext.Escape(d.LastError))
+	_, err = io.WriteString(stdout, safetext.EscapeLines(string(d.Header)))
 	return err
 }
 

@@ -1,33 +1,33 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/smtpgw/smtpgw"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/sdnotify"
 )
 
+// configEnv names the configuration file when -config is absent, for
+// containers and service managers.
+const configEnv = "SMTPGW_CONFIG"
+
+// builtInExample is the name the embedded example configuration goes by in
+// logs and errors.
+const builtInExample = "built-in config.example.toml"
+
 // serve runs the gateway until the platform asks it to stop: SIGINT or
 // SIGTERM stop it, SIGHUP reloads the configuration.
-func serve(args []string, stderr io.Writer) error {
+func serve(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	path := fs.String("config", "", "configuration file (default: the built-in example)")
-	if err := fs.Parse(args); err != nil {
+	path := fs.String("config", "", "configuration file (default: $"+configEnv+", else the built-in example)")
+	if err := noArguments(fs, args, stdout); err != nil {
 		return err
 	}
 	signals := make(chan os.Signal, 1)
@@ -40,7 +40,11 @@ func serve(args []string, stderr io.Writer) error {
 		for {
 			select {
 			case sig := <-signals:
-				controls <- controlFor(sig)
+				select {
+				case controls <- controlFor(sig):
+				case <-done:
+					return
+				}
 			case <-done:
 				return
 			}
@@ -58,13 +62,49 @@ func newLifecycle() lifecycle {
 	return noLifecycle{}
 }
 
-// loadConfig reads the file at path, or the built-in example when path is
-// empty, so that `smtpgw serve` works on a fresh checkout.
-func loadConfig(path string) (*config.Config, error) {
-	if path == "" {
-		return config.Parse(smtpgw.ExampleConfig, "built-in config.example.toml")
+// configSource is the configuration file to use: path (from -config), else
+// the file SMTPGW_CONFIG names, else builtInExample.
+func configSource(path string) string {
+	if path != "" {
+		return path
 	}
-	return config.Load(path)
+	if env := os.Getenv(configEnv); env != "" {
+		return env
+	}
+	return builtInExample
+}
+
+// loadConfig reads the configuration configSource(path) names.
+func loadConfig(path string) (*config.Config, error) {
+	data, name, err := readConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	return config.Parse(data, name)
+}
+
+// loadQueueConfig reads only the [queue] section, for the queue commands.
+func loadQueueConfig(path string) (config.Queue, error) {
+	data, name, err := readConfig(path)
+	if err != nil {
+		return config.Queue{}, err
+	}
+	return config.ParseQueue(data, name)
+}
+
+// readConfig returns the content and name of the configuration
+// configSource(path) names; the built-in example makes `smtpgw serve` work
+// on a fresh checkout.
+func readConfig(path string) ([]byte, string, error) {
+	source := configSource(path)
+	if source == builtInExample {
+		return smtpgw.ExampleConfig, builtInExample, nil
+	}
+	data, err := os.ReadFile(source)
+	if err != nil {
+		return nil, "", fmt.Errorf("read configuration: %w", err)
+	}
+	return data, source, nil
 }
 
 func logLevel(name string) slog.Level {
@@ -77,27 +117,4 @@ func logLevel(name string) slog.Level {
 		return slog.LevelError
 	}
 	return slog.LevelInfo
-}
-
-// serveMetrics exposes Prometheus metrics and a liveness check until ctx ends.
-func serveMetrics(ctx context.Context, addr string, registry *prometheus.Registry, logger *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics listener: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("metrics server stopped", "error", err)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	logger.Info("metrics listening", "address", ln.Addr().String())
-	return nil
 }

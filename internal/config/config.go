@@ -19,6 +19,7 @@ type Config struct {
 	Queue     Queue      `toml:"queue"`
 	Users     []User     `toml:"user"`
 	Networks  []Network  `toml:"network"`
+	Limits    Limits     `toml:"limits"`
 	Log       Log        `toml:"log"`
 	Metrics   Metrics    `toml:"metrics"`
 
@@ -105,6 +106,10 @@ type Queue struct {
 	MinBackoff         Duration `toml:"min_backoff"`         // default 1m
 	MaxBackoff         Duration `toml:"max_backoff"`         // default 1h
 	Bounce             *bool    `toml:"bounce"`              // default true
+	// MinFreeSpace is the disk space new mail must leave free in the spool's
+	// file system; below it clients get 452 4.3.1.
+	MinFreeSpace Size     `toml:"min_free_space"` // default 1GiB
+	FailedMaxAge Duration `toml:"failed_max_age"` // dead letters are deleted after it, default 30 days
 }
 
 // BounceEnabled reports the effective bounce setting (default true).
@@ -116,6 +121,7 @@ type User struct {
 	PasswordHash   string   `toml:"password_hash"`   // bcrypt
 	Mailbox        string   `toml:"mailbox"`         // empty: the envelope sender's own mailbox
 	AllowedSenders []string `toml:"allowed_senders"` // default [Mailbox]
+	Policy
 }
 
 // Network is one [[network]] entry: clients identified by address.
@@ -123,15 +129,58 @@ type Network struct {
 	CIDRs          []string `toml:"cidrs"`
 	Mailbox        string   `toml:"mailbox"`
 	AllowedSenders []string `toml:"allowed_senders"` // default [Mailbox]
+	Policy
+
+	// A network behind NAT (a branch office) is many devices on one
+	// address: it may raise the [limits] per address. 0: [limits] applies.
+	ConnectionsPerAddress int `toml:"connections_per_address"`
+	ConnectionsPerMinute  int `toml:"connections_per_minute"`
 
 	// Prefixes are CIDRs parsed by Load (a bare address becomes a /32 or /128).
 	Prefixes []netip.Prefix `toml:"-"`
+}
+
+// header_from values.
+const (
+	HeaderFromRewrite = "rewrite" // a foreign From becomes the mailbox; Sender and Resent-* are dropped
+	HeaderFromReject  = "reject"  // a foreign From, Sender or Resent-* is refused at the end of DATA
+)
+
+// Policy is what one identity ([[user]] or [[network]]) may send, beyond
+// its allowed senders.
+type Policy struct {
+	HeaderFrom        string   `toml:"header_from"`         // HeaderFromRewrite or HeaderFromReject; default rewrite
+	AllowedRecipients []string `toml:"allowed_recipients"`  // patterns as allowed_senders; default any
+	MessagesPerMinute int      `toml:"messages_per_minute"` // 0: no limit
+	RecipientsPerDay  int      `toml:"recipients_per_day"`  // 0: no limit
+}
+
+// Limits is the [limits] section: what one client may cost the gateway.
+// The keys follow Postfix's anvil and smtpd error limits (see README).
+type Limits struct {
+	ConnectionsPerAddress int      `toml:"connections_per_address"` // open at once, default 20
+	ConnectionsPerMinute  int      `toml:"connections_per_minute"`  // new ones per address, default 60
+	MaxErrors             int      `toml:"max_errors"`              // error replies per connection before 421, default 10
+	ErrorsBeforeDelay     int      `toml:"errors_before_delay"`     // error replies answered at once, default 3
+	ErrorDelay            Duration `toml:"error_delay"`             // added per further error reply, default 1s
+	SessionLifetime       Duration `toml:"session_lifetime"`        // default 30m, not extended by NOOP or RSET
+	IdleTimeout           Duration `toml:"idle_timeout"`            // waiting for a command, default 5m
+	AuthFailures          int      `toml:"auth_failures"`           // per address and per /24 or /64, default 10
+	AuthFailureWindow     Duration `toml:"auth_failure_window"`     // default 15m
+	AuthMinDuration       Duration `toml:"auth_min_duration"`       // every AUTH answer takes this long at least, default 400ms
+	AuthWorkers           int      `toml:"auth_workers"`            // concurrent bcrypt checks, default 2 per CPU
 }
 
 // Log is the [log] section.
 type Log struct {
 	Level  string `toml:"level"`  // debug | info | warn | error; default info
 	Format string `toml:"format"` // text | json; default text
+	// DebugClients limits the SMTP conversations logged at level debug to
+	// these addresses or CIDRs; empty: every client's.
+	DebugClients []string `toml:"debug_clients"`
+
+	// DebugPrefixes are DebugClients parsed by Load.
+	DebugPrefixes []netip.Prefix `toml:"-"`
 }
 
 // Metrics is the [metrics] section.

@@ -69,7 +69,8 @@ func TestProblems(t *testing.T) {
 		want         []string // each must appear in the error text
 	}{
 		{"unknown key", minimal + "\n[server]\nhostnme = \"x\"\n", []string{"x.toml:13: server.hostnme: unknown key"}},
-		{"unknown key in array table", strings.Replace(minimal, `address = "127.0.0.1:2525"`, "address = \"127.0.0.1:2525\"\ntls_mode = \"none\"", 1), []string{"x.toml:4: listener.tls_mode: unknown key"}},
+		{"unknown key in array table", strings.Replace(minimal, `address = "127.0.0.1:2525"`, "address = \"127.0.0.1:2525\"\ntls_mode = \"none\"", 1), []string{"x.toml:4: listener[0].tls_mode: unknown key"}},
+		{"wrong type", "[server]\nmax_recipients = \"500\"\n" + minimal, []string{"x.toml:2: server.max_recipients: is a string (in quotes), but must be an integer"}},
 		{"bad size", "[server]\nmax_message_size = \"lots\"\n" + minimal, []string{`x.toml:2: server.max_message_size`, "invalid size"}},
 		{"syntax", "[server\n", []string{"x.toml:2:", "end table name"}},
 		{"bad tls mode", strings.Replace(minimal, `address = "127.0.0.1:2525"`, "address = \"127.0.0.1:2525\"\ntls = \"ssl\"", 1), []string{`x.toml:4: listener[0].tls: must be none, starttls or implicit, not "ssl"`}},
@@ -92,6 +93,57 @@ func TestProblems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestUnknownKeyOncePerOccurrence(t *testing.T) {
+	users := `
+[[user]]
+username = "a"
+password_hash = '` + testHash + `'
+mailbox = "a@example.com"
+
+[[user]]
+username = "b"
+password_hash = '` + testHash + `'
+mailbx = "b@example.com"
+
+[[user]]
+username = "c"
+password_hash = '` + testHash + `'
+mailbox = "c@example.com"
+mailbx = "c@example.com"
+`
+	_, err := Parse([]byte(minimal+users), "x.toml")
+	var problems Errors
+	if !errors.As(err, &problems) {
+		t.Fatalf("error %v is not Errors", err)
+	}
+	var got []string
+	for _, p := range problems {
+		if p.Msg == "unknown key" {
+			got = append(got, p.String())
+		}
+	}
+	want := []string{"x.toml:20: user[1].mailbx: unknown key", "x.toml:26: user[2].mailbx: unknown key"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("unknown keys:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestParseQueueIgnoresTheRest(t *testing.T) {
+	// A credential file the admin cannot read must not stop queue commands.
+	config := strings.Replace(minimal, "[outbox]\ndir = \"out\"", "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"x\"\nclient_secret_file = \"/nonexistent\"", 1) +
+		"\n[queue]\ndir = \"/var/spool/smtpgw\"\nmax_age = \"3d\"\n"
+	q, err := ParseQueue([]byte(config), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Dir != "/var/spool/smtpgw" || q.MaxAge.D() != 72*time.Hour || q.Workers != defaultWorkers {
+		t.Errorf("queue = %+v", q)
+	}
+	if _, err := ParseQueue([]byte(config+"workerz = 3\n"), "x.toml"); err == nil || !strings.Contains(err.Error(), "queue.workerz: unknown key") {
+		t.Errorf("unknown [queue] key: %v", err)
 	}
 }
 
@@ -149,5 +201,59 @@ func TestSizeAndDuration(t *testing.T) {
 		if err := d.UnmarshalText([]byte(in)); err != nil || d.D() != want {
 			t.Errorf("Duration(%q) = %v, %v; want %v", in, d, err, want)
 		}
+	}
+}
+
+func TestLimitsAndPolicy(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+`
+connections_per_address = 200
+header_from = "reject"
+allowed_recipients = ["*@contoso.com"]
+messages_per_minute = 30
+
+[limits]
+max_errors = 5
+error_delay = "10ms"
+`), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, l := cfg.Networks[0], cfg.Limits
+	if n.ConnectionsPerAddress != 200 || n.ConnectionsPerMinute != 0 || n.HeaderFrom != HeaderFromReject ||
+		n.AllowedRecipients[0] != "*@contoso.com" || n.MessagesPerMinute != 30 || n.RecipientsPerDay != 0 {
+		t.Errorf("network %+v", n)
+	}
+	if l.MaxErrors != 5 || l.ErrorDelay.D() != 10*time.Millisecond || l.ConnectionsPerAddress != 20 ||
+		l.ConnectionsPerMinute != 60 || l.ErrorsBeforeDelay != 3 || l.SessionLifetime.D() != 30*time.Minute ||
+		l.IdleTimeout.D() != 5*time.Minute || l.AuthFailures != 10 || l.AuthFailureWindow.D() != 15*time.Minute ||
+		l.AuthMinDuration.D() != 400*time.Millisecond || l.AuthWorkers < 2 {
+		t.Errorf("limits %+v", l)
+	}
+	if cfg.Queue.MinFreeSpace != 1<<30 || cfg.Queue.FailedMaxAge.D() != 30*24*time.Hour {
+		t.Errorf("queue %+v", cfg.Queue)
+	}
+
+	_, err = Parse([]byte(minimal+"header_from = \"drop\"\nallowed_recipients = [\"nobody\"]\n\n[limits]\nmax_errors = -1\n"), "x.toml")
+	for _, want := range []string{
+		`x.toml:11: network[0].header_from: must be rewrite or reject, not "drop"`,
+		`x.toml:12: network[0].allowed_recipients: "nobody" is neither an address nor *@domain`,
+		`x.toml:15: limits.max_errors: must be at least 1`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want %q", err, want)
+		}
+	}
+}
+
+func TestWeakHashWarning(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+"\n[[user]]\nusername = \"mfp\"\npassword_hash = \""+testHash+"\"\nmailbox = \"a@example.com\"\n"), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], `user "mfp": password_hash has bcrypt cost 4, below 10`) {
+		t.Errorf("warnings %q", cfg.Warnings)
+	}
+	if w := WeakHashWarning("$2a$10$" + strings.Repeat("a", 53)); w != "" {
+		t.Errorf("cost 10: %q", w)
 	}
 }

@@ -120,15 +120,21 @@ func withoutIndexes(key string) string {
 	return b.String()
 }
 
-// linesOf returns every line where a key with this index-free path is
+// occurrence is one place a key is written.
+type occurrence struct {
+	key  string // with indexes: "user[1].mailbx"
+	line int
+}
+
+// occurrences returns every place a key with this index-free path is
 // written, in file order.
-func (k keyLines) linesOf(plain string) []int {
-	var found []int
+func (k keyLines) occurrences(plain string) []occurrence {
+	var found []occurrence
 	for key, n := range k {
 		if withoutIndexes(key) == plain {
-			found = append(found, n)
+			found = append(found, occurrence{key, n})
 		}
 	}
-	slices.Sort(found)
+	slices.SortFunc(found, func(a, b occurrence) int { return a.line - b.line })
 	return found
 }

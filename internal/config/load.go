@@ -1,9 +1,9 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -29,22 +29,37 @@ func Parse(data []byte, name string) (*Config, error) {
 	md, err := toml.Decode(string(data), &cfg)
 	if err != nil {
 		// Syntax and type errors stop decoding: report the one found.
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			return nil, Errors{{File: name, Line: perr.Position.Line, Key: perr.LastKey, Msg: perr.Message}}
-		}
-		return nil, Errors{{File: name, Msg: err.Error()}}
+		return nil, decodeErrors(name, data, err)
 	}
 	v := &validator{file: name, lines: indexKeys(data)}
-	for _, key := range md.Undecoded() {
-		v.unknownKey(key.String())
-	}
+	v.unknownKeys(md.Undecoded(), "")
 	cfg.applyDefaults()
 	v.check(&cfg)
 	if len(v.problems) > 0 {
 		return nil, v.problems
 	}
 	return &cfg, nil
+}
+
+// ParseQueue validates only the [queue] section of a configuration, for
+// the queue admin commands: they must work whatever the rest of the file
+// holds, such as a credential they may not read.
+func ParseQueue(data []byte, name string) (Queue, error) {
+	var doc struct {
+		Queue Queue `toml:"queue"`
+	}
+	md, err := toml.Decode(string(data), &doc)
+	if err != nil {
+		return Queue{}, decodeErrors(name, data, err)
+	}
+	v := &validator{file: name, lines: indexKeys(data)}
+	v.unknownKeys(md.Undecoded(), "queue.")
+	doc.Queue.applyDefaults()
+	v.checkQueue(&doc.Queue)
+	if len(v.problems) > 0 {
+		return Queue{}, v.problems
+	}
+	return doc.Queue, nil
 }
 
 // ClientSecret returns the client secret from client_secret_file, else
@@ -85,6 +100,19 @@ const (
 	defaultMaxAge          = Duration(48 * 3600e9)
 	defaultMinBackoff      = Duration(60e9)
 	defaultMaxBackoff      = Duration(3600e9)
+	defaultMinFreeSpace    = 1 << 30
+	defaultFailedMaxAge    = Duration(30 * 24 * 3600e9)
+
+	defaultConnectionsPerAddress = 20
+	defaultConnectionsPerMinute  = 60
+	defaultMaxErrors             = 10
+	defaultErrorsBeforeDelay     = 3
+	defaultErrorDelay            = Duration(1e9)
+	defaultSessionLifetime       = Duration(30 * 60e9)
+	defaultIdleTimeout           = Duration(5 * 60e9)
+	defaultAuthFailures          = 10
+	defaultAuthFailureWindow     = Duration(15 * 60e9)
+	defaultAuthMinDuration       = Duration(400e6)
 )
 
 func (c *Config) applyDefaults() {
@@ -109,21 +137,40 @@ func (c *Config) applyDefaults() {
 		setDefault(&g.Cloud, CloudGlobal)
 		setDefault(&g.Timeout, defaultGraphTimeout)
 	}
-	q := &c.Queue
+	c.Queue.applyDefaults()
+	for i := range c.Users {
+		defaultSenders(&c.Users[i].AllowedSenders, c.Users[i].Mailbox)
+		setDefault(&c.Users[i].HeaderFrom, HeaderFromRewrite)
+	}
+	for i := range c.Networks {
+		defaultSenders(&c.Networks[i].AllowedSenders, c.Networks[i].Mailbox)
+		setDefault(&c.Networks[i].HeaderFrom, HeaderFromRewrite)
+	}
+	l := &c.Limits
+	setDefault(&l.ConnectionsPerAddress, defaultConnectionsPerAddress)
+	setDefault(&l.ConnectionsPerMinute, defaultConnectionsPerMinute)
+	setDefault(&l.MaxErrors, defaultMaxErrors)
+	setDefault(&l.ErrorsBeforeDelay, defaultErrorsBeforeDelay)
+	setDefault(&l.ErrorDelay, defaultErrorDelay)
+	setDefault(&l.SessionLifetime, defaultSessionLifetime)
+	setDefault(&l.IdleTimeout, defaultIdleTimeout)
+	setDefault(&l.AuthFailures, defaultAuthFailures)
+	setDefault(&l.AuthFailureWindow, defaultAuthFailureWindow)
+	setDefault(&l.AuthMinDuration, defaultAuthMinDuration)
+	setDefault(&l.AuthWorkers, 2*runtime.NumCPU())
+	setDefault(&c.Log.Level, "info")
+	setDefault(&c.Log.Format, "text")
+}
+
+func (q *Queue) applyDefaults() {
 	setDefault(&q.Dir, defaultQueueDir)
 	setDefault(&q.MailboxConcurrency, maxMailboxConcurrency)
 	setDefault(&q.Workers, defaultWorkers)
 	setDefault(&q.MaxAge, defaultMaxAge)
 	setDefault(&q.MinBackoff, defaultMinBackoff)
 	setDefault(&q.MaxBackoff, defaultMaxBackoff)
-	for i := range c.Users {
-		defaultSenders(&c.Users[i].AllowedSenders, c.Users[i].Mailbox)
-	}
-	for i := range c.Networks {
-		defaultSenders(&c.Networks[i].AllowedSenders, c.Networks[i].Mailbox)
-	}
-	setDefault(&c.Log.Level, "info")
-	setDefault(&c.Log.Format, "text")
+	setDefault(&q.MinFreeSpace, defaultMinFreeSpace)
+	setDefault(&q.FailedMaxAge, defaultFailedMaxAge)
 }
 
 // defaultSenders lets an identity send as its own mailbox when the admin

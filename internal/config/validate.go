@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/BurntSushi/toml"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -25,13 +26,24 @@ func (v *validator) add(key, format string, args ...any) {
 	v.problems = append(v.problems, Problem{File: v.file, Line: v.lines.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (v *validator) unknownKey(plain string) {
-	lines := v.lines.linesOf(plain)
-	if len(lines) == 0 {
-		lines = []int{0}
-	}
-	for _, n := range lines {
-		v.problems = append(v.problems, Problem{File: v.file, Line: n, Key: plain, Msg: "unknown key"})
+// unknownKeys reports each key the file sets that the configuration does
+// not know, once per place it is written, with its index in an array of
+// tables (user[1].mailbx). Only keys starting with prefix count.
+func (v *validator) unknownKeys(keys []toml.Key, prefix string) {
+	seen := map[string]bool{}
+	for _, k := range keys {
+		plain := k.String()
+		if seen[plain] || !strings.HasPrefix(plain, prefix) {
+			continue
+		}
+		seen[plain] = true
+		written := v.lines.occurrences(plain)
+		if len(written) == 0 {
+			v.problems = append(v.problems, Problem{File: v.file, Key: plain, Msg: "unknown key"})
+		}
+		for _, o := range written {
+			v.problems = append(v.problems, Problem{File: v.file, Line: o.line, Key: o.key, Msg: "unknown key"})
+		}
 	}
 }
 
@@ -59,6 +71,7 @@ func (v *validator) check(c *Config) {
 	v.checkQueue(&c.Queue)
 	v.checkUsers(c.Users)
 	v.checkNetworks(c.Networks)
+	v.checkLimits(&c.Limits)
 	if len(c.Users) == 0 && len(c.Networks) == 0 {
 		v.add("user", "no [[user]] and no [[network]]: no client could submit mail")
 	}
@@ -71,6 +84,14 @@ func (v *validator) check(c *Config) {
 	case "text", "json":
 	default:
 		v.add("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+	for _, client := range c.Log.DebugClients {
+		p, err := parsePrefix(client)
+		if err != nil {
+			v.add("log.debug_clients", "%q is not an address or CIDR", client)
+			continue
+		}
+		c.Log.DebugPrefixes = append(c.Log.DebugPrefixes, p)
 	}
 	if a := c.Metrics.Address; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {
@@ -213,6 +234,9 @@ func (v *validator) checkQueue(q *Queue) {
 	if q.Workers < 1 {
 		v.add("queue.workers", "must be at least 1")
 	}
+	if q.FailedMaxAge < 0 {
+		v.add("queue.failed_max_age", "must not be negative")
+	}
 	if q.MinBackoff > q.MaxBackoff {
 		v.add("queue.min_backoff", "is longer than max_backoff (%s)", q.MaxBackoff)
 	}
@@ -231,11 +255,14 @@ func (v *validator) checkUsers(users []User) {
 		seen[strings.ToLower(u.Username)] = true
 		if cost, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil || cost < bcrypt.MinCost {
 			v.add(key+".password_hash", "must be a bcrypt hash (make one with `smtpgw hash-password`)")
+		} else if warning := WeakHashWarning(u.PasswordHash); warning != "" {
+			v.warn("user %q: %s", u.Username, warning)
 		}
 		if u.Mailbox == "" && len(u.AllowedSenders) == 0 {
 			v.add(key+".mailbox", "a user without mailbox sends as its envelope sender, so it needs allowed_senders")
 		}
 		v.identityAddresses(key, u.Mailbox, u.AllowedSenders)
+		v.checkPolicy(key, &u.Policy)
 	}
 }
 
@@ -261,6 +288,58 @@ func (v *validator) checkNetworks(networks []Network) {
 			v.add(key+".mailbox", "is required: the mailbox these clients send as")
 		}
 		v.identityAddresses(key, n.Mailbox, n.AllowedSenders)
+		v.checkPolicy(key, &n.Policy)
+		v.nonNegative(key+".connections_per_address", n.ConnectionsPerAddress)
+		v.nonNegative(key+".connections_per_minute", n.ConnectionsPerMinute)
+	}
+}
+
+func (v *validator) checkPolicy(key string, p *Policy) {
+	switch p.HeaderFrom {
+	case HeaderFromRewrite, HeaderFromReject:
+	default:
+		v.add(key+".header_from", "must be rewrite or reject, not %q", p.HeaderFrom)
+	}
+	v.addressPatterns(key+".allowed_recipients", p.AllowedRecipients)
+	v.nonNegative(key+".messages_per_minute", p.MessagesPerMinute)
+	v.nonNegative(key+".recipients_per_day", p.RecipientsPerDay)
+}
+
+func (v *validator) checkLimits(l *Limits) {
+	for _, n := range []struct {
+		key   string
+		value int
+	}{
+		{"limits.connections_per_address", l.ConnectionsPerAddress},
+		{"limits.connections_per_minute", l.ConnectionsPerMinute},
+		{"limits.max_errors", l.MaxErrors},
+		{"limits.errors_before_delay", l.ErrorsBeforeDelay},
+		{"limits.auth_failures", l.AuthFailures},
+		{"limits.auth_workers", l.AuthWorkers},
+	} {
+		if n.value < 1 {
+			v.add(n.key, "must be at least 1")
+		}
+	}
+	for _, d := range []struct {
+		key   string
+		value Duration
+	}{
+		{"limits.error_delay", l.ErrorDelay},
+		{"limits.session_lifetime", l.SessionLifetime},
+		{"limits.idle_timeout", l.IdleTimeout},
+		{"limits.auth_failure_window", l.AuthFailureWindow},
+		{"limits.auth_min_duration", l.AuthMinDuration},
+	} {
+		if d.value < 0 {
+			v.add(d.key, "must not be negative")
+		}
+	}
+}
+
+func (v *validator) nonNegative(key string, n int) {
+	if n < 0 {
+		v.add(key, "must not be negative")
 	}
 }
 
@@ -282,13 +361,18 @@ func (v *validator) identityAddresses(key, mailbox string, senders []string) {
 	if mailbox != "" && !isAddress(mailbox) {
 		v.add(key+".mailbox", "%q is not an email address", mailbox)
 	}
-	for _, s := range senders {
+	v.addressPatterns(key+".allowed_senders", senders)
+}
+
+// addressPatterns checks a list of addresses and *@domain patterns.
+func (v *validator) addressPatterns(key string, patterns []string) {
+	for _, s := range patterns {
 		if domain, ok := strings.CutPrefix(s, "*@"); ok {
 			if !isAddress("x@" + domain) {
-				v.add(key+".allowed_senders", "%q: a pattern is *@domain", s)
+				v.add(key, "%q: a pattern is *@domain", s)
 			}
 		} else if !isAddress(s) {
-			v.add(key+".allowed_senders", "%q is neither an address nor *@domain", s)
+			v.add(key, "%q is neither an address nor *@domain", s)
 		}
 	}
 }

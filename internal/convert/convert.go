@@ -46,7 +46,7 @@ func Convert(open Opener, env *envelope.Envelope) (*Result, error) {
 	res := &Result{}
 	m := &res.Message
 	m.Subject = decodedText(header, "Subject")
-	setAddresses(m, header, env)
+	setAddresses(m, h, header, env)
 	m.ReplyTo = recipients(addressList(header, "Reply-To"))
 	m.Importance = importance(h)
 	if id, err := header.MessageID(); err == nil && id != "" && !strings.ContainsAny(id, " <>") {
@@ -95,16 +95,11 @@ func isSecured(mediaType string) bool {
 	return false
 }
 
-// setAddresses applies the envelope to the header's From, To and Cc.
-func setAddresses(m *Message, h gomail.Header, env *envelope.Envelope) {
-	from := &Recipient{EmailAddress: EmailAddress{Address: env.Mailbox}}
-	if list := addressList(h, "From"); len(list) > 0 {
-		from.EmailAddress.Name = list[0].Name
-		if envelope.SenderAllowed(env.AllowedSenders, list[0].Address) {
-			from.EmailAddress.Address = list[0].Address
-		}
-	}
-	m.From = from
+// setAddresses applies the sender policy to From (headerFrom; Graph's JSON
+// has no Sender or Resent-* to carry) and the envelope to To and Cc.
+func setAddresses(m *Message, raw textproto.Header, h gomail.Header, env *envelope.Envelope) {
+	from, _, _ := headerFrom(raw, env)
+	m.From = &Recipient{EmailAddress: EmailAddress{Name: from.Name, Address: from.Address}}
 
 	seen := map[string]bool{}
 	pick := func(key string) []Recipient {
@@ -166,12 +161,17 @@ func importance(h textproto.Header) string {
 	return ""
 }
 
-// xHeaders keeps the first X- headers Graph accepts and names the rest.
+// xHeaders keeps the first X- headers Graph accepts and names the rest,
+// Exchange's own X-MS-* among them: those are never passed on.
 func xHeaders(h textproto.Header) (kept []Header, dropped []string) {
 	fields := h.Fields()
 	for fields.Next() {
 		name := fields.Key()
 		if !strings.HasPrefix(strings.ToLower(name), "x-") {
+			continue
+		}
+		if isExchangeHeader(name) {
+			dropped = append(dropped, name)
 			continue
 		}
 		value := strings.Join(strings.Fields(headerUTF8(fields.Value())), " ")

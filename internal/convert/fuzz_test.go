@@ -37,6 +37,7 @@ func FuzzConvert(f *testing.F) {
 		if n := res.EstimatedRequestSize(); n != int64(len(data)) {
 			t.Fatalf("EstimatedRequestSize %d, request is %d bytes", n, len(data))
 		}
+		checkStreamed(t, res)
 		for _, a := range res.Attachments {
 			r, err := a.Open()
 			if err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/mail"
 	"regexp"
 	"sort"
@@ -14,20 +13,24 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/charset"
 	gomail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
+
+// byteOrderMark is UTF-8's, which some Windows programs write first.
+const byteOrderMark = "\uFEFF"
 
 // maxHeaderBytes bounds the top-level header held in memory.
 const maxHeaderBytes = 1 << 20
 
 // readHeader reads a message's top-level header as leniently as mail
-// servers do: a leading mbox "From " line is skipped, and the first line
-// that is not a header field ends the header and starts the body, as if
-// the blank line between them had been forgotten. body continues after the
-// header. Convert, Attachment.Open and the MIME passthrough all read the
-// header through here, so they agree on where the body starts.
+// servers do: a UTF-8 byte-order mark, lines of white space and white space
+// before the first field are skipped, so is a leading mbox "From " line,
+// and the first line that is not a header field ends the header and starts
+// the body, as if the blank line between them had been forgotten. body
+// continues after the header. Convert, Attachment.Open and the MIME
+// passthrough all read the header through here, so they agree on where the
+// body starts.
 func readHeader(br *bufio.Reader) (h textproto.Header, body io.Reader, err error) {
 	var clean bytes.Buffer
 	body = br
@@ -41,6 +44,14 @@ func readHeader(br *bufio.Reader) (h textproto.Header, body io.Reader, err error
 			return h, nil, fmt.Errorf("reading the message header: %w", err)
 		}
 		text := bytes.TrimRight(line, "\r\n")
+		if fields == 0 && len(text) > 0 {
+			if first {
+				text = bytes.TrimPrefix(text, []byte(byteOrderMark))
+			}
+			if text = bytes.TrimLeft(text, " \t"); len(text) == 0 {
+				continue
+			}
+		}
 		switch {
 		case len(line) == 0:
 			// End of input: a header without a body.
@@ -108,29 +119,12 @@ func isHeaderField(line []byte) bool {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
-// headerUTF8 turns raw header text into UTF-8. Unencoded ISO-2022-JP (old
-// Japanese software) is recognised by its escape sequences; other valid
-// UTF-8 stays; anything else is read as Windows-1252, the charset of the
-// devices that send unencoded Latin text in headers.
+// headerUTF8 turns raw header text into UTF-8. Raw 8-bit bytes inside an
+// encoded word (Eudora writes them) are escaped first, so that the word
+// decodes in the charset it names; other raw text is read as lenientUTF8
+// reads it.
 func headerUTF8(s string) string {
-	if strings.Contains(s, "\x1b$") {
-		return toUTF8([]byte(s), "iso-2022-jp")
-	}
-	return toUTF8([]byte(s), "")
-}
-
-var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}
-
-// decodeWord decodes RFC 2047 encoded words, keeping the text when it
-// cannot.
-func decodeWord(s string) string {
-	if !strings.Contains(s, "=?") {
-		return s
-	}
-	if d, err := wordDecoder.DecodeHeader(s); err == nil {
-		return d
-	}
-	return s
+	return lenientUTF8([]byte(escapeEightBitWords(s)))
 }
 
 // decodedText is a header's value as UTF-8 with RFC 2047 words decoded.
@@ -138,71 +132,176 @@ func decodedText(h gomail.Header, key string) string {
 	return strings.TrimSpace(decodeWord(headerUTF8(h.Get(key))))
 }
 
-var addrSpecRE = regexp.MustCompile(`[^\s<>,;:"()\[\]]+@[^\s<>,;:"()\[\]]+\.[^\s<>,;:"()\[\]]+`)
+// addrSpecRE finds bare addresses in text that does not parse; a domain
+// without a dot (localhost, an intranet host) is an address too.
+var addrSpecRE = regexp.MustCompile(`[^\s<>,;:"()\[\]@]+@[^\s<>,;:"()\[\]@]+`)
 
 // addressList parses an address header leniently: when the whole list does
 // not parse, each entry (separated by commas, or the semicolons Outlook
 // users type) is parsed alone, and an entry that still does not parse gives
-// its bare addresses without a name.
+// its bare addresses without a name. Display names are decoded by
+// decodeWord, like every other header text: net/mail is given the encoded
+// words in quotes, so that it keeps them as they are. This also decodes
+// encoded words that a quoted display name holds, as every mail client
+// does, though RFC 2047 forbids them there.
 func addressList(h gomail.Header, key string) []*mail.Address {
-	v := headerUTF8(h.Get(key))
+	v := quoteEncodedWords(headerUTF8(h.Get(key)))
 	if strings.TrimSpace(v) == "" {
 		return nil
 	}
-	if list, err := gomail.ParseAddressList(v); err == nil {
-		return list
+	list, err := mail.ParseAddressList(v)
+	if err != nil {
+		list = nil
+		for _, entry := range splitOutsideQuotes(v, ",;") {
+			list = append(list, entryAddresses(entry)...)
+		}
+	}
+	for _, a := range list {
+		a.Name = decodeWord(a.Name)
+	}
+	return list
+}
+
+// quoteEncodedWords puts each encoded word of an address list that stands
+// outside quotes, comments and angle addresses in quotes of its own.
+func quoteEncodedWords(v string) string {
+	matches := encodedWordRE.FindAllStringIndex(v, -1)
+	if matches == nil {
+		return v
+	}
+	var b strings.Builder
+	var st structure
+	last := 0
+	for i := 0; i < len(v) && len(matches) > 0; i++ {
+		if m := matches[0]; i == m[0] {
+			matches = matches[1:]
+			if st.outside() {
+				b.WriteString(v[last:m[0]])
+				b.WriteString(`"` + quotedPairs.Replace(v[m[0]:m[1]]) + `"`)
+				last = m[1]
+				i = m[1] - 1 // the word is a quoted string now: nothing in it is structure
+				continue
+			}
+		}
+		st.next(v[i])
+	}
+	return b.String() + v[last:]
+}
+
+// quotedPairs escapes text for a quoted string.
+var quotedPairs = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
+// entryAddresses parses one entry of an address list that does not parse
+// whole. An entry that does not parse as it is is tried again without what
+// net/mail refuses but RFC 5322 allows: comments and white space inside the
+// address (pete(his account)@silly.test) and an obsolete source route
+// (<@relay:jdoe@example.com>). Failing that, its bare addresses are kept.
+func entryAddresses(entry string) []*mail.Address {
+	// A group's name and terminator ("team: a@b;") are not addresses.
+	if name, rest, ok := strings.Cut(entry, ":"); ok && !strings.ContainsAny(name, `"<@(`) {
+		entry = rest
+	}
+	entry = strings.TrimSpace(entry)
+	if entry == "" {
+		return nil
+	}
+	if a, err := mail.ParseAddress(entry); err == nil {
+		return []*mail.Address{a}
+	}
+	repaired := obsRouteRE.ReplaceAllString(withoutInnerCFWS(entry), "<")
+	if a, err := mail.ParseAddress(repaired); err == nil {
+		return []*mail.Address{a}
 	}
 	var out []*mail.Address
-	for _, entry := range splitOutsideQuotes(v, ",;") {
-		// A group's name and terminator ("team: a@b;") are not addresses.
-		if name, rest, ok := strings.Cut(entry, ":"); ok && !strings.ContainsAny(name, `"<@`) {
-			entry = rest
-		}
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
-		if a, err := gomail.ParseAddress(entry); err == nil {
-			out = append(out, a)
-			continue
-		}
-		for _, addr := range addrSpecRE.FindAllString(entry, -1) {
-			out = append(out, &mail.Address{Address: addr})
-		}
+	for _, addr := range addrSpecRE.FindAllString(repaired, -1) {
+		out = append(out, &mail.Address{Address: addr})
 	}
 	return out
+}
+
+// obsRouteRE matches the start of an angle address with an obsolete source
+// route (RFC 5322 section 4.4), which only the last address after it needs.
+var obsRouteRE = regexp.MustCompile(`<[\s,]*@[^<>:"]*:`)
+
+// withoutInnerCFWS drops what RFC 5322 allows inside an address but
+// net/mail refuses: comments, except one that ends the entry, which
+// net/mail reads as the display name ("a@b (Name)"), and white space
+// beside "@" (john @ example.com).
+func withoutInnerCFWS(s string) string {
+	var out, comment strings.Builder
+	var st structure
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		inComment := st.comment > 0
+		st.next(c)
+		switch {
+		case inComment || st.comment > 0:
+			comment.WriteByte(c)
+			if st.comment == 0 {
+				if strings.TrimSpace(s[i+1:]) == "" {
+					out.WriteString(comment.String())
+				}
+				comment.Reset()
+			}
+		case !st.quoted && (c == ' ' || c == '\t') &&
+			(strings.HasPrefix(strings.TrimLeft(s[i+1:], " \t"), "@") || strings.HasSuffix(out.String(), "@")):
+		default:
+			out.WriteByte(c)
+		}
+	}
+	return out.String() + comment.String()
 }
 
 // splitOutsideQuotes splits s at any of the bytes in seps where it is not
 // inside a quoted string, an angle-bracketed address or a comment.
 func splitOutsideQuotes(s, seps string) []string {
 	var parts []string
-	quoted, escaped, angle, comment := false, false, 0, 0
+	var st structure
 	start := 0
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case escaped:
-			escaped = false
-		case c == '\\':
-			escaped = true
-		case c == '"':
-			quoted = !quoted
-		case quoted:
-		case c == '<':
-			angle++
-		case c == '>' && angle > 0:
-			angle--
-		case c == '(':
-			comment++
-		case c == ')' && comment > 0:
-			comment--
-		case strings.IndexByte(seps, c) >= 0 && angle == 0 && comment == 0:
+		if st.outside() && strings.IndexByte(seps, s[i]) >= 0 {
 			parts = append(parts, s[start:i])
 			start = i + 1
 		}
+		st.next(s[i])
 	}
 	return append(parts, s[start:])
+}
+
+// structure follows structured header text byte by byte: quoted strings,
+// comments (which nest) and angle-bracketed addresses. Inside a quoted
+// string only its end and escapes count; inside a comment, only
+// parentheses and escapes.
+type structure struct {
+	quoted, escaped bool
+	comment, angle  int
+}
+
+func (st *structure) next(c byte) {
+	switch {
+	case st.escaped:
+		st.escaped = false
+	case c == '\\':
+		st.escaped = true
+	case st.comment == 0 && c == '"':
+		st.quoted = !st.quoted
+	case st.quoted:
+	case c == '(':
+		st.comment++
+	case c == ')' && st.comment > 0:
+		st.comment--
+	case st.comment > 0:
+	case c == '<':
+		st.angle++
+	case c == '>' && st.angle > 0:
+		st.angle--
+	}
+}
+
+// outside reports that the next byte is plain structure: not escaped, and
+// in no quoted string, comment or angle address.
+func (st *structure) outside() bool {
+	return !st.escaped && !st.quoted && st.comment == 0 && st.angle == 0
 }
 
 // parseParams parses a Content-Type or Content-Disposition value, more

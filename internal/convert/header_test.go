@@ -1,7 +1,9 @@
 package convert
 
 import (
+	"bufio"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,6 +22,12 @@ func TestLenientHeader(t *testing.T) {
 		{"header only", "Subject: only\nTo: a@contoso.com", "only", ""},
 		{"space before the colon", "Subject : spaced\nTo: a@contoso.com\n\nx", "spaced", "x"},
 		{"leading blank line: no header", "\nhello\n", "", "hello\r\n"},
+		{"leading line of spaces skipped", "   \nSubject: s\nTo: a@contoso.com\n\nbody", "s", "body"},
+		{"leading lines of white space skipped", " \t\n\t\nSubject: s\n\nbody", "s", "body"},
+		{"UTF-8 byte-order mark skipped", "\uFEFFSubject: s\nTo: a@contoso.com\n\nbody", "s", "body"},
+		{"byte-order mark before an mbox line", "\uFEFFFrom nobody Mon Nov 23 08:00:00 2026\nSubject: s\n\nbody", "s", "body"},
+		{"space before the first field", " Subject: s\nTo: a@contoso.com\n\nbody", "s", "body"},
+		{"tab before the first field, folded value", "\tSubject: s\n  continued\n\nbody", "s continued", "body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,7 +40,7 @@ func TestLenientHeader(t *testing.T) {
 }
 
 func TestNotAMessage(t *testing.T) {
-	for _, raw := range []string{"", "hello world\n", "\x00\x01\x02 garbage", " leading space: x\n\nbody", "PK\x03\x04\x14\x00\x06\x00"} {
+	for _, raw := range []string{"", "hello world\n", "\x00\x01\x02 garbage", "  \n hello world\n", "PK\x03\x04\x14\x00\x06\x00"} {
 		_, err := Convert(bytesOpener([]byte(raw)), testEnvelope)
 		var malformed *MalformedError
 		if !errors.As(err, &malformed) {
@@ -60,6 +68,98 @@ func TestEightBitHeaders(t *testing.T) {
 	jis := "To: a@contoso.com\nSubject: \x1b$B8+@Q=q\x1b(B\n\nx"
 	if got := convertString(t, jis, testEnvelope).Message.Subject; got != "見積書" {
 		t.Errorf("unencoded ISO-2022-JP subject %q", got)
+	}
+}
+
+func TestEncodedWords(t *testing.T) {
+	tests := []struct {
+		name, subject, want string
+	}{
+		{"8-bit byte in a Q word (Eudora)", "=?iso-8859-1?Q?Fr\xf6sche?= im Teich", "Frösche im Teich"},
+		{"8-bit UTF-8 in a Q word", "=?utf-8?Q?Fr\xc3\xb6sche?=", "Frösche"},
+		{"UTF-7 Q word (Outlook 2000)", "=?utf-7?Q?Fr+APY-sche?=", "Frösche"},
+		{"UTF-7 B word", "=?UTF-7?B?RnIrQVBZLXNjaGU=?=", "Frösche"},
+		{"unknown charset, ASCII", "=?NONE?B?VEVTVA==?=", "TEST"},
+		{"unknown charset, UTF-8 bytes", "=?x-unknown?Q?Caf=C3=A9?=", "Café"},
+		{"unknown charset, Latin-1 bytes", "=?x-unknown?Q?Caf=E9?=", "Café"},
+		{"word that says UTF-8 holds Latin-1", "=?utf-8?Q?Caf=E9?=", "Café"},
+		{"raw UTF-8 with one invalid byte", "Привет\xff мир", "Привет\uFFFD мир"},
+		{"white space between words dropped", "=?utf-8?Q?a?= =?iso-8859-1?Q?b?=\r\n =?utf-8?B?Yw==?= d", "abc d"},
+		{"text between words kept", "Re: =?utf-8?Q?caf=C3=A9?= and =?utf-8?Q?th=C3=A9?=", "Re: café and thé"},
+		{"UTF-8 character split between words", "=?utf-8?B?5pel5g==?= =?utf-8?B?nKzoqp4=?=", "日本語"},
+		{"Shift_JIS character split between words", "=?shift_jis?B?jKmQ?= =?shift_jis?B?z4+R?=", "見積書"},
+		{"base64 without padding", "=?utf-8?B?w6lsw6h2ZQ?=", "élève"},
+		{"stray equals sign in a Q word", "=?utf-8?Q?5=_off?=", "5= off"},
+		{"language suffix", "=?utf-8*fr?Q?=C3=A9t=C3=A9?=", "été"},
+		{"UTF-8 labelled Latin-1", "=?ISO-8859-1?Q?Best=C3=A4tigung?=", "Bestätigung"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := convertString(t, "To: a@contoso.com\nSubject: "+tt.subject+"\n\nx", testEnvelope).Message
+			if m.Subject != tt.want {
+				t.Errorf("subject %q, want %q", m.Subject, tt.want)
+			}
+		})
+	}
+}
+
+func TestDisplayNames(t *testing.T) {
+	tests := []struct {
+		name, from, want string
+	}{
+		{"encoded word in a quoted name (Thunderbird)", `"=?ISO-8859-1?Q?Fran=E7ois?=" <f@contoso.com>`, "François"},
+		{"UTF-7 word", `=?utf-7?Q?Fr+APY-sche?= <f@contoso.com>`, "Frösche"},
+		{"unknown charset", `=?NONE?B?VEVTVA==?= <f@contoso.com>`, "TEST"},
+		{"8-bit byte in a Q word", "=?iso-8859-1?Q?J\xfcrgen?= <f@contoso.com>", "Jürgen"},
+		{"raw UTF-8 with one invalid byte", "\xd0\x94\xd0\xbc\xd0\xb8\xd1\x82\xd1\x80\xd0\xb8\xd0\xb9\xff <f@contoso.com>", "Дмитрий\uFFFD"},
+		{"raw Latin-1", "Fran\xe7ois <f@contoso.com>", "François"},
+		{"Shift_JIS character split between words", "=?shift_jis?B?jKmQ?=\n =?shift_jis?B?z4+R?= <f@contoso.com>", "見積書"},
+		{"UTF-8 labelled Latin-1", "=?ISO-8859-1?Q?Best=C3=A4tigung?= <f@contoso.com>", "Bestätigung"},
+		{"words and quoted text", `"Dr." =?utf-8?Q?J=C3=BCrgen?= "(IT)" <f@contoso.com>`, "Dr. Jürgen (IT)"},
+		{"quote, tab and parenthesis in a Q word", "=?utf-8?Q?a\"b\tc(?= <f@contoso.com>", "a\"b\tc("},
+		{"encoded word in a comment name", "f@contoso.com (=?utf-8?Q?J=C3=BCrgen?=)", "Jürgen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := convertString(t, "From: "+tt.from+"\nTo: a@contoso.com\n\nx", testEnvelope).Message
+			if got := m.From.EmailAddress; got.Name != tt.want || got.Address != "f@contoso.com" {
+				t.Errorf("from %+v, want %q <f@contoso.com>", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestAddressRecovery parses address headers that net/mail refuses; every
+// address in them must be kept.
+func TestAddressRecovery(t *testing.T) {
+	tests := []struct {
+		header string
+		want   []EmailAddress
+	}{
+		{`pete(his account)@silly.test`, []EmailAddress{{"", "pete@silly.test"}}},
+		{`Pete(A nice \) chap) <pete(his account)@silly.test(his host)>`, []EmailAddress{{"Pete", "pete@silly.test"}}},
+		{`pete(his account)@silly.test (Pete)`, []EmailAddress{{"Pete", "pete@silly.test"}}},
+		{`John <john @ example.com>, "A @ B" <a@contoso.com>`, []EmailAddress{{"John", "john@example.com"}, {"A @ B", "a@contoso.com"}}},
+		{`pete(unclosed@silly.test`, []EmailAddress{{"", "unclosed@silly.test"}}},
+		{`<@relay.example:jdoe@test.example>`, []EmailAddress{{"", "jdoe@test.example"}}},
+		{`John <@r1.example,@r2.example:jdoe@test.example>, b@contoso.com`, []EmailAddress{{"John", "jdoe@test.example"}, {"", "b@contoso.com"}}},
+		{`root@localhost, <broken@@x>, admin@intranet ops@intranet`, []EmailAddress{{"", "root@localhost"}, {"", "admin@intranet"}, {"", "ops@intranet"}}},
+		{`"Smith, J" <j@contoso.com>; "unclosed <k@host>`, []EmailAddress{{"Smith, J", "j@contoso.com"}, {"", "k@host"}}},
+		// Every encoded word of a name decodes alike, whatever the text of an earlier one.
+		{`=?utf-8?Q?a(?= <a@contoso.com>, =?ISO-8859-1?Q?Best=C3=A4tigung?= <b@contoso.com>`, []EmailAddress{{"a(", "a@contoso.com"}, {"Bestätigung", "b@contoso.com"}}},
+	}
+	for _, tt := range tests {
+		h, _, err := readHeader(bufio.NewReader(strings.NewReader("To: " + tt.header + "\r\n\r\n")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []EmailAddress
+		for _, a := range addressList(mailHeader(h), "To") {
+			got = append(got, EmailAddress{a.Name, a.Address})
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %+v, want %+v", tt.header, got, tt.want)
+		}
 	}
 }
 

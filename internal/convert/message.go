@@ -1,9 +1,6 @@
 package convert
 
-import (
-	"encoding/json"
-	"io"
-)
+import "io"
 
 // Opener opens a fresh stream over some bytes each time it is called: the
 // raw message in the spool, or the decoded content of one attachment. It lets
@@ -101,8 +98,9 @@ type SendMailRequest struct {
 	SaveToSentItems bool    `json:"saveToSentItems"`
 }
 
-// SendMailRequest loads every attachment into the message, for a request
-// that carries them inline.
+// SendMailRequest loads every attachment into the message: the request
+// in memory, as encoding/json would write it. Senders stream it with
+// WriteSendMailRequest instead; tests compare the two.
 func (r *Result) SendMailRequest(saveToSentItems bool) (*SendMailRequest, error) {
 	m := r.Message
 	m.Attachments = make([]FileAttachment, 0, len(r.Attachments))
@@ -134,38 +132,4 @@ func (a Attachment) Load() (FileAttachment, error) {
 		ODataType: FileAttachmentType, Name: a.Name, ContentType: a.ContentType,
 		IsInline: a.IsInline, ContentID: a.ContentID, ContentBytes: data,
 	}, nil
-}
-
-// EstimatedRequestSize is the size in bytes of the JSON sendMail request
-// for r, computed without reading any attachment: the sender uses it to
-// choose between one sendMail request and a draft with upload sessions. It
-// is exact for saveToSentItems false and one byte over for true.
-func (r *Result) EstimatedRequestSize() int64 {
-	req := SendMailRequest{Message: r.Message}
-	req.Message.Attachments = nil
-	n := jsonSize(req)
-	if len(r.Attachments) > 0 {
-		n += int64(len(`,"attachments":[]`) + len(r.Attachments) - 1)
-	}
-	for _, a := range r.Attachments {
-		n += a.EncodedSize()
-	}
-	return n
-}
-
-// EncodedSize is the size in bytes of the attachment as one JSON
-// fileAttachment, its content in base64, without reading the content.
-func (a Attachment) EncodedSize() int64 {
-	meta := FileAttachment{
-		ODataType: FileAttachmentType, Name: a.Name, ContentType: a.ContentType,
-		IsInline: a.IsInline, ContentID: a.ContentID, ContentBytes: []byte{},
-	}
-	return jsonSize(meta) + (a.Size+2)/3*4
-}
-
-// jsonSize is the length of v as encoding/json writes it.
-func jsonSize(v any) int64 {
-	// Strings, booleans and bytes only: Marshal cannot fail.
-	data, _ := json.Marshal(v)
-	return int64(len(data))
 }

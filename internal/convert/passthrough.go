@@ -19,7 +19,8 @@ import (
 //   - To and Cc keep only envelope recipients (the envelope decides);
 //   - Bcc lists the envelope recipients not in To or Cc (Graph sends to the
 //     header's recipients only);
-//   - From becomes the mailbox when the identity may not send as it.
+//   - the sender policy applies (applySenderPolicy): one allowed From, no
+//     foreign Sender or Resent-*, no X-MS-* header.
 func passthrough(open Opener, env *envelope.Envelope) Opener {
 	return func() (io.ReadCloser, error) {
 		rc, err := open()
@@ -43,13 +44,7 @@ func passthrough(open Opener, env *envelope.Envelope) Opener {
 }
 
 func rewriteForEnvelope(h *gomail.Header, env *envelope.Envelope) {
-	if from := addressList(*h, "From"); len(from) == 0 || !envelope.SenderAllowed(env.AllowedSenders, from[0].Address) {
-		name := ""
-		if len(from) > 0 {
-			name = from[0].Name
-		}
-		h.SetAddressList("From", []*mail.Address{{Name: name, Address: env.Mailbox}})
-	}
+	applySenderPolicy(h, env)
 	listed := map[string]bool{}
 	for _, key := range []string{"To", "Cc"} {
 		if !h.Has(key) {

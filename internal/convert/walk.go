@@ -10,18 +10,19 @@ import (
 	"mime/quotedprintable"
 	"path"
 	"strings"
-	"unicode/utf8"
 
-	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
 )
 
 // maxDepth bounds MIME nesting: deeper structures are kept as attachments.
 const maxDepth = 20
 
-// maxBodyBytes bounds the text kept in memory for one body part; past it
-// the part travels as an attachment.
-const maxBodyBytes = 8 << 20
+// maxBodyBytes bounds the text one message keeps in memory, all its body
+// parts together; a text part past it travels as an attachment, streamed
+// from the source like any other. It is Graph's request limit: more text
+// than that can never travel as a message body anyway. Memory per message
+// in flight stays bounded whatever the number and size of text parts.
+const maxBodyBytes = 4 << 20
 
 // part is one MIME entity as the walker sees it.
 type part struct {
@@ -47,8 +48,9 @@ type textBody struct {
 // walker walks a message once to describe it; open re-reads the message
 // when an attachment is streamed later.
 type walker struct {
-	open    Opener
-	unnamed int // attachments named so far without a name of their own
+	open      Opener
+	unnamed   int // attachments named so far without a name of their own
+	bodyBytes int // text kept in memory so far, up to maxBodyBytes
 }
 
 func newPart(h textproto.Header, body io.Reader, path []int, defaultType string) *part {
@@ -189,7 +191,10 @@ func (w *walker) leaf(p *part, inRelated bool) (tree, error) {
 	var size int64
 	var subject string
 	if isText && disposition != "attachment" && filename == "" && !inRelated {
-		body, n, err := readText(p)
+		body, n, err := readText(p, maxBodyBytes-w.bodyBytes)
+		if body != nil {
+			w.bodyBytes += len(body.content)
+		}
 		if err != nil || body != nil {
 			return tree{body: body}, err
 		}
@@ -225,40 +230,19 @@ func (w *walker) leaf(p *part, inRelated bool) (tree, error) {
 	return tree{attachments: []Attachment{a}}, nil
 }
 
-// readText decodes a body part to UTF-8. A part too large to be a body
-// gives no body but its decoded size, read to the end.
-func readText(p *part) (*textBody, int64, error) {
+// readText decodes a body part to UTF-8. A part over limit bytes gives no
+// body but its decoded size, read to the end.
+func readText(p *part, limit int) (*textBody, int64, error) {
 	r := transferDecoder(p.header.Get("Content-Transfer-Encoding"), p.body)
-	raw, err := io.ReadAll(io.LimitReader(r, maxBodyBytes+1))
+	raw, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return nil, 0, err
 	}
-	if len(raw) <= maxBodyBytes {
-		return &textBody{html: p.mediaType == "text/html", content: toUTF8(raw, p.params["charset"])}, 0, nil
+	if len(raw) <= limit {
+		return &textBody{html: p.mediaType == "text/html", content: textToUTF8(raw, p.mediaType, p.params["charset"])}, 0, nil
 	}
 	rest, err := io.Copy(io.Discard, r)
 	return nil, int64(len(raw)) + rest, err
-}
-
-// toUTF8 decodes text in charset. An unknown or wrong charset keeps the
-// content: valid UTF-8 as it is, anything else read as Windows-1252.
-func toUTF8(raw []byte, cs string) string {
-	if cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
-		if r, err := charset.Reader(cs, bytes.NewReader(raw)); err == nil {
-			if decoded, err := io.ReadAll(r); err == nil && utf8.Valid(decoded) {
-				return string(decoded)
-			}
-		}
-	}
-	if utf8.Valid(raw) {
-		return string(raw)
-	}
-	if r, err := charset.Reader("windows-1252", bytes.NewReader(raw)); err == nil {
-		if decoded, err := io.ReadAll(r); err == nil {
-			return strings.ToValidUTF8(string(decoded), "\uFFFD")
-		}
-	}
-	return strings.ToValidUTF8(string(raw), "\uFFFD")
 }
 
 // measure counts an attachment's decoded bytes without keeping them; for an

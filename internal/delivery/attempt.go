@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
+	"strings"
 	"time"
 
+	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/safetext"
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
@@ -67,25 +71,15 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
 	}
 	env := entry.Envelope
-	msg, err := e.convert(entry.Raw(), env)
-	if errors.Is(err, queue.ErrNotFound) {
-		return result{id: id, finished: true}
-	}
-	if err != nil {
-		e.fail(entry, id, failure{
-			reason: "conversion failed: " + err.Error(),
-			plain:  "The gateway could not read the message.",
-			status: "5.6.0",
-		})
-		return result{id: id, finished: true}
-	}
-	if len(msg.DroppedHeaders) > 0 {
-		e.log.Warn("X- headers dropped: Graph accepts at most five", "id", id, "headers", msg.DroppedHeaders)
+	if until := e.mailboxes.holdUntil(env.Mailbox, len(env.Recipients), e.clock.Now()); until.After(e.clock.Now()) {
+		e.log.Warn("held: the mailbox would pass Exchange's 10,000 recipients a day and be blocked",
+			"id", id, "mailbox", env.Mailbox, "until", until)
+		return result{id: id, next: until}
 	}
 
-	// Count the attempt and set the next one before the call, so that a
-	// crash during the call neither loses the message nor retries it at
-	// once, over and over.
+	// Count the attempt and set the next one before converting, so that a
+	// message that crashes the converter or the call neither is lost nor
+	// is retried at once, over and over, after every restart.
 	before := entry.State
 	st := before
 	now := e.clock.Now()
@@ -101,25 +95,59 @@ func (e *Engine) attempt(ctx context.Context, id string) result {
 	}
 	entry.State = st
 
+	var msg *convert.Result
+	err = recovered(func() (err error) {
+		msg, err = e.convert(entry.Raw(), env)
+		return err
+	})
+	var crash *panicError
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		return result{id: id, finished: true}
+	case errors.As(err, &crash):
+		e.failPanic(entry, id, "converting", crash)
+		return result{id: id, finished: true}
+	case err != nil:
+		e.fail(entry, id, failure{
+			reason: "conversion failed: " + err.Error(),
+			plain:  "The gateway could not read the message.",
+			status: "5.6.0",
+		})
+		return result{id: id, finished: true}
+	}
+	if n := len(msg.DroppedHeaders); n > 0 {
+		e.log.Warn("X- headers dropped: Graph accepts at most five, and never Exchange's X-MS-*", "id", id,
+			"count", n, "first", safetext.Log(strings.Join(msg.DroppedHeaders[:min(n, 5)], ", ")))
+	}
+
 	start := time.Now()
 	e.metrics.inFlight.Inc()
-	receipt, err := e.target.Send(ctx, env, msg)
+	var receipt upstream.Receipt
+	err = recovered(func() (err error) {
+		receipt, err = e.target.Send(ctx, env, msg)
+		return err
+	})
 	e.metrics.inFlight.Dec()
 	took := time.Since(start)
 	e.metrics.sendDuration.Observe(took.Seconds())
 	now = e.clock.Now()
+	if errors.As(err, &crash) {
+		e.failPanic(entry, id, "sending", crash)
+		return result{id: id, finished: true}
+	}
 
 	v, ue := classify(ctx, err)
 	switch v {
 	case delivered:
 		e.metrics.delivered.Inc()
+		e.mailboxes.record(env.Mailbox, len(env.Recipients), now)
 		if err := e.spool.Done(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			// It stays on disk and may be sent again after its next
 			// attempt time: at least once, never lost.
 			e.log.Error("delivered but cannot remove from spool", "id", id, "error", err)
 		}
 		e.log.Info("delivered", "id", id, "mailbox", env.Mailbox, "status", receipt.Status,
-			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration", took.Round(time.Millisecond))
+			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration_seconds", took.Seconds())
 		return result{id: id, finished: true}
 
 	case gone:
@@ -221,4 +249,35 @@ func (e *Engine) fail(entry *queue.Entry, id string, f failure) {
 	if e.bounce {
 		e.sendBounce(entry.Envelope, f)
 	}
+}
+
+// panicError is a panic recovered while converting or sending one message.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+// recovered runs f and returns a panic inside it as a *panicError: a bug
+// that one message trips must not take the gateway and every other message
+// down with it.
+func recovered(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: debug.Stack()}
+		}
+	}()
+	return f()
+}
+
+// failPanic logs a recovered panic with its stack and moves the message to
+// the dead letters: trying it again would only panic again.
+func (e *Engine) failPanic(entry *queue.Entry, id, while string, p *panicError) {
+	e.log.Error("internal error while "+while+" a message", "id", id, "panic", fmt.Sprint(p.value), "stack", string(p.stack))
+	e.fail(entry, id, failure{
+		reason: "internal error while " + while + " the message: " + p.Error(),
+		plain:  "The gateway could not process the message because of an internal error.",
+		status: "5.3.0",
+	})
 }

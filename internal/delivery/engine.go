@@ -75,6 +75,7 @@ type Engine struct {
 	maxAge     time.Duration
 	minBackoff time.Duration
 	maxBackoff time.Duration
+	mailboxes  *mailboxGuard
 
 	// Messages committed since the loop last looked, and its wake-up call.
 	mu        sync.Mutex
@@ -133,6 +134,7 @@ func New(cfg Config) *Engine {
 		maxAge:     q.MaxAge.D(),
 		minBackoff: q.MinBackoff.D(),
 		maxBackoff: q.MaxBackoff.D(),
+		mailboxes:  newMailboxGuard(),
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),

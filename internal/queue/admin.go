@@ -20,17 +20,18 @@ const (
 )
 
 // Info describes one spooled message for `smtpgw queue list`.
+// Its JSON form is what `smtpgw queue list -json` prints.
 type Info struct {
-	ID          string
-	State       string // StateQueued, StateDeferred or StateFailed
-	Mailbox     string
-	MailFrom    string // empty for a null sender
-	Recipients  []string
-	Attempts    int
-	Received    time.Time
-	NextAttempt time.Time // zero: due now
-	LastError   string    // for a dead letter, the reason it failed
-	Size        int64     // bytes of the raw message
+	ID          string    `json:"id"`
+	State       string    `json:"state"` // StateQueued, StateDeferred or StateFailed
+	Mailbox     string    `json:"mailbox"`
+	MailFrom    string    `json:"mail_from"` // empty for a null sender
+	Recipients  []string  `json:"recipients"`
+	Attempts    int       `json:"attempts"`
+	Received    time.Time `json:"received"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"` // zero: due now
+	LastError   string    `json:"last_error,omitempty"`  // for a dead letter, the reason it failed
+	Size        int64     `json:"size"`                  // bytes of the raw message
 }
 
 // Detail is Info plus what `smtpgw queue show` prints.
@@ -201,6 +202,32 @@ func (s *Spool) RetryFailed() (int, error) {
 	return s.forEach(failedDir, s.requeue)
 }
 
+// PurgeFailed deletes the dead letters that failed more than olderThan
+// ago, and returns how many.
+func (s *Spool) PurgeFailed(olderThan time.Duration) (int, error) {
+	cutoff := time.Now().Add(-olderThan)
+	return s.forEach(failedDir, func(id string) error {
+		e, err := s.load(failedDir, id)
+		if err != nil {
+			return err
+		}
+		failed := e.State.Failed
+		if failed.IsZero() {
+			failed = e.Envelope.Received
+		}
+		if failed.After(cutoff) {
+			return errLeft
+		}
+		return s.remove(failedDir, id)
+	})
+}
+
+// errLeft is what a forEach function returns for a message it leaves alone.
+var errLeft = errors.New("left alone")
+
+// forEach calls fn for each message in folder and returns how many it
+// handled. Messages gone meanwhile, and those fn leaves alone, are not
+// errors.
 func (s *Spool) forEach(folder string, fn func(id string) error) (int, error) {
 	ids, err := s.ids(folder)
 	if err != nil {
@@ -212,7 +239,7 @@ func (s *Spool) forEach(folder string, fn func(id string) error) (int, error) {
 		switch err := fn(id); {
 		case err == nil:
 			n++
-		case !errors.Is(err, ErrNotFound): // gone meanwhile: nothing to do
+		case !errors.Is(err, ErrNotFound) && !errors.Is(err, errLeft):
 			errs = append(errs, err)
 		}
 	}

@@ -10,6 +10,7 @@
 //	                absent for a message never tried
 //	failed/         dead letters, same layout; the state names the reason
 //	poke            present when an admin command changed the spool
+//	smtpgw.lock     held by the gateway that delivers from the spool; its PID
 //
 // A .msg file is never modified after it is committed; everything that
 // changes lives in the small .state file, replaced atomically. A .state

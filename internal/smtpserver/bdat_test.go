@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -66,11 +65,9 @@ func TestBDAT(t *testing.T) {
 	if ids := ts.queued(t); len(ids) != 1 {
 		t.Errorf("queue %v, want only %s", ids, id)
 	}
-
-	// Chunks above the size limit are refused.
-	r.cmd("MAIL FROM:<printer@contoso.com>", "250 ")
-	r.cmd("RCPT TO:<a@example.com>", "250 ")
-	r.bdat(strings.Repeat(strings.Repeat("x", 98)+"\r\n", maxMessageSize/100+1), true, "552 5.3.4 ")
+	// A chunk above the size limit: TestOversizedBDATCloses. Not on this
+	// connection: go-smtp's goroutine of the abandoned transfer reads its
+	// result channel unsynchronized, racing with the next BDAT.
 }
 
 func TestMetrics(t *testing.T) {

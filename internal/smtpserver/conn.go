@@ -1,8 +1,10 @@
 package smtpserver
 
 import (
+	"bytes"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -10,34 +12,46 @@ import (
 // goodbyeTimeout bounds how long a farewell 421 may take to write.
 const goodbyeTimeout = 5 * time.Second
 
-// connTracker counts open connections, enforces max_connections and lets
-// Shutdown reach every connection.
+// connTracker counts open connections, in all and per client address,
+// enforces max_connections and connections_per_address, and lets Shutdown
+// reach every connection.
 type connTracker struct {
-	mu       sync.Mutex
-	max      int // 0: no limit
-	conns    map[*trackedConn]struct{}
-	draining bool
-	empty    chan struct{} // closed once draining and no connection is left
+	mu        sync.Mutex
+	max       int // 0: no limit
+	conns     map[*trackedConn]struct{}
+	perClient map[netip.Addr]int
+	draining  bool
+	empty     chan struct{} // closed once draining and no connection is left
 }
 
 func newConnTracker(max int) *connTracker {
-	return &connTracker{max: max, conns: make(map[*trackedConn]struct{})}
+	return &connTracker{max: max, conns: make(map[*trackedConn]struct{}), perClient: make(map[netip.Addr]int)}
 }
 
-// add starts tracking c, or refuses it with errShuttingDown or
-// errTooManyConnections.
-func (t *connTracker) add(c net.Conn) (*trackedConn, error) {
+// admission is what a new connection may do, from the configuration in
+// force when it arrives.
+type admission struct {
+	perAddress int           // connections open at once from its address
+	lifetime   time.Duration // session_lifetime
+}
+
+// add starts tracking c from client, or refuses it with errShuttingDown,
+// errTooManyConnections or errAddressConnections.
+func (t *connTracker) add(c net.Conn, client netip.Addr, a admission) (*trackedConn, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.draining {
+	switch {
+	case t.draining:
 		return nil, errShuttingDown
-	}
-	if t.max > 0 && len(t.conns) >= t.max {
+	case t.max > 0 && len(t.conns) >= t.max:
 		return nil, errTooManyConnections
+	case t.perClient[client] >= a.perAddress:
+		return nil, errAddressConnections
 	}
-	tc := &trackedConn{Conn: c, tracker: t}
+	tc := &trackedConn{Conn: c, tracker: t, client: client, end: time.Now().Add(a.lifetime), closed: make(chan struct{})}
 	tc.outer = tc
 	t.conns[tc] = struct{}{}
+	t.perClient[client]++
 	return tc, nil
 }
 
@@ -45,6 +59,9 @@ func (t *connTracker) remove(c *trackedConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.conns, c)
+	if t.perClient[c.client]--; t.perClient[c.client] <= 0 {
+		delete(t.perClient, c.client)
+	}
 	if t.draining && len(t.conns) == 0 {
 		close(t.empty)
 		t.empty = nil
@@ -95,10 +112,14 @@ func (t *connTracker) closeAll() {
 // there is TLS). It knows whether a mail transaction is in progress, so
 // that a shutdown lets transactions finish and closes idle sessions, and
 // it can close the connection right after a final reply is written, which
-// go-smtp itself cannot do.
+// go-smtp itself cannot do. It also holds what the limits count per
+// connection, and bounds every read by the session's lifetime.
 type trackedConn struct {
 	net.Conn
 	tracker *connTracker
+	client  netip.Addr
+	end     time.Time     // session_lifetime reached: reads time out
+	closed  chan struct{} // closed by Close, to cut short a delayed reply
 
 	mu              sync.Mutex
 	outer           net.Conn // what go-smtp writes to: this conn, or TLS over it
@@ -106,7 +127,89 @@ type trackedConn struct {
 	draining        bool
 	closeAfterWrite bool
 	authFailures    int
+	errors          int    // error replies sent
+	first           []byte // the client's first bytes, until sniffed
+	sniffed         bool
 	closeOnce       sync.Once
+}
+
+// httpMethods start a request a browser or proxy sends when a web page
+// aims it at the SMTP port (a cross-protocol attack); no SMTP command does.
+var httpMethods = [][]byte{[]byte("GET "), []byte("POST "), []byte("HEAD "), []byte("PUT "), []byte("CONNECT ")}
+
+// sniffLength is enough of the first line to recognize an HTTP method.
+const sniffLength = len("CONNECT ")
+
+// Read ends the connection when the client's first bytes are an HTTP
+// request. On implicit TLS listeners this conn carries the handshake, which
+// never matches.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	if !c.sniffed {
+		c.first = append(c.first, p[:min(n, sniffLength-len(c.first))]...)
+		c.sniffed = len(c.first) == sniffLength || bytes.IndexByte(p[:n], '\n') >= 0 || err != nil
+		if isHTTPRequest(c.first) {
+			c.mu.Unlock()
+			c.Close()
+			return 0, errHTTPRequest
+		}
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+func isHTTPRequest(first []byte) bool {
+	for _, m := range httpMethods {
+		if bytes.HasPrefix(first, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// SetReadDeadline never lets a read outlast the session's lifetime: go-smtp
+// moves the deadline before each command, so NOOP and RSET cannot extend
+// the session.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() || t.After(c.end) {
+		t = c.end
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// allowRead gives the next reads d from now (within the lifetime): the
+// message body gets read_timeout, not the idle timeout of a command.
+func (c *trackedConn) allowRead(d time.Duration) {
+	c.SetReadDeadline(time.Now().Add(d))
+}
+
+// countError counts an error reply and returns the count so far.
+func (c *trackedConn) countError() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.errors++
+	return c.errors
+}
+
+// pause waits d, or less if the connection closes meanwhile.
+func (c *trackedConn) pause(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.closed:
+	}
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
@@ -122,7 +225,10 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
-	c.closeOnce.Do(func() { c.tracker.remove(c) })
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.tracker.remove(c)
+	})
 	return err
 }
 
@@ -177,13 +283,19 @@ func (c *trackedConn) drain(goodbye string) {
 	c.mu.Lock()
 	c.draining = true
 	idle := !c.inTransaction
+	c.mu.Unlock()
+	if idle {
+		c.sayGoodbye(goodbye)
+	}
+}
+
+// sayGoodbye writes a last reply line, bypassing go-smtp, and closes.
+func (c *trackedConn) sayGoodbye(line string) {
+	c.mu.Lock()
 	outer := c.outer
 	c.mu.Unlock()
-	if !idle {
-		return
-	}
 	outer.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
-	io.WriteString(outer, goodbye)
+	io.WriteString(outer, line)
 	c.Close()
 }
 

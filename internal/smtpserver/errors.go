@@ -15,17 +15,31 @@ var (
 	errSenderNotAllowed    = errors.New("sender not allowed for this identity")
 	errNullSender          = errors.New("null sender refused")
 	errBadRecipient        = errors.New("bad recipient address")
+	errBadSender           = errors.New("bad sender address")
+	errRecipientNotAllowed = errors.New("recipient not allowed for this identity")
+	errHeaderSender        = errors.New("header sender not allowed for this identity")
+	errEmptyMessage        = errors.New("empty message")
+	errRateLimited         = errors.New("identity over its sending rate")
 	errAuthFailed          = errors.New("invalid credentials")
 	errAuthMalformed       = errors.New("malformed authentication exchange")
 	errTooManyAuthFailures = errors.New("too many authentication failures")
+	errAuthThrottled       = errors.New("too many failed logins from this network")
 	errAuthNeedsTLS        = errors.New("AUTH attempted without TLS")
 	errAuthUnavailable     = errors.New("AUTH attempted but no accounts are configured")
 	errUnknownMechanism    = errors.New("unsupported authentication mechanism")
 	errSpool               = errors.New("spool failure")
+	errNoRoom              = errors.New("spool below min_free_space")
 	errClientData          = errors.New("reading the message from the client failed")
 	errShuttingDown        = errors.New("server shutting down")
 	errTooManyConnections  = errors.New("too many connections")
+	errAddressConnections  = errors.New("too many connections from this address")
+	errAddressRate         = errors.New("too many new connections from this address")
+	errTooManyErrors       = errors.New("too many errors on this connection")
 )
+
+// errHTTPRequest ends a connection whose first command is an HTTP request;
+// it gets no reply.
+var errHTTPRequest = errors.New("HTTP request on an SMTP port: connection closed")
 
 // reply is how one internal reason reaches the client. The SMTP code decides
 // whether the client may retry: 4xx is temporary, 5xx is permanent.
@@ -48,7 +62,14 @@ var replies = []reply{
 	{errSenderNotAllowed, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address not allowed for this client"}, "sender"},
 	{errNullSender, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address not allowed for this client"}, "sender"},
 	{errBadRecipient, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}, "recipient"},
+	{errBadSender, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad sender address syntax"}, "sender"},
+	{errRecipientNotAllowed, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Recipient address not allowed for this client"}, "recipient"},
+	{errHeaderSender, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "From, Sender or Resent header not allowed for this client"}, "header_sender"},
+	{errEmptyMessage, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Empty message"}, "empty"},
 	{smtp.ErrDataTooLarge, &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed maximum message size"}, "size"},
+	// Lines of any length are read in DATA and BDAT; this is the safety net
+	// should that ever fail. A message's form is never a reason to retry.
+	{smtp.ErrTooLongLine, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}, "line_length"},
 
 	// Authentication (RFC 4954 section 6).
 	{errAuthFailed, &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}, "auth"},
@@ -58,15 +79,22 @@ var replies = []reply{
 	// 538 5.7.11 is RFC 4954's reply for a mechanism that needs encryption.
 	// go-smtp's own refusal (523 5.7.10) uses a reply code outside RFC 5321,
 	// so the session makes this decision instead of go-smtp.
+	// 454 is temporary: the client may log in once the window has passed.
+	{errAuthThrottled, &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed logins, try later"}, "auth_throttled"},
 	{errAuthNeedsTLS, &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}, "auth_tls"},
 	{errAuthUnavailable, &smtp.SMTPError{Code: 502, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Authentication not available"}, "auth"},
 	{errUnknownMechanism, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unrecognized authentication type"}, "auth"},
 
 	// Local trouble: temporary, the client should try again later.
 	{errSpool, &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}, "spool"},
+	{errNoRoom, &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}, "disk"},
+	{errRateLimited, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Sending rate limit reached, try again later"}, "rate"},
 	{errClientData, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message transfer interrupted, try again"}, "transfer"},
 	{errShuttingDown, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}, "shutdown"},
 	{errTooManyConnections, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections, try again later"}, "connections"},
+	{errAddressConnections, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, try again later"}, "address_connections"},
+	{errAddressRate, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, try again later"}, "address_rate"},
+	{errTooManyErrors, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors, closing connection"}, "errors"},
 }
 
 // errInternal is the reply to anything not listed above: temporary, because

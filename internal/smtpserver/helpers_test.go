@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/textproto"
 	"strings"
 	"sync"
@@ -57,45 +56,95 @@ var hashes = sync.OnceValues(func() (map[string]string, error) {
 	return out, nil
 })
 
+// testConfig is the configuration most tests run: five listeners, two
+// accounts, two overlapping networks, and limits short enough for tests.
 func testConfig(t *testing.T) *config.Config {
+	t.Helper()
+	return parseConfig(t, "")
+}
+
+// parseConfig is testConfig with extra TOML appended (keys for [limits],
+// or further tables).
+func parseConfig(t *testing.T, extra string) *config.Config {
 	t.Helper()
 	h, err := hashes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	listener := func(mode string, insecure bool, minVersion uint16) config.Listener {
-		return config.Listener{Address: "127.0.0.1:0", TLS: mode, AllowInsecureAuth: insecure, MinVersion: minVersion}
+	text := fmt.Sprintf(`
+[server]
+hostname = "smtpgw.test"
+max_message_size = %d
+max_recipients = %d
+read_timeout = "10s"
+write_timeout = "10s"
+max_connections = 20
+max_auth_failures = %d
+
+# plainListener, insecureAuthListener, startTLSListener, implicitListener, legacyListener
+[[listener]]
+address = "127.0.0.1:0"
+[[listener]]
+address = "127.0.0.1:0"
+allow_insecure_auth = true
+[[listener]]
+address = "127.0.0.1:0"
+tls = "starttls"
+[[listener]]
+address = "127.0.0.1:0"
+tls = "implicit"
+[[listener]]
+address = "127.0.0.1:0"
+tls = "implicit"
+min_tls_version = "1.0"
+
+[outbox]
+dir = "unused"
+
+# The spool of a test lives on whatever disk the machine has.
+[queue]
+min_free_space = 1
+
+[[user]]
+username = %q
+password_hash = %q
+mailbox = %q
+
+[[user]]
+username = %q
+password_hash = %q
+allowed_senders = ["*@apps.contoso.com"]
+
+# The broader network comes first: the most specific must win.
+[[network]]
+cidrs = ["127.0.0.0/31"]
+mailbox = "wrong@contoso.com"
+allowed_senders = ["*@contoso.com"]
+
+[[network]]
+cidrs = ["127.0.0.1"]
+mailbox = "noreply@contoso.com"
+allowed_senders = ["*@contoso.com"]
+%s
+`, maxMessageSize, maxRecipients, maxAuthFailures,
+		scannerUser, h[scannerUser], scannerMailbox, appUser, h[appUser], extra)
+	if !strings.Contains(extra, "[limits]") {
+		text += testLimits
 	}
-	return &config.Config{
-		Server: config.Server{
-			Hostname:        "smtpgw.test",
-			MaxMessageSize:  maxMessageSize,
-			MaxRecipients:   maxRecipients,
-			ReadTimeout:     config.Duration(10 * time.Second),
-			WriteTimeout:    config.Duration(10 * time.Second),
-			MaxConnections:  20,
-			MaxAuthFailures: maxAuthFailures,
-		},
-		Listeners: []config.Listener{
-			plainListener:        listener(config.TLSNone, false, 0),
-			insecureAuthListener: listener(config.TLSNone, true, 0),
-			startTLSListener:     listener(config.TLSStartTLS, false, tls.VersionTLS12),
-			implicitListener:     listener(config.TLSImplicit, false, tls.VersionTLS12),
-			legacyListener:       listener(config.TLSImplicit, false, tls.VersionTLS10),
-		},
-		Users: []config.User{
-			{Username: scannerUser, PasswordHash: h[scannerUser], Mailbox: scannerMailbox},
-			{Username: appUser, PasswordHash: h[appUser], AllowedSenders: []string{"*@apps.contoso.com"}},
-		},
-		Networks: []config.Network{
-			// The broader network comes first: the most specific must win.
-			{Mailbox: "wrong@contoso.com", AllowedSenders: []string{"*@contoso.com"},
-				Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/31")}},
-			{Mailbox: "noreply@contoso.com", AllowedSenders: []string{"*@contoso.com"},
-				Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
-		},
+	cfg, err := config.Parse([]byte(text), "test.toml")
+	if err != nil {
+		t.Fatal(err)
 	}
+	return cfg
 }
+
+// testLimits keeps the delays of [limits] short, so that tests of other
+// things stay fast.
+const testLimits = `
+[limits]
+error_delay = "1ms"
+auth_min_duration = "1ms"
+`
 
 // testServer is a running server on loopback with a real spool.
 type testServer struct {
@@ -107,12 +156,18 @@ type testServer struct {
 
 func startServer(t *testing.T, cfg *config.Config) *testServer {
 	t.Helper()
+	return startServerLogging(t, cfg, slog.LevelInfo)
+}
+
+// startServerLogging starts a server whose log records level and above.
+func startServerLogging(t *testing.T, cfg *config.Config, level slog.Level) *testServer {
+	t.Helper()
 	spool, err := queue.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	srv, err := New(cfg, spool, slog.New(slog.NewTextHandler(logs, nil)))
+	srv, err := New(cfg, spool, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/envelope"
 )
 
 // identity is who submits a message and what it may do.
@@ -16,6 +17,13 @@ type identity struct {
 	name           string   // "user:NAME" or "network:CIDR"
 	mailbox        string   // empty: the MAIL FROM address itself
 	allowedSenders []string // patterns for envelope.SenderAllowed
+	policy         config.Policy
+}
+
+// recipientAllowed applies allowed_recipients (any recipient when empty),
+// with the same patterns as allowed_senders.
+func (id *identity) recipientAllowed(addr string) bool {
+	return len(id.policy.AllowedRecipients) == 0 || envelope.SenderAllowed(id.policy.AllowedRecipients, addr)
 }
 
 // mailboxFor is the Graph mailbox a message from this identity is sent as.
@@ -34,6 +42,8 @@ type account struct {
 type allowedNetwork struct {
 	prefix netip.Prefix
 	id     identity
+	// A network's own connection limits; 0: [limits] applies.
+	connectionsPerAddress, connectionsPerMinute int
 }
 
 // identities knows every [[user]] and [[network]] of the configuration.
@@ -55,7 +65,7 @@ func newIdentities(cfg *config.Config) (*identities, error) {
 		}
 		maxCost = max(maxCost, cost)
 		ids.accounts[u.Username] = &account{
-			id:   identity{name: "user:" + u.Username, mailbox: u.Mailbox, allowedSenders: allowedSenders(u.AllowedSenders, u.Mailbox)},
+			id:   identity{name: "user:" + u.Username, mailbox: u.Mailbox, allowedSenders: allowedSenders(u.AllowedSenders, u.Mailbox), policy: u.Policy},
 			hash: []byte(u.PasswordHash),
 		}
 	}
@@ -69,8 +79,10 @@ func newIdentities(cfg *config.Config) (*identities, error) {
 	for _, n := range cfg.Networks {
 		for _, p := range n.Prefixes {
 			ids.networks = append(ids.networks, allowedNetwork{
-				prefix: p.Masked(),
-				id:     identity{name: "network:" + p.Masked().String(), mailbox: n.Mailbox, allowedSenders: allowedSenders(n.AllowedSenders, n.Mailbox)},
+				prefix:                p.Masked(),
+				id:                    identity{name: "network:" + p.Masked().String(), mailbox: n.Mailbox, allowedSenders: allowedSenders(n.AllowedSenders, n.Mailbox), policy: n.Policy},
+				connectionsPerAddress: n.ConnectionsPerAddress,
+				connectionsPerMinute:  n.ConnectionsPerMinute,
 			})
 		}
 	}
@@ -84,6 +96,14 @@ func allowedSenders(patterns []string, mailbox string) []string {
 		return []string{mailbox}
 	}
 	return patterns
+}
+
+// known reports whether username is an account. Logs name a username only
+// when it is one: a client that mixes up its fields may have sent the
+// password in its place.
+func (ids *identities) known(username string) bool {
+	_, ok := ids.accounts[username]
+	return ok
 }
 
 // hasAccounts reports whether AUTH can succeed at all.
@@ -106,11 +126,33 @@ func (ids *identities) authenticate(username, password string) (*identity, error
 // network returns the identity of the most specific [[network]] holding
 // addr, or nil.
 func (ids *identities) network(addr netip.Addr) *identity {
+	if n := ids.networkOf(addr); n != nil {
+		return &n.id
+	}
+	return nil
+}
+
+func (ids *identities) networkOf(addr netip.Addr) *allowedNetwork {
 	addr = addr.Unmap()
 	for i := range ids.networks {
 		if ids.networks[i].prefix.Contains(addr) {
-			return &ids.networks[i].id
+			return &ids.networks[i]
 		}
 	}
 	return nil
+}
+
+// connectionLimits are the connections addr may hold open and open per
+// minute: its [[network]]'s own limits where set, else [limits].
+func (ids *identities) connectionLimits(addr netip.Addr, l config.Limits) (perAddress, perMinute int) {
+	perAddress, perMinute = l.ConnectionsPerAddress, l.ConnectionsPerMinute
+	if n := ids.networkOf(addr); n != nil {
+		if n.connectionsPerAddress > 0 {
+			perAddress = n.connectionsPerAddress
+		}
+		if n.connectionsPerMinute > 0 {
+			perMinute = n.connectionsPerMinute
+		}
+	}
+	return perAddress, perMinute
 }

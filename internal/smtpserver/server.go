@@ -14,12 +14,14 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/safetext"
 )
 
 // Server serves every [[listener]] of a configuration.
@@ -27,9 +29,12 @@ type Server struct {
 	cfg       *config.Config
 	spool     *queue.Spool
 	log       *slog.Logger
-	ids       *identities
+	ids       atomic.Pointer[identities] // replaced by Reload
+	certs     []tls.Certificate          // served by TLS listeners; replaced by Reload
+	tlsFiles  config.TLS                 // where certs came from
 	metrics   *metrics
 	conns     *connTracker
+	limits    *clientLimits
 	listeners []*listener
 	wg        sync.WaitGroup // accept loops, go-smtp servers, refusals
 }
@@ -38,7 +43,8 @@ type Server struct {
 // AUTH settings differ per listener.
 type listener struct {
 	cfg     config.Listener
-	tls     *tls.Config // nil for tls = "none"
+	tls     *tls.Config // nil for tls = "none"; hands out liveTLS
+	liveTLS atomic.Pointer[tls.Config]
 	smtp    *smtp.Server
 	raw     net.Listener
 	handoff *handoffListener
@@ -52,13 +58,15 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		spool:   spool,
-		log:     logger,
-		ids:     ids,
-		metrics: newMetrics(),
-		conns:   newConnTracker(cfg.Server.MaxConnections),
+		cfg:      cfg,
+		spool:    spool,
+		log:      logger,
+		tlsFiles: cfg.TLS,
+		metrics:  newMetrics(),
+		conns:    newConnTracker(cfg.Server.MaxConnections),
+		limits:   newClientLimits(),
 	}
+	s.ids.Store(ids)
 	var certs []tls.Certificate
 	for _, lc := range cfg.Listeners {
 		l := &listener{cfg: lc}
@@ -66,17 +74,18 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 		case config.TLSNone, "":
 		case config.TLSStartTLS, config.TLSImplicit:
 			if certs == nil {
-				if certs, err = certificates(cfg, logger); err != nil {
+				if certs, err = certificates(cfg, spool, logger); err != nil {
 					return nil, err
 				}
 			}
-			l.tls = listenerTLSConfig(lc, certs)
+			l.tls = l.swappableTLS(listenerTLSConfig(lc, certs))
 		default:
 			return nil, fmt.Errorf("listener %s: unknown tls mode %q", lc.Address, lc.TLS)
 		}
 		l.smtp = s.newSMTPServer(l)
 		s.listeners = append(s.listeners, l)
 	}
+	s.certs = certs
 	return s, nil
 }
 
@@ -85,9 +94,16 @@ func (s *Server) newSMTPServer(l *listener) *smtp.Server {
 		return s.newSession(l, c)
 	}))
 	srv.Domain = s.cfg.Server.Hostname
-	srv.MaxMessageBytes = int64(s.cfg.Server.MaxMessageSize)
+	// The session enforces max_message_size itself (see session.Data): with
+	// the limit set here, go-smtp would answer an oversized BDAT chunk and
+	// then read all of it, up to 4 GB, instead of closing the connection.
+	// EHLO therefore advertises SIZE without a number (RFC 1870 allows it).
+	srv.MaxMessageBytes = 0
 	srv.MaxRecipients = s.cfg.Server.MaxRecipients
-	srv.ReadTimeout = s.cfg.Server.ReadTimeout.D()
+	// go-smtp sets this deadline before each command; the message body
+	// gets read_timeout (session.Data) and trackedConn caps both at the
+	// session's lifetime.
+	srv.ReadTimeout = s.cfg.Limits.IdleTimeout.D()
 	srv.WriteTimeout = s.cfg.Server.WriteTimeout.D()
 	// The session decides whether AUTH is allowed without TLS (see
 	// session.authAllowed), so that the refusal carries our reply code.
@@ -154,12 +170,12 @@ func (s *Server) accept(l *listener) {
 		if err != nil {
 			// For example out of file descriptors: wait rather than spin.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed", "listener", l.cfg.Address, "error", err, "retry_in", delay)
+			s.log.Warn("accept failed", "listener", l.cfg.Address, "error", err, "retry_in_seconds", delay.Seconds())
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
-		tc, err := s.conns.add(raw)
+		tc, err := s.admit(raw)
 		if err != nil {
 			s.refuseConn(l, raw, err)
 			continue
@@ -167,8 +183,9 @@ func (s *Server) accept(l *listener) {
 		var conn net.Conn = tc
 		if l.cfg.TLS == config.TLSImplicit {
 			conn = tls.Server(tc, l.tls)
-			tc.setOuter(conn)
 		}
+		conn = s.debugConversation(conn)
+		tc.setOuter(conn)
 		if !l.handoff.deliver(conn) {
 			tc.Close()
 		}
@@ -241,8 +258,9 @@ func (l smtpLog) Println(v ...any)               { l.report(fmt.Sprintln(v...)) 
 func (l smtpLog) report(msg string) {
 	msg = strings.TrimSpace(msg)
 	if strings.HasPrefix(msg, "panic") {
+		// The stack is ours, worth keeping whole.
 		l.log.Error("smtp", "detail", msg)
 		return
 	}
-	l.log.Info("smtp", "detail", msg)
+	l.log.Info("smtp", "detail", safetext.Log(msg))
 }

@@ -1,9 +1,12 @@
 package smtpserver
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -12,7 +15,11 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/envelope"
+	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/safetext"
 )
 
 // session is one SMTP session: go-smtp creates it at EHLO and again after
@@ -21,6 +28,7 @@ import (
 type session struct {
 	srv    *Server
 	lis    *listener
+	smtp   *smtp.Conn
 	conn   *trackedConn
 	tls    bool
 	client string     // "IP:port" as the spool and the logs record it
@@ -28,9 +36,10 @@ type session struct {
 
 	// mu guards the fields below: with BDAT, go-smtp runs Data in its own
 	// goroutine while Reset or Logout may be called.
-	mu   sync.Mutex
-	user *identity    // set by a successful AUTH
-	tx   *transaction // nil outside a mail transaction
+	mu      sync.Mutex
+	user    *identity     // set by a successful AUTH
+	tx      *transaction  // nil outside a mail transaction
+	pending *authExchange // an AUTH exchange not finished yet
 }
 
 // transaction is what MAIL FROM and RCPT TO decided.
@@ -46,18 +55,33 @@ func (s *Server) newSession(lis *listener, c *smtp.Conn) (smtp.Session, error) {
 	tc := trackedOf(netConn)
 	// After STARTTLS, goodbyes at shutdown must go through TLS.
 	tc.setOuter(netConn)
-	sess := &session{srv: s, lis: lis, conn: tc, tls: isTLS, client: netConn.RemoteAddr().String()}
-	if ap, err := netip.ParseAddrPort(sess.client); err == nil {
-		sess.addr = ap.Addr().Unmap()
-	}
-	return sess, nil
+	return &session{srv: s, lis: lis, smtp: c, conn: tc, tls: isTLS, client: netConn.RemoteAddr().String(), addr: tc.client}, nil
 }
 
 // refuse logs and counts a refusal and returns the reply for the client.
 func (s *session) refuse(err error) error {
+	return s.refuseLogged(slog.LevelInfo, "refused", err)
+}
+
+// refuseLogged is refuse with its own log message. Every refusal counts
+// against the connection's limits: beyond errors_before_delay each reply
+// waits a little longer, and beyond max_errors the client gets 421 and the
+// connection closes, so that a client cannot make the gateway refuse (and
+// log) thousands of commands.
+func (s *session) refuseLogged(level slog.Level, msg string, err error) error {
+	limits := s.srv.cfg.Limits
+	n := s.conn.countError()
 	r := replyFor(err)
+	if n > limits.MaxErrors && r.smtp.Code != 421 {
+		err = fmt.Errorf("%w, the last: %v", errTooManyErrors, err)
+		r = replyFor(errTooManyErrors)
+	}
+	if r.smtp.Code == 421 {
+		s.conn.closeAfterNextWrite()
+	}
 	s.srv.metrics.refused.WithLabelValues(r.reason).Inc()
-	s.srv.log.Info("refused", "client", s.client, "code", r.smtp.Code, "reason", err.Error())
+	s.srv.log.Log(context.Background(), level, msg, "client", s.client, "code", r.smtp.Code, "reason", safetext.Log(err.Error()))
+	s.conn.pause(errorDelay(n, limits))
 	return r.smtp
 }
 
@@ -66,10 +90,17 @@ func (s *session) identityLocked() *identity {
 	if s.user != nil {
 		return s.user
 	}
-	return s.srv.ids.network(s.addr)
+	return s.srv.ids.Load().network(s.addr)
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if err := s.mail(from, opts); err != nil {
+		return s.refuse(err)
+	}
+	return nil
+}
+
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tx != nil {
@@ -78,29 +109,54 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		s.conn.endTransaction()
 	}
 	id := s.identityLocked()
+	maxSize := int64(s.srv.cfg.Server.MaxMessageSize)
 	switch {
 	case id == nil:
-		return s.refuse(fmt.Errorf("%w (MAIL FROM <%s>)", errNoIdentity, from))
+		return fmt.Errorf("%w (MAIL FROM <%s>)", errNoIdentity, from)
 	case from == "":
-		return s.refuse(fmt.Errorf("%w (identity %s)", errNullSender, id.name))
+		return fmt.Errorf("%w (identity %s)", errNullSender, id.name)
+	case !sizedAddress(from):
+		return fmt.Errorf("%w: <%s>", errBadSender, from)
 	case !envelope.SenderAllowed(id.allowedSenders, from):
-		return s.refuse(fmt.Errorf("%w: <%s> (identity %s)", errSenderNotAllowed, from, id.name))
-	case !s.conn.beginTransaction():
-		return s.refuse(errShuttingDown)
+		return fmt.Errorf("%w: <%s> (identity %s)", errSenderNotAllowed, from, id.name)
+	case opts != nil && opts.Size > maxSize:
+		return fmt.Errorf("%w: SIZE=%d declared, more than %d bytes", smtp.ErrDataTooLarge, opts.Size, maxSize)
+	case s.srv.overRate(id, 0):
+		return fmt.Errorf("%w: %s", errRateLimited, id.name)
+	}
+	if err := s.srv.spool.HasRoom(int64(s.srv.cfg.Queue.MinFreeSpace)); err != nil {
+		if errors.Is(err, queue.ErrNoRoom) {
+			return fmt.Errorf("%w: %v", errNoRoom, err)
+		}
+		return fmt.Errorf("%w: %v", errSpool, err)
+	}
+	if !s.conn.beginTransaction() {
+		return errShuttingDown
 	}
 	s.tx = &transaction{id: id, mailFrom: from}
 	return nil
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := s.rcpt(to); err != nil {
+		return s.refuse(err)
+	}
+	return nil
+}
+
+func (s *session) rcpt(to string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !validAddress(to) {
-		return s.refuse(fmt.Errorf("%w: <%s>", errBadRecipient, to))
-	}
-	if s.tx == nil {
+	switch {
+	case !sizedAddress(to) || !validAddress(to):
+		return fmt.Errorf("%w: <%s>", errBadRecipient, to)
+	case s.tx == nil:
 		// go-smtp only calls Rcpt after a successful Mail.
-		return s.refuse(errors.New("RCPT without a transaction"))
+		return errors.New("RCPT without a transaction")
+	case !s.tx.id.recipientAllowed(to):
+		return fmt.Errorf("%w: <%s> (identity %s)", errRecipientNotAllowed, to, s.tx.id.name)
+	case s.srv.overRate(s.tx.id, len(s.tx.recipients)+1):
+		return fmt.Errorf("%w: %s", errRateLimited, s.tx.id.name)
 	}
 	s.tx.recipients = append(s.tx.recipients, to)
 	return nil
@@ -110,12 +166,34 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 // the spool has it durably.
 func (s *session) Data(r io.Reader) error {
 	defer s.conn.endTransaction()
+	defer liftLineLimit(s.smtp, r)()
+	// go-smtp gives a BDAT transfer to Data through a pipe.
+	_, bdat := r.(*io.PipeReader)
+	id, err := s.data(r)
+	if err == nil {
+		// go-smtp sends a Data "error" with a 2xx code as the reply, which
+		// is how the client learns the queue ID.
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+	}
+	reply := s.refuse(err)
+	if bdat && errors.Is(err, smtp.ErrDataTooLarge) {
+		// go-smtp would read the rest of the chunk, up to 4 GB, before
+		// answering: answer now and close instead.
+		s.conn.sayGoodbye(replyLine(reply.(*smtp.SMTPError)))
+	}
+	return reply
+}
+
+// data spools the message and returns its queue ID.
+func (s *session) data(r io.Reader) (string, error) {
 	s.mu.Lock()
 	tx := s.tx
 	s.mu.Unlock()
 	if tx == nil {
-		return s.refuse(errors.New("DATA without a transaction"))
+		return "", errors.New("DATA without a transaction")
 	}
+	// The body may take read_timeout, longer than a command may.
+	s.conn.allowRead(s.srv.cfg.Server.ReadTimeout.D())
 	env := &envelope.Envelope{
 		Identity:       tx.id.name,
 		Mailbox:        tx.id.mailboxFor(tx.mailFrom),
@@ -127,31 +205,108 @@ func (s *session) Data(r io.Reader) error {
 	}
 	in, err := s.srv.spool.Create(env)
 	if err != nil {
-		return s.refuse(fmt.Errorf("%w: %v", errSpool, err))
+		return "", fmt.Errorf("%w: %v", errSpool, err)
 	}
+	maxSize := int64(s.srv.cfg.Server.MaxMessageSize)
+	header := &headerCapture{}
 	w := &spoolWriter{w: in}
-	size, err := io.Copy(w, r)
+	size, err := io.Copy(w, io.TeeReader(&sizeLimit{r: r, left: maxSize}, header))
+	if err == nil {
+		err = s.checkMessage(tx.id, size, header)
+	}
 	switch {
 	case w.err != nil:
-		in.Abort()
-		return s.refuse(fmt.Errorf("%w: %v", errSpool, w.err))
+		err = fmt.Errorf("%w: %v", errSpool, w.err)
 	case errors.Is(err, smtp.ErrDataTooLarge):
+		err = fmt.Errorf("%w: more than %d bytes", smtp.ErrDataTooLarge, maxSize)
+	case err != nil && replyFor(err).err == nil:
+		err = fmt.Errorf("%w: %v", errClientData, err)
+	}
+	if err != nil {
 		in.Abort()
-		return s.refuse(fmt.Errorf("%w: more than %d bytes", smtp.ErrDataTooLarge, s.srv.cfg.Server.MaxMessageSize))
-	case err != nil:
-		in.Abort()
-		return s.refuse(fmt.Errorf("%w: %v", errClientData, err))
+		return "", err
 	}
 	id, err := in.Commit()
 	if err != nil {
-		return s.refuse(fmt.Errorf("%w: %v", errSpool, err))
+		return "", fmt.Errorf("%w: %v", errSpool, err)
 	}
+	s.srv.sent(tx.id, len(tx.recipients))
 	s.srv.metrics.accepted.Inc()
 	s.srv.log.Info("accepted", "id", id, "client", s.client, "identity", env.Identity,
 		"mailbox", env.Mailbox, "size", size, "recipients", len(env.Recipients))
-	// go-smtp sends a Data "error" with a 2xx code as the reply, which is
-	// how the client learns the queue ID.
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+	return id, nil
+}
+
+// checkMessage refuses what must not be queued once the whole message is
+// in: an empty message (DATA with nothing, or BDAT 0 LAST alone), and for
+// header_from = "reject" a sender field the identity may not use.
+func (s *session) checkMessage(id *identity, size int64, header *headerCapture) error {
+	if size == 0 {
+		return errEmptyMessage
+	}
+	if id.policy.HeaderFrom != config.HeaderFromReject {
+		return nil
+	}
+	if header.overflow {
+		return fmt.Errorf("%w: header over %d bytes, not checked (identity %s)", errHeaderSender, maxCheckedHeader, id.name)
+	}
+	foreign, err := convert.ForeignSenders(bytes.NewReader(header.buf), id.allowedSenders)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %v (identity %s)", errHeaderSender, err, id.name)
+	case len(foreign) > 0:
+		return fmt.Errorf("%w: %q (identity %s)", errHeaderSender, foreign, id.name)
+	}
+	return nil
+}
+
+// maxCheckedHeader bounds the header kept to check its sender fields.
+const maxCheckedHeader = 256 << 10
+
+// headerCapture keeps the start of a message until the blank line that
+// ends its header.
+type headerCapture struct {
+	buf      []byte
+	done     bool
+	overflow bool
+}
+
+func (h *headerCapture) Write(p []byte) (int, error) {
+	if h.done {
+		return len(p), nil
+	}
+	from := max(len(h.buf)-3, 0)
+	h.buf = append(h.buf, p...)
+	if end := bytes.Index(h.buf[from:], []byte("\r\n\r\n")); end >= 0 {
+		h.buf = h.buf[:from+end+4]
+		h.done = true
+	} else if end := bytes.Index(h.buf[from:], []byte("\n\n")); end >= 0 {
+		h.buf = h.buf[:from+end+2]
+		h.done = true
+	} else if len(h.buf) > maxCheckedHeader {
+		h.buf = h.buf[:maxCheckedHeader]
+		h.done, h.overflow = true, true
+	}
+	return len(p), nil
+}
+
+// sizeLimit fails with smtp.ErrDataTooLarge once more than left bytes
+// have been read.
+type sizeLimit struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *sizeLimit) Read(p []byte) (int, error) {
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return n, smtp.ErrDataTooLarge
+	}
+	return n, err
 }
 
 // spoolWriter remembers a write error, to tell spool trouble (4xx) from a
@@ -176,7 +331,30 @@ func (s *session) Reset() {
 	s.conn.endTransaction()
 }
 
-func (s *session) Logout() error { return nil }
+func (s *session) Logout() error {
+	s.abandonAuth()
+	return nil
+}
+
+// RFC 5321 section 4.5.3.1 sizes.
+const (
+	maxLocalPart = 64
+	maxAddress   = 254 // a path of 256 octets with its angle brackets
+)
+
+// sizedAddress checks the sizes RFC 5321 allows, and that addr holds no
+// control character: it ends up in logs, in the spool and in headers.
+func sizedAddress(addr string) bool {
+	at := strings.LastIndexByte(addr, '@')
+	if len(addr) > maxAddress || at > maxLocalPart {
+		return false
+	}
+	return !hasControl(addr)
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
 
 // validAddress checks a forward path that go-smtp has split into
 // local@domain: the domain must be a host name Graph can deliver to.
@@ -204,10 +382,12 @@ func validAddress(addr string) bool {
 }
 
 // trackedOf finds the trackedConn under a connection go-smtp hands over,
-// with or without TLS on top.
+// with or without TLS and conversation logging on top.
 func trackedOf(c net.Conn) *trackedConn {
-	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
-		c = tc.NetConn()
+	for {
+		if tc, ok := c.(*trackedConn); ok {
+			return tc
+		}
+		c = c.(interface{ NetConn() net.Conn }).NetConn()
 	}
-	return c.(*trackedConn)
 }

@@ -6,17 +6,25 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/queue"
 )
 
 // minVersion is the listener's lowest TLS version; TLS 1.2 when unset.
@@ -51,11 +59,13 @@ func listenerTLSConfig(l config.Listener, certs []tls.Certificate) *tls.Config {
 }
 
 // certificates loads [tls] cert_file/key_file or, when both are empty,
-// generates a self-signed certificate for the host name and the listener
-// addresses. The generated set holds an ECDSA certificate and, when a
-// listener accepts TLS below 1.2, an RSA one too: the RSA key exchange
-// suites those clients need require an RSA key.
-func certificates(cfg *config.Config, logger *slog.Logger) ([]tls.Certificate, error) {
+// the self-signed certificates kept beside the spool (selfSignedFiles),
+// generating them on first use. The set holds an ECDSA certificate and,
+// when a listener accepts TLS below 1.2, an RSA one too: the RSA key
+// exchange suites those clients need require an RSA key. Keeping them
+// lets devices that pin a certificate keep trusting the gateway across
+// restarts; without a spool (tests), they live in memory only.
+func certificates(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) ([]tls.Certificate, error) {
 	if cfg.TLS.CertFile != "" || cfg.TLS.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err != nil {
@@ -75,29 +85,120 @@ func certificates(cfg *config.Config, logger *slog.Logger) ([]tls.Certificate, e
 			ips = append(ips, ip.AsSlice())
 		}
 	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("tls: generate key: %w", err)
-	}
-	keys := []crypto.Signer{ecKey}
+	kinds := []string{keyECDSA}
 	if legacy {
-		rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			return nil, fmt.Errorf("tls: generate key: %w", err)
-		}
-		keys = append(keys, rsaKey)
+		kinds = append(kinds, keyRSA)
 	}
 	var certs []tls.Certificate
-	for _, key := range keys {
-		cert, err := selfSigned(cfg.Server.Hostname, ips, key)
+	for _, kind := range kinds {
+		path := ""
+		if spool != nil {
+			path = selfSignedFile(spool.Dir(), kind)
+		}
+		cert, err := keptSelfSigned(path, kind, cfg.Server.Hostname, ips)
 		if err != nil {
 			return nil, err
 		}
 		certs = append(certs, cert)
+		logger.Warn("no [tls] certificate configured: using a self-signed certificate; clients that verify certificates will refuse it, devices may pin it",
+			"hostname", cfg.Server.Hostname, "key", kind, "sha256", Fingerprint(cert.Certificate[0]), "file", path)
 	}
-	logger.Warn("no [tls] certificate configured: using a self-signed certificate generated at start; clients that verify certificates will refuse it",
-		"hostname", cfg.Server.Hostname)
 	return certs, nil
+}
+
+// Key types of the self-signed certificates.
+const (
+	keyECDSA = "ecdsa"
+	keyRSA   = "rsa"
+)
+
+// selfSignedLifetime is long, since devices that pin the certificate must
+// be told again when it changes.
+const selfSignedLifetime = 5 * 365 * 24 * time.Hour
+
+// selfSignedFile is where the self-signed certificate and key of one key
+// type are kept: certificate and PKCS #8 key in one PEM file, mode 0600.
+func selfSignedFile(spoolDir, kind string) string {
+	return filepath.Join(spoolDir, "selfsigned-"+kind+".pem")
+}
+
+// SelfSignedFingerprints returns the SHA-256 fingerprints of the
+// self-signed certificates kept in the spool at spoolDir, for `check` to
+// show; none when the gateway has not made one (or uses [tls] files).
+func SelfSignedFingerprints(spoolDir string) ([]string, error) {
+	var out []string
+	for _, kind := range []string{keyECDSA, keyRSA} {
+		cert, err := loadSelfSigned(selfSignedFile(spoolDir, kind))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, kind+" "+Fingerprint(cert.Certificate[0]))
+	}
+	return out, nil
+}
+
+// Fingerprint is the SHA-256 of a DER certificate as colon-separated hex,
+// the form devices and openssl x509 -fingerprint -sha256 show.
+func Fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	parts := make([]string, len(sum))
+	for i, b := range sum {
+		parts[i] = fmt.Sprintf("%02X", b)
+	}
+	return strings.Join(parts, ":")
+}
+
+// keptSelfSigned loads the certificate at path when it is still good for
+// hostname and a month more, else makes a new one and keeps it there.
+func keptSelfSigned(path, kind, hostname string, ips []net.IP) (tls.Certificate, error) {
+	if path != "" {
+		cert, err := loadSelfSigned(path)
+		if err == nil && cert.Leaf.VerifyHostname(hostname) == nil && time.Until(cert.Leaf.NotAfter) > 30*24*time.Hour {
+			return cert, nil
+		}
+	}
+	var key crypto.Signer
+	var err error
+	if kind == keyRSA {
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("tls: generate key: %w", err)
+	}
+	cert, err := selfSigned(hostname, ips, key)
+	if err != nil || path == "" {
+		return cert, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("tls: %w", err)
+	}
+	data := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...)
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		return tls.Certificate{}, fmt.Errorf("tls: keep the self-signed certificate: %w", err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		return tls.Certificate{}, fmt.Errorf("tls: keep the self-signed certificate: %w", err)
+	}
+	return cert, nil
+}
+
+func loadSelfSigned(path string) (tls.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	cert, err := tls.X509KeyPair(data, data)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("tls: %s: %w", path, err)
+	}
+	return cert, nil
 }
 
 func selfSigned(hostname string, ips []net.IP, key crypto.Signer) (tls.Certificate, error) {
@@ -111,7 +212,7 @@ func selfSigned(hostname string, ips []net.IP, key crypto.Signer) (tls.Certifica
 		Subject:      pkix.Name{CommonName: hostname},
 		IPAddresses:  ips,
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(1, 0, 0),
+		NotAfter:     now.Add(selfSignedLifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

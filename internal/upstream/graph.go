@@ -61,7 +61,7 @@ type Graph struct {
 	scope      string
 	adapter    *msgraphsdk.GraphRequestAdapter
 	baseURL    string       // Graph root + "/v1.0"
-	uploads    *http.Client // upload sessions: no middleware, no Authorization
+	plain      *http.Client // streamed requests and upload sessions: no middleware
 	timeout    time.Duration
 	saveToSent bool
 	log        *slog.Logger
@@ -135,7 +135,7 @@ func NewGraph(cfg *config.Graph, opts Options) (*Graph, error) {
 		logger = slog.Default()
 	}
 	return &Graph{
-		cred: cred, scope: scope, adapter: adapter, baseURL: baseURL, uploads: plain,
+		cred: cred, scope: scope, adapter: adapter, baseURL: baseURL, plain: plain,
 		timeout: cfg.Timeout.D(), saveToSent: cfg.SaveToSent(), log: logger,
 	}, nil
 }
@@ -185,22 +185,17 @@ func newCredential(cfg *config.Graph, opts azcore.ClientOptions, customAuthority
 // Send delivers msg as env.Mailbox: MIME for signed or encrypted mail,
 // sendMail JSON for what fits one request, else draft plus uploads.
 func (g *Graph) Send(ctx context.Context, env *envelope.Envelope, msg *convert.Result) (Receipt, error) {
-	switch {
-	case msg.MIME != nil:
+	if msg.MIME != nil {
 		return g.sendMIME(ctx, env.Mailbox, msg.MIME)
-	case requestSize(msg) <= smallMessageLimit:
-		req, err := msg.SendMailRequest(g.saveToSent)
-		if err != nil {
-			return Receipt{}, &Error{Message: "read attachments from the spool", Err: err, Temporary: true}
-		}
-		body, err := json.Marshal(req)
-		if err != nil {
-			return Receipt{}, &Error{Message: "encode message", Err: err}
-		}
-		return g.call(ctx, http.MethodPost, userPath(env.Mailbox, "sendMail"), "application/json", body, nil)
-	default:
+	}
+	// One exact count of the request as it would be sent decides the path
+	// and gives its Content-Length.
+	size := msg.SendMailRequestSize(g.saveToSent)
+	if size > smallMessageLimit {
 		return g.sendLarge(ctx, env.Mailbox, msg)
 	}
+	write := func(w io.Writer) error { return msg.WriteSendMailRequest(w, g.saveToSent) }
+	return g.post(ctx, userPath(env.Mailbox, "sendMail"), size, write, nil)
 }
 
 // sendMIME posts the message unchanged, base64 encoded, as Graph's MIME

@@ -239,7 +239,7 @@ func TestOutbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"subject": "trial"`, `"contentBytes": "UERG"`, `"saveToSentItems": true`} {
+	for _, want := range []string{`"subject":"trial"`, `"contentBytes":"UERG"`, `"saveToSentItems":true`} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("outbox file lacks %s:\n%s", want, data)
 		}

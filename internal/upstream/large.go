@@ -34,30 +34,27 @@ const (
 // Sent Items, and that copy appears there asynchronously under a new ID,
 // so it cannot be found and deleted reliably.
 func (g *Graph) sendLarge(ctx context.Context, mailbox string, msg *convert.Result) (Receipt, error) {
-	draft := msg.Message
-	var rest []convert.Attachment
-	size := messageSize(&msg.Message)
-	for _, a := range msg.Attachments {
-		encoded := encodedSize(a)
+	draft, attachments := msg.Message, msg.Attachments
+	if convert.MessageSize(&draft, nil) > smallMessageLimit {
+		draft, attachments = bodyAsFile(draft, attachments)
+	}
+	// Sizes are exact: the empty list, then each attachment and its comma.
+	var inline, rest []convert.Attachment
+	size := convert.MessageSize(&draft, nil) + int64(len(`,"attachments":[]`)) - 1
+	for _, a := range attachments {
+		encoded := a.EncodedSize() + 1
 		if a.Size >= uploadThreshold || size+encoded > smallMessageLimit {
 			rest = append(rest, a)
 			continue
 		}
-		fa, err := loadAttachment(a)
-		if err != nil {
-			return Receipt{}, err
-		}
-		draft.Attachments = append(draft.Attachments, fa)
+		inline = append(inline, a)
 		size += encoded
-	}
-	body, err := json.Marshal(draft)
-	if err != nil {
-		return Receipt{}, &Error{Message: "encode draft", Err: err}
 	}
 	var created struct {
 		ID string `json:"id"`
 	}
-	if _, err := g.call(ctx, http.MethodPost, userPath(mailbox, "messages"), "application/json", body, &created); err != nil {
+	write := func(w io.Writer) error { return convert.WriteMessage(w, &draft, inline) }
+	if _, err := g.post(ctx, userPath(mailbox, "messages"), convert.MessageSize(&draft, inline), write, &created); err != nil {
 		return Receipt{}, err
 	}
 	if created.ID == "" {
@@ -70,6 +67,22 @@ func (g *Graph) sendLarge(ctx context.Context, mailbox string, msg *convert.Resu
 	return receipt, err
 }
 
+// bodyAsFile moves a body that no Graph request could carry (its escaped
+// JSON alone is over the limit) into an attachment, so that the text
+// arrives rather than the whole message failing.
+func bodyAsFile(m convert.Message, attachments []convert.Attachment) (convert.Message, []convert.Attachment) {
+	name, contentType := "message.txt", "text/plain; charset=utf-8"
+	if m.Body.ContentType == "html" {
+		name, contentType = "message.html", "text/html; charset=utf-8"
+	}
+	text := m.Body.Content
+	file := convert.Attachment{Name: name, ContentType: contentType, Size: int64(len(text)),
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(text)), nil }}
+	m.Body = convert.ItemBody{ContentType: "text",
+		Content: "The text of this message is too large for a message body; it is attached as " + name + "."}
+	return m, append([]convert.Attachment{file}, attachments...)
+}
+
 func (g *Graph) completeDraft(ctx context.Context, mailbox, id string, rest []convert.Attachment) (Receipt, error) {
 	for _, a := range rest {
 		if err := g.addAttachment(ctx, mailbox, id, a); err != nil {
@@ -80,16 +93,8 @@ func (g *Graph) completeDraft(ctx context.Context, mailbox, id string, rest []co
 }
 
 func (g *Graph) addAttachment(ctx context.Context, mailbox, id string, a convert.Attachment) error {
-	if a.Size < uploadThreshold {
-		fa, err := loadAttachment(a)
-		if err != nil {
-			return err
-		}
-		body, err := json.Marshal(fa)
-		if err != nil {
-			return &Error{Message: "encode attachment", Err: err}
-		}
-		_, err = g.call(ctx, http.MethodPost, userPath(mailbox, "messages", id, "attachments"), "application/json", body, nil)
+	if size := a.EncodedSize(); a.Size < uploadThreshold && size <= requestLimit {
+		_, err := g.post(ctx, userPath(mailbox, "messages", id, "attachments"), size, a.WriteJSON, nil)
 		return err
 	}
 	item := map[string]any{"AttachmentItem": map[string]any{
@@ -195,7 +200,7 @@ func (g *Graph) nextExpected(ctx context.Context, uploadURL string) (int64, erro
 
 // uploadRequest runs a request on an upload URL and classifies failures.
 func (g *Graph) uploadRequest(req *http.Request) ([]byte, error) {
-	resp, err := g.uploads.Do(req)
+	resp, err := g.plain.Do(req)
 	if err != nil {
 		return nil, classify(req.Context(), err, nil)
 	}
@@ -230,34 +235,6 @@ func (g *Graph) deleteDraft(mailbox, id string) {
 	if _, err := g.call(ctx, http.MethodDelete, userPath(mailbox, "messages", id), "", nil, nil); err != nil {
 		g.log.Warn("cannot delete draft of a failed message", "mailbox", mailbox, "error", err)
 	}
-}
-
-func loadAttachment(a convert.Attachment) (convert.FileAttachment, error) {
-	fa, err := a.Load()
-	if err != nil {
-		return fa, &Error{Message: "read attachment from the spool", Err: err, Temporary: true}
-	}
-	return fa, nil
-}
-
-// encodedSize is an attachment's share of a JSON request: base64 plus names.
-func encodedSize(a convert.Attachment) int64 {
-	return (a.Size+2)/3*4 + int64(len(a.Name)+len(a.ContentType)+len(a.ContentID)) + 200
-}
-
-// requestSize estimates the sendMail request for msg without reading its
-// attachments.
-func requestSize(msg *convert.Result) int64 {
-	n := messageSize(&msg.Message)
-	for _, a := range msg.Attachments {
-		n += encodedSize(a)
-	}
-	return n
-}
-
-func messageSize(m *convert.Message) int64 {
-	data, _ := json.Marshal(m)
-	return int64(len(data))
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -1,10 +1,10 @@
 package upstream
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +16,9 @@ import (
 )
 
 // Outbox is a Target for trial runs without a tenant: it writes, per
-// message, exactly the body a Graph sendMail request would carry:
-// ID.json for JSON, ID.mime for signed or encrypted mail (base64 MIME).
+// message, exactly the body a Graph sendMail request would carry, streamed
+// like the request itself: ID.json for JSON, ID.mime for signed or
+// encrypted mail (base64 MIME).
 type Outbox struct {
 	dir string
 }
@@ -31,49 +32,52 @@ func NewOutbox(dir string) (*Outbox, error) {
 }
 
 func (o *Outbox) Send(_ context.Context, env *envelope.Envelope, msg *convert.Result) (Receipt, error) {
-	var name string
-	var body []byte
+	name := env.ID + ".json"
+	write := func(w io.Writer) error { return msg.WriteSendMailRequest(w, true) }
 	if msg.MIME != nil {
-		r, err := msg.MIME()
-		if err != nil {
-			return Receipt{}, &Error{Message: "open message in the spool", Err: err, Temporary: true}
-		}
-		raw, err := io.ReadAll(r)
-		r.Close()
-		if err != nil {
-			return Receipt{}, &Error{Message: "read message from the spool", Err: err, Temporary: true}
-		}
-		name, body = env.ID+".mime", []byte(base64.StdEncoding.EncodeToString(raw))
-	} else {
-		req, err := msg.SendMailRequest(true)
-		if err != nil {
-			return Receipt{}, &Error{Message: "read attachments from the spool", Err: err, Temporary: true}
-		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false) // keep HTML bodies readable for the admin
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(req); err != nil {
-			return Receipt{}, &Error{Message: "encode message", Err: err}
-		}
-		body = buf.Bytes()
-		name = env.ID + ".json"
+		name = env.ID + ".mime"
+		write = func(w io.Writer) error { return writeBase64(w, msg.MIME) }
 	}
-	if err := writeFileAtomic(filepath.Join(o.dir, name), body); err != nil {
+	err := writeFileAtomic(filepath.Join(o.dir, name), write)
+	var source *convert.SourceError
+	if errors.As(err, &source) {
+		return Receipt{}, &Error{Message: "read message from the spool", Err: err, Temporary: true}
+	}
+	if err != nil {
 		return Receipt{}, &Error{Message: "write outbox file", Err: err, Temporary: true}
 	}
 	return Receipt{Status: http.StatusAccepted}, nil
 }
 
-// writeFileAtomic writes data so that path holds either nothing or all of
-// it, even across a crash: temporary file, fsync, rename, fsync folder.
-func writeFileAtomic(path string, data []byte) error {
+// writeBase64 writes what open streams in standard base64, as Graph's
+// MIME sendMail takes it.
+func writeBase64(w io.Writer, open convert.Opener) error {
+	r, err := open()
+	if err != nil {
+		return &convert.SourceError{Name: "message", Err: err}
+	}
+	defer r.Close()
+	enc := base64.NewEncoder(base64.StdEncoding, w)
+	if _, err := io.Copy(enc, r); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// writeFileAtomic writes what write produces so that path holds either
+// nothing or all of it, even across a crash: temporary file, fsync,
+// rename, fsync folder.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	bw := bufio.NewWriterSize(f, streamBuffer)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err == nil {
 		err = f.Sync()
 	}

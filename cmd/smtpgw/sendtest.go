@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/convert"
+	"github.com/smtpgw/smtpgw/internal/envelope"
+	"github.com/smtpgw/smtpgw/internal/upstream"
+)
+
+// sendTests sends one real message to address through each mapped mailbox
+// (or only through the mailbox only), and reports per mailbox whether
+// Graph took it, and if not, whether an access policy or a missing mailbox
+// is why.
+func sendTests(cfg *config.Config, address, only string, f *findings) {
+	mailboxes := mappedMailboxes(cfg)
+	if only != "" {
+		if !slices.Contains(mailboxes, only) {
+			f.warn("%s is not mapped to any [[user]] or [[network]]; testing it anyway", only)
+		}
+		mailboxes = []string{only}
+	}
+	if len(mailboxes) == 0 {
+		f.warn("no [[user]] or [[network]] names a mailbox; use -mailbox to test one")
+		return
+	}
+	graph, err := upstream.NewGraph(cfg.Graph, upstream.Options{})
+	if err != nil {
+		f.fail("graph: %v", err)
+		return
+	}
+	for _, mailbox := range mailboxes {
+		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+		err := sendTest(ctx, graph, cfg, mailbox, address)
+		cancel()
+		reportSendTest(f, cfg.Graph, mailbox, address, err)
+	}
+}
+
+// mappedMailboxes lists every mailbox a [[user]] or [[network]] sends as,
+// once each, in file order.
+func mappedMailboxes(cfg *config.Config) []string {
+	var list []string
+	add := func(m string) {
+		if m != "" && !slices.Contains(list, m) {
+			list = append(list, m)
+		}
+	}
+	for _, u := range cfg.Users {
+		add(u.Mailbox)
+	}
+	for _, n := range cfg.Networks {
+		add(n.Mailbox)
+	}
+	return list
+}
+
+// sendTest sends one short plain-text message as mailbox, through the same
+// conversion and Graph calls as spooled mail.
+func sendTest(ctx context.Context, graph *upstream.Graph, cfg *config.Config, mailbox, address string) error {
+	now := time.Now()
+	raw := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: smtpgw test message through %s\r\nDate: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"+
+		"This message was sent by \"smtpgw check -send-test\" on %s\r\nthrough the mailbox %s, to show that the gateway can send as it.\r\n",
+		mailbox, address, mailbox, now.Format(time.RFC1123Z), cfg.Server.Hostname, mailbox)
+	env := &envelope.Envelope{
+		Identity:       "check",
+		Mailbox:        mailbox,
+		AllowedSenders: []string{mailbox},
+		MailFrom:       mailbox,
+		Recipients:     []string{address},
+		Received:       now,
+	}
+	open := func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(raw)), nil }
+	msg, err := convert.Convert(open, env)
+	if err != nil {
+		return err
+	}
+	_, err = graph.Send(ctx, env, msg)
+	return err
+}
+
+// reportSendTest explains one mailbox's result in the words an admin
+// needs, with the command that tests an access policy.
+func reportSendTest(f *findings, g *config.Graph, mailbox, address string, err error) {
+	var uerr *upstream.Error
+	switch {
+	case err == nil:
+		f.info("%s: sent a test message to %s", mailbox, address)
+	case errors.As(err, &uerr) && uerr.Status == http.StatusForbidden && uerr.Code == "ErrorAccessDenied":
+		f.fail("%s: refused: the app may not send as this mailbox; an application access policy or RBAC for Applications scope leaves it out (policy changes can take an hour). Test with: Test-ApplicationAccessPolicy -Identity %s -AppId %s, or Test-ServicePrincipalAuthorization -Identity <service principal> -Resource %s",
+			mailbox, mailbox, g.ClientID, mailbox)
+	case errors.As(err, &uerr) && uerr.Status == http.StatusNotFound:
+		f.fail("%s: no such mailbox in the tenant (%s): check the address in the configuration", mailbox, uerr.Code)
+	default:
+		f.fail("%s: not sent: %v", mailbox, err)
+	}
+}

@@ -1,0 +1,105 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
+
+	"github.com/smtpgw/smtpgw/internal/convert"
+)
+
+// streamBuffer is how much of a streamed request body is gathered before
+// it goes to the connection.
+const streamBuffer = 64 << 10
+
+// post sends a JSON request whose body write produces as it is sent, from
+// the spool through the encoder: it is never held whole in memory. size is
+// the exact length write produces. When out is not nil the JSON response is
+// decoded into it. The SDK's adapter cannot do this (it takes the body as
+// one []byte), so the request goes out on the plain client with a token
+// from the same credential.
+func (g *Graph) post(ctx context.Context, path string, size int64, write func(io.Writer) error, out any) (Receipt, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	token, err := g.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{g.scope}})
+	if err != nil {
+		return Receipt{}, classify(ctx, err, nil)
+	}
+	pr, pw := io.Pipe()
+	written := make(chan error, 1)
+	go func() {
+		bw := bufio.NewWriterSize(pw, streamBuffer)
+		err := write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err) // nil: the reader sees the end of the body
+		written <- err
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.baseURL+path, pr)
+	if err != nil {
+		pr.Close()
+		<-written
+		return Receipt{}, &Error{Message: "build request", Err: err}
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token.Token)
+	resp, err := g.plain.Do(req)
+	pr.Close() // Graph may answer before reading it all
+	writeErr := <-written
+	var source *convert.SourceError
+	if errors.As(writeErr, &source) {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return Receipt{}, &Error{Message: "read attachment from the spool", Err: writeErr, Temporary: true}
+	}
+	if err != nil {
+		return Receipt{}, classify(ctx, err, nil)
+	}
+	defer resp.Body.Close()
+	receipt := Receipt{Status: resp.StatusCode, RequestID: resp.Header.Get("request-id")}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return receipt, classify(ctx, err, nil)
+	}
+	if resp.StatusCode >= 400 {
+		rec := &recordedResponse{status: resp.StatusCode, header: resp.Header}
+		return receipt, classify(ctx, graphError(resp.StatusCode, body), rec)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			return receipt, &Error{Status: resp.StatusCode, RequestID: receipt.RequestID, Message: "unexpected Graph response", Err: err, Temporary: true}
+		}
+	}
+	return receipt, nil
+}
+
+// graphError turns a Graph error body into the error the SDK would have
+// returned for it, so that classify reads it the same way; a body that is
+// not Graph's JSON (a proxy's HTML page) becomes plain text.
+func graphError(status int, body []byte) error {
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
+		return fmt.Errorf("HTTP %d: %s", status, strings.TrimSpace(string(body[:min(len(body), 200)])))
+	}
+	main := odataerrors.NewMainError()
+	main.SetCode(&e.Error.Code)
+	main.SetMessage(&e.Error.Message)
+	odata := odataerrors.NewODataError()
+	odata.SetErrorEscaped(main)
+	odata.ResponseStatusCode = status
+	return odata
+}
