@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/goreleaser/nfpm/v2"
@@ -102,12 +103,16 @@ func writePackagedConfig(example, dst string) error {
 }
 
 // debianVersion turns `git describe` output into a version dpkg orders
-// correctly: v1.2.0 → 1.2.0, v1.2.0-3-gabc → 1.2.0+3.gabc, an untagged
-// abc1234 → 0.0.0~gitabc1234.
+// correctly: v1.2.0 → 1.2.0, v1.2.0-3-gabc1234 → 1.2.0+3+gabc1234, an
+// untagged abc1234 (or 2ead6f9, a hash that starts with a digit) →
+// 0.0.0~git2ead6f9.
 func debianVersion(describe string) string {
 	v := strings.TrimPrefix(describe, "v")
-	if v == "" || v[0] < '0' || v[0] > '9' {
+	if !tagged.MatchString(v) {
 		v = "0.0.0~git" + v
 	}
 	return strings.ReplaceAll(v, "-", "+")
 }
+
+// tagged matches versions from a release tag: digits, a dot, digits.
+var tagged = regexp.MustCompile(`^[0-9]+\.[0-9]+`)
