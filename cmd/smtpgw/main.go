@@ -23,6 +23,7 @@ commands:
   check          validate the configuration and try Entra ID and Graph
   hash-password  print the bcrypt hash of a password, for [[user]]
   queue          inspect and manage the spool (smtpgw queue help)
+  service        install and control the Windows service (Windows only)
   version        print the version
 
 The configuration is -config FILE, else the file named by SMTPGW_CONFIG,
@@ -97,6 +98,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = hashPassword(rest, stdin, stdout, stderr)
 	case "queue":
 		err = queueCommand(rest, stdout)
+	case "service":
+		err = serviceCommand(rest, stdout)
 	case "version", "-version", "--version":
 		err = noArguments(flag.NewFlagSet("version", flag.ContinueOnError), rest, stdout)
 		if err == nil {
