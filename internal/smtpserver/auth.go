@@ -147,7 +147,7 @@ func (s *session) login(username, password string) error {
 	s.mu.Lock()
 	s.user = id
 	s.mu.Unlock()
-	s.srv.log.Info("authenticated", "client", s.client, "identity", id.name)
+	s.log.Info("authenticated", "identity", id.name)
 	return nil
 }
 
@@ -172,7 +172,7 @@ func (s *session) abandonAuth() {
 		return
 	}
 	s.authFailed()
-	s.srv.log.Warn("authentication failed", "client", s.client, "reason", "exchange abandoned by the client")
+	s.log.Warn("authentication failed", "reason", "exchange abandoned by the client")
 }
 
 // authExchange wraps a mechanism so that every answer takes at least

@@ -143,8 +143,8 @@ func TestLoginIsLogged(t *testing.T) {
 	r.cmd("AUTH PLAIN "+plainIR(scannerUser, "a secret guess"), "535 5.7.8 ")
 	r.cmd("AUTH PLAIN "+plainIR(scannerUser, scannerPassword), "235 2.0.0 ")
 	logs := ts.logs.String()
-	if !strings.Contains(logs, `msg="authentication failed" client=127.0.0.1:`) || !strings.Contains(logs, `username \"`+scannerUser) {
-		t.Errorf("failure not logged with client and username:\n%s", logs)
+	if !strings.Contains(logs, `msg="authentication failed" conn=1 client=127.0.0.1:`) || !strings.Contains(logs, `username \"`+scannerUser) {
+		t.Errorf("failure not logged with connection, client and username:\n%s", logs)
 	}
 	if bytes.Contains([]byte(logs), []byte("a secret guess")) || strings.Contains(logs, scannerPassword) {
 		t.Error("log contains a password")

@@ -3,6 +3,7 @@ package smtpserver
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -118,6 +119,7 @@ type trackedConn struct {
 	net.Conn
 	tracker *connTracker
 	client  netip.Addr
+	log     *slog.Logger  // the connection's logger: its id and client
 	end     time.Time     // session_lifetime reached: reads time out
 	closed  chan struct{} // closed by Close, to cut short a delayed reply
 

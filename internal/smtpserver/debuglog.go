@@ -20,7 +20,7 @@ const maxLoggedLine = 512
 // without saying why. AUTH payloads are redacted, the message itself is
 // summed up by its size, and after STARTTLS only the session's own log
 // lines remain, since the encrypted bytes say nothing.
-func (s *Server) debugConversation(conn net.Conn) net.Conn {
+func (s *Server) debugConversation(conn net.Conn, log *slog.Logger) net.Conn {
 	if !s.log.Enabled(context.Background(), slog.LevelDebug) {
 		return conn
 	}
@@ -28,7 +28,7 @@ func (s *Server) debugConversation(conn net.Conn) net.Conn {
 	if err != nil || !s.debugClient(client.Addr()) {
 		return conn
 	}
-	return &conversationLog{Conn: conn, log: s.log.With("client", conn.RemoteAddr().String())}
+	return &conversationLog{Conn: conn, log: log}
 }
 
 // debugClient reports whether client is in debug_clients (all clients

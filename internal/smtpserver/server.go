@@ -37,6 +37,7 @@ type Server struct {
 	limits    *clientLimits
 	settings  atomic.Pointer[config.Limits] // [limits]; replaced by Reload
 	listeners []*listener
+	connIDs   atomic.Uint64  // numbers the connections in the log
 	wg        sync.WaitGroup // accept loops, go-smtp servers, refusals
 }
 
@@ -183,11 +184,12 @@ func (s *Server) accept(l *listener) {
 			s.refuseConn(l, raw, err)
 			continue
 		}
+		tc.log = s.log.With("conn", s.connIDs.Add(1), "client", raw.RemoteAddr().String())
 		var conn net.Conn = tc
 		if l.cfg.TLS == config.TLSImplicit {
 			conn = tls.Server(tc, l.tls)
 		}
-		conn = s.debugConversation(conn)
+		conn = s.debugConversation(conn, tc.log)
 		tc.setOuter(conn)
 		if !l.handoff.deliver(conn) {
 			tc.Close()

@@ -89,7 +89,7 @@ func TestAuthPlainOverStartTLS(t *testing.T) {
 	c.Quit()
 
 	logs := ts.logs.String()
-	for _, want := range []string{"msg=accepted id=" + id, "identity=user:" + scannerUser, "mailbox=" + scannerMailbox, "recipients=2", "size="} {
+	for _, want := range []string{"msg=accepted conn=1 client=127.0.0.1:", "id=" + id, "identity=user:" + scannerUser, "mailbox=" + scannerMailbox, "recipients=2", "size="} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}

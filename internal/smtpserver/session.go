@@ -31,8 +31,9 @@ type session struct {
 	smtp   *smtp.Conn
 	conn   *trackedConn
 	tls    bool
-	client string     // "IP:port" as the spool and the logs record it
-	addr   netip.Addr // client IP, for [[network]] matching
+	client string       // "IP:port" as the spool records it
+	addr   netip.Addr   // client IP, for [[network]] matching
+	log    *slog.Logger // the connection's: carries its id and client
 
 	// mu guards the fields below: with BDAT, go-smtp runs Data in its own
 	// goroutine while Reset or Logout may be called.
@@ -55,7 +56,7 @@ func (s *Server) newSession(lis *listener, c *smtp.Conn) (smtp.Session, error) {
 	tc := trackedOf(netConn)
 	// After STARTTLS, goodbyes at shutdown must go through TLS.
 	tc.setOuter(netConn)
-	return &session{srv: s, lis: lis, smtp: c, conn: tc, tls: isTLS, client: netConn.RemoteAddr().String(), addr: tc.client}, nil
+	return &session{srv: s, lis: lis, smtp: c, conn: tc, tls: isTLS, client: netConn.RemoteAddr().String(), addr: tc.client, log: tc.log}, nil
 }
 
 // refuse logs and counts a refusal and returns the reply for the client.
@@ -80,7 +81,7 @@ func (s *session) refuseLogged(level slog.Level, msg string, err error) error {
 		s.conn.closeAfterNextWrite()
 	}
 	s.srv.metrics.refused.WithLabelValues(r.reason).Inc()
-	s.srv.log.Log(context.Background(), level, msg, "client", s.client, "code", r.smtp.Code, "reason", safetext.Log(err.Error()))
+	s.log.Log(context.Background(), level, msg, "code", r.smtp.Code, "reason", safetext.Log(err.Error()))
 	s.conn.pause(errorDelay(n, limits))
 	return r.smtp
 }
@@ -232,7 +233,7 @@ func (s *session) data(r io.Reader) (string, error) {
 	}
 	s.srv.sent(tx.id, len(tx.recipients))
 	s.srv.metrics.accepted.Inc()
-	s.srv.log.Info("accepted", "id", id, "client", s.client, "identity", env.Identity,
+	s.log.Info("accepted", "id", id, "identity", env.Identity,
 		"mailbox", env.Mailbox, "size", size, "recipients", len(env.Recipients))
 	return id, nil
 }
