@@ -172,4 +172,13 @@ func TestCheckSendTest(t *testing.T) {
 	if sent := fake.Sent(); len(sent) != 1 || sent[0].Mailbox != "noreply@contoso.com" {
 		t.Errorf("sent %+v, want one message through noreply@contoso.com", sent)
 	}
+
+	// A mailbox that does not exist is told apart from a refused one.
+	fake.FailNext(graphtest.RouteSendMail, 1, graphtest.Failure{Status: 404, Code: "ErrorInvalidUser"})
+	cmd = exec.Command(binary, "check", "-config", path, "-send-test", "admin@contoso.com", "-mailbox", "scanner@contoso.com")
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+fake.WriteCAFile(dir))
+	out, _ = cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "scanner@contoso.com: no such mailbox in the tenant (ErrorInvalidUser)") {
+		t.Errorf("exit %d, want 1 naming the missing mailbox:\n%s", code, out)
+	}
 }
