@@ -175,13 +175,15 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	}
 	switch v {
 	case delivered:
-		e.metrics.delivered.Inc()
 		e.mailboxes.record(env.Mailbox, len(env.Recipients), now)
 		if err := e.spool.Done(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			// It stays on disk and may be sent again after its next
 			// attempt time: at least once, never lost.
 			e.log.Error("delivered but cannot remove from spool", "id", id, "error", err)
 		}
+		// Counted once the spool says so too, so that whoever sees the
+		// count also sees the message gone.
+		e.metrics.delivered.Inc()
 		e.log.Info("delivered", "id", id, "mailbox", env.Mailbox, "status", receipt.Status,
 			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration_seconds", took.Seconds())
 		return result{id: id, finished: true, accepted: true}
