@@ -78,11 +78,13 @@ func TestShutdownRefusesNewTransaction(t *testing.T) {
 		defer cancel()
 		done <- ts.Shutdown(ctx)
 	}()
-	// Wait until shutdown has begun: new connections get 421.
-	late := dialRaw(t, addr, nil, nil)
-	if got := late.reply(); !strings.HasPrefix(got, "421 4.3.2 ") {
-		t.Fatalf("connection during shutdown got %q", got)
-	}
+	// Wait until shutdown has begun: new connections get 421. A
+	// connection that comes before it is greeted, and closed by it.
+	waitForServer(t, "new connections get 421", func() bool {
+		late := dialRaw(t, addr, nil, nil)
+		defer late.conn.Close()
+		return strings.HasPrefix(late.reply(), "421 4.3.2 ")
+	})
 	// Abandoning the transaction ends it; a new one is refused.
 	busy.cmd("RSET", "250 ")
 	if !busy.closed() {
