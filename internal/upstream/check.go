@@ -1,18 +1,15 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/smtpgw/smtpgw/internal/config"
 )
@@ -78,19 +75,13 @@ func LoginHost(cfg *config.Graph) string {
 // certificate_password_file when there is one) and returns when its first
 // certificate, the client certificate, expires.
 func CertificateExpiry(cfg *config.Graph) (time.Time, error) {
-	data, err := os.ReadFile(cfg.CertificateFile)
+	files, err := readCredentialFiles(cfg)
 	if err != nil {
 		return time.Time{}, err
 	}
-	var password []byte
-	if cfg.CertificatePasswordFile != "" {
-		if password, err = os.ReadFile(cfg.CertificatePasswordFile); err != nil {
-			return time.Time{}, fmt.Errorf("certificate password: %w", err)
-		}
-	}
-	certs, _, err := azidentity.ParseCertificates(data, bytes.TrimRight(password, "\r\n"))
+	certs, _, err := parseClientCertificate(cfg, files)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s: %w", cfg.CertificateFile, err)
+		return time.Time{}, err
 	}
 	return certs[0].NotAfter, nil
 }

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -255,9 +256,9 @@ func newCredential(cfg *config.Graph, files credentialFiles, opts azcore.ClientO
 		cred, err := azidentity.NewManagedIdentityCredential(miOpts)
 		return cred, time.Time{}, err
 	case cfg.CertificateFile != "":
-		certs, key, err := azidentity.ParseCertificates([]byte(files.certificate), []byte(files.certificatePassword))
+		certs, key, err := parseClientCertificate(cfg, files)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("certificate %s: %w", cfg.CertificateFile, err)
+			return nil, time.Time{}, err
 		}
 		cred, err := azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: customAuthority})
@@ -268,4 +269,14 @@ func newCredential(cfg *config.Graph, files credentialFiles, opts azcore.ClientO
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: customAuthority})
 		return cred, time.Time{}, err
 	}
+}
+
+// parseClientCertificate decodes certificate_file as read by
+// readCredentialFiles; the first certificate is the one the key belongs to.
+func parseClientCertificate(cfg *config.Graph, files credentialFiles) ([]*x509.Certificate, crypto.PrivateKey, error) {
+	certs, key, err := azidentity.ParseCertificates([]byte(files.certificate), []byte(files.certificatePassword))
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate %s: %w", cfg.CertificateFile, err)
+	}
+	return certs, key, nil
 }
