@@ -4,15 +4,14 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
+	"github.com/smtpgw/smtpgw/internal/testlog"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,7 +45,7 @@ type gateway struct {
 	cmd  *exec.Cmd
 	dir  string   // working directory: config, spool, outbox
 	Addr []string // SMTP listen addresses, in config order
-	logs *lockedBuffer
+	logs *testlog.Buffer
 	done chan struct{}
 }
 
@@ -68,7 +67,7 @@ func startGateway(t testing.TB, dir, config string, env ...string) *gateway {
 		}
 		args = append(args, "-config", path)
 	}
-	g := &gateway{t: t, dir: dir, logs: &lockedBuffer{}, done: make(chan struct{})}
+	g := &gateway{t: t, dir: dir, logs: &testlog.Buffer{}, done: make(chan struct{})}
 	g.cmd = exec.Command(binary, args...)
 	g.cmd.Dir = dir
 	g.cmd.Env = append(os.Environ(), env...)
@@ -155,22 +154,4 @@ func (g *gateway) signal(sig syscall.Signal) {
 func (g *gateway) ExitCode() int {
 	<-g.done
 	return g.cmd.ProcessState.ExitCode()
-}
-
-// lockedBuffer collects a process's output while tests read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

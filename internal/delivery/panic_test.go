@@ -1,35 +1,16 @@
 package delivery
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/envelope"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/testlog"
 )
-
-// syncBuffer collects the engine's log while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // A panic while converting or sending one message sends that message to
 // the dead letters with the reason and leaves the engine delivering the
@@ -55,7 +36,7 @@ func TestPanicGoesToDeadLetters(t *testing.T) {
 					return res, err
 				}
 			}
-			logs := &syncBuffer{}
+			logs := &testlog.Buffer{}
 			h := start(t, options{convert: convertFn, before: func(h *harness) {
 				h.engine.log = slog.New(slog.NewTextHandler(logs, nil))
 			}})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/testlog"
 )
 
 // fuzzConfig serves one plain listener where AUTH is allowed, so that a
@@ -79,7 +80,7 @@ func FuzzSession(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		logs := &syncBuffer{}
+		logs := &testlog.Buffer{}
 		srv, err := New(fuzzConfig(t), spool, slog.New(slog.NewTextHandler(logs, nil)))
 		if err != nil {
 			t.Fatal(err)

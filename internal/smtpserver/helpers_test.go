@@ -1,7 +1,6 @@
 package smtpserver
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/envelope"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/testlog"
 )
 
 // Test accounts. Hashes use the minimum bcrypt cost to keep tests fast.
@@ -150,7 +150,7 @@ auth_min_duration = "1ms"
 type testServer struct {
 	*Server
 	spool *queue.Spool
-	logs  *syncBuffer
+	logs  *testlog.Buffer
 	addrs []string
 }
 
@@ -166,7 +166,7 @@ func startServerLogging(t *testing.T, cfg *config.Config, level slog.Level) *tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	srv, err := New(cfg, spool, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})))
 	if err != nil {
 		t.Fatal(err)
@@ -372,23 +372,6 @@ func (r *rawConn) closed() bool {
 	r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, err := r.text.R.ReadByte()
 	return err != nil
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

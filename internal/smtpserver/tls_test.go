@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/testlog"
 )
 
 // TestSelfSignedKept: the self-signed certificate is made once, kept beside
@@ -22,7 +23,7 @@ func TestSelfSignedKept(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		logs := &syncBuffer{}
+		logs := &testlog.Buffer{}
 		srv, err := New(testConfig(t), spool, slog.New(slog.NewTextHandler(logs, nil)))
 		if err != nil {
 			t.Fatal(err)
