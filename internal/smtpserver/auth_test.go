@@ -150,3 +150,16 @@ func TestLoginIsLogged(t *testing.T) {
 		t.Error("log contains a password")
 	}
 }
+
+// TestOverlongUsername: a username past 256 bytes is refused unchecked, so
+// it never reaches bcrypt or the log.
+func TestOverlongUsername(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	r := dialRaw(t, ts.addrs[implicitListener], clientTLS(), nil)
+	r.greet()
+	long := strings.Repeat("u", 257)
+	r.cmd("AUTH PLAIN "+plainIR(long, scannerPassword), "501 5.5.2 ")
+	if strings.Contains(ts.logs.String(), long) {
+		t.Error("the overlong username was logged")
+	}
+}
