@@ -167,8 +167,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Close closes the connection; its counts are updated first, so that a
+// client that sees the close and connects again finds them current.
 func (c *Conn) Close() error {
-	err := c.Conn.Close()
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		c.gate.conns.remove(c)
@@ -183,7 +184,7 @@ func (c *Conn) Close() error {
 			c.admission.Closed(c)
 		}
 	})
-	return err
+	return c.Conn.Close()
 }
 
 // SetOuter names what the front end writes to (TLS over this conn once
