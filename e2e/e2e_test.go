@@ -62,9 +62,6 @@ mailbox = "scanner@contoso.com"
 cidrs = ["127.0.0.1/32"]
 mailbox = "noreply@contoso.com"
 allowed_senders = ["*@contoso.com"]
-# Load tests connect from this one address, like a branch office behind NAT.
-connections_per_address = 100
-connections_per_minute = 10000
 
 %s
 `, filepath.Join(dir, "spool"), hash, target)
