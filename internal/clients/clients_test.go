@@ -281,3 +281,63 @@ func TestCheckPoolTakesTurns(t *testing.T) {
 		t.Errorf("pool left busy=%d turns=%v waiting=%v", p.busy, p.turns, p.waiting)
 	}
 }
+
+// TestGuessingBudget: many addresses in many networks guessing a few
+// times each exhaust the global budget; then an address that failed is
+// refused unchecked, while one that never failed still logs in.
+func TestGuessingBudget(t *testing.T) {
+	g := testGate(t, "[limits]\nauth_failures_global = 20\nauth_min_duration = \"1ms\"\n")
+	for i := range 20 {
+		c, err := g.Admit(from(fmt.Sprintf("10.%d.0.1", i)), smtpAdmission)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Login(c, printerUser, "guess"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+		c.Close()
+	}
+	guesser, _ := g.Admit(from("10.3.0.1"), smtpAdmission)
+	if _, err := g.Login(guesser, printerUser, printerPassword); !errors.Is(err, ErrThrottled) {
+		t.Errorf("a guessing address past the global budget: %v", err)
+	}
+	printer, _ := g.Admit(from("10.200.0.1"), smtpAdmission)
+	if _, err := g.Login(printer, printerUser, printerPassword); err != nil {
+		t.Errorf("an address that never failed: %v", err)
+	}
+}
+
+// TestRefusalsSummed: a flood of refused connections writes one log line
+// at once and one summary afterwards, not a line each.
+func TestRefusalsSummed(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	g := testGate(t, "[limits]\nconnections_per_address = 1\n")
+	g.refused = &refusalSummary{log: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil)), every: 50 * time.Millisecond}
+	if _, err := g.Admit(from("192.0.2.7"), smtpAdmission); err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 {
+		if _, err := g.Admit(from("192.0.2.7"), smtpAdmission); !errors.Is(err, ErrAddressConnections) {
+			t.Fatalf("over the limit: %v", err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	got := logs.String()
+	if n := strings.Count(got, "\n"); n != 2 || !strings.Contains(got, "count=999") {
+		t.Errorf("1,000 refusals logged as %d lines:\n%s", n, got)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}

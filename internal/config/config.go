@@ -35,7 +35,7 @@ type Server struct {
 	MaxRecipients   int      `toml:"max_recipients"`    // default 500
 	ReadTimeout     Duration `toml:"read_timeout"`      // default 10m; covers the whole DATA body
 	WriteTimeout    Duration `toml:"write_timeout"`     // default 1m
-	MaxConnections  int      `toml:"max_connections"`   // default 100
+	MaxConnections  int      `toml:"max_connections"`   // default 1000
 	MaxAuthFailures int      `toml:"max_auth_failures"` // per connection, default 3; then the connection is closed
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`  // default 30s
 }

@@ -59,14 +59,14 @@ var hashes = sync.OnceValues(func() (map[string]string, error) {
 
 // testConfig is the configuration most tests run: five listeners, two
 // accounts, two overlapping networks, and limits short enough for tests.
-func testConfig(t *testing.T) *config.Config {
+func testConfig(t testing.TB) *config.Config {
 	t.Helper()
 	return parseConfig(t, "")
 }
 
 // parseConfig is testConfig with extra TOML appended (keys for [limits],
 // or further tables).
-func parseConfig(t *testing.T, extra string) *config.Config {
+func parseConfig(t testing.TB, extra string) *config.Config {
 	t.Helper()
 	h, err := hashes()
 	if err != nil {
@@ -156,13 +156,13 @@ type testServer struct {
 	addrs []string
 }
 
-func startServer(t *testing.T, cfg *config.Config) *testServer {
+func startServer(t testing.TB, cfg *config.Config) *testServer {
 	t.Helper()
 	return startServerLogging(t, cfg, slog.LevelInfo)
 }
 
 // startServerLogging starts a server whose log records level and above.
-func startServerLogging(t *testing.T, cfg *config.Config, level slog.Level) *testServer {
+func startServerLogging(t testing.TB, cfg *config.Config, level slog.Level) *testServer {
 	t.Helper()
 	spool, err := queue.Open(t.TempDir())
 	if err != nil {
@@ -196,7 +196,7 @@ func startServerLogging(t *testing.T, cfg *config.Config, level slog.Level) *tes
 }
 
 // testGate is a gate for cfg that logs nothing.
-func testGate(t *testing.T, cfg *config.Config) *clients.Gate {
+func testGate(t testing.TB, cfg *config.Config) *clients.Gate {
 	t.Helper()
 	gate, err := clients.New(cfg, testLogger())
 	if err != nil {
