@@ -44,12 +44,7 @@ func TestNetworkBurst(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
-	}
+	reportErrors(t, errs)
 	fake.WaitSent(t, parallel, deliveryTimeout)
 }
 
@@ -99,13 +94,19 @@ func TestAuthenticatedConnectionPerMessage(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	reportErrors(t, errs)
+	fake.WaitSent(t, total, deliveryTimeout)
+}
+
+// reportErrors reports every error the senders left in errs.
+func reportErrors(t *testing.T, errs chan error) {
+	t.Helper()
 	close(errs)
 	for err := range errs {
 		if err != nil {
 			t.Error(err)
 		}
 	}
-	fake.WaitSent(t, total, deliveryTimeout)
 }
 
 // sendAuthLogin sends one message from source over STARTTLS with AUTH

@@ -128,14 +128,21 @@ func TestCommandsBeforeEHLOClosed(t *testing.T) {
 		t.Fatalf("greeting %q", got)
 	}
 	start := time.Now()
-	for range 10 {
-		r.cmd("MAIL FROM:<a@contoso.com>", "502 5.5.1 ")
-	}
+	r.refusedUntilClosed(t, "MAIL FROM:<a@contoso.com>", "502 5.5.1 ")
 	// errors_before_delay 3, then 20ms, 40ms, … 140ms: 560ms in all.
 	if d := time.Since(start); d < 500*time.Millisecond {
 		t.Errorf("ten refusals took %v, want them slowed", d)
 	}
-	r.cmd("MAIL FROM:<a@contoso.com>", "421 4.7.0 ")
+}
+
+// refusedUntilClosed sends line max_errors (10) times, each refused with
+// want, then once more: that one gets 421 and the connection closes.
+func (r *rawConn) refusedUntilClosed(t *testing.T, line, want string) {
+	t.Helper()
+	for range 10 {
+		r.cmd(line, want)
+	}
+	r.cmd(line, "421 4.7.0 ")
 	if !r.closed() {
 		t.Error("connection still open after max_errors")
 	}
@@ -153,13 +160,7 @@ func TestErrorsCountedAfterSTARTTLS(t *testing.T) {
 	if _, _, err := r.text.ReadResponse(250); err != nil {
 		t.Fatal(err)
 	}
-	for range 10 {
-		r.cmd("RCPT TO:<a@example.com>", "5")
-	}
-	r.cmd("RCPT TO:<a@example.com>", "421 4.7.0 ")
-	if !r.closed() {
-		t.Error("connection still open after max_errors")
-	}
+	r.refusedUntilClosed(t, "RCPT TO:<a@example.com>", "5")
 }
 
 // TestSTARTTLSBeforeEHLOCloses: a client that starts TLS without EHLO was
