@@ -16,7 +16,8 @@ type graphReloader interface {
 
 // reload reads the configuration again and applies what can change while
 // the gateway runs: users, networks and their mailboxes, max_connections,
-// the TLS certificate, the log level and the Graph credential. A file that
+// max_auth_failures, [limits] but idle_timeout, debug_clients, the TLS
+// certificate, the log level and the Graph credential. A file that
 // does not load changes nothing, and every problem in it is logged.
 // Settings that only a restart applies are logged as such.
 func (g *gateway) reload() {
@@ -90,21 +91,22 @@ func restartNeeded(old, next *config.Config) []string {
 		}
 	}
 	differs("listener", old.Listeners, next.Listeners)
-	differs("server", withoutMaxConnections(old.Server), withoutMaxConnections(next.Server))
-	differs("limits", old.Limits, next.Limits)
+	differs("server", withoutGateKeys(old.Server), withoutGateKeys(next.Server))
+	// The gate applies the rest of [limits]; go-smtp keeps its idle timeout.
+	differs("limits.idle_timeout", old.Limits.IdleTimeout, next.Limits.IdleTimeout)
 	differs("queue", old.Queue, next.Queue)
 	differs("outbox", old.Outbox, next.Outbox)
 	differs("metrics.address", old.Metrics.Address, next.Metrics.Address)
 	differs("log.format", old.Log.Format, next.Log.Format)
-	differs("log.debug_clients", old.Log.DebugClients, next.Log.DebugClients)
 	if (old.Graph == nil) != (next.Graph == nil) {
 		names = append(names, "graph")
 	}
 	return names
 }
 
-// withoutMaxConnections leaves out the one [server] key that Reload applies.
-func withoutMaxConnections(s config.Server) config.Server {
-	s.MaxConnections = 0
+// withoutGateKeys leaves out the [server] keys that the clients gate
+// applies on reload.
+func withoutGateKeys(s config.Server) config.Server {
+	s.MaxConnections, s.MaxAuthFailures = 0, 0
 	return s
 }
