@@ -341,3 +341,29 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
+
+// TestStormLine: while many addresses guess, an address not known to log
+// in waits in the second line of the password checks; one that logged in
+// before stays in the first.
+func TestStormLine(t *testing.T) {
+	g := testGate(t, "[limits]\nauth_failures_global = 3\nauth_min_duration = \"1ms\"\n")
+	printer, _ := g.Admit(from("10.9.0.1"), smtpAdmission)
+	if _, err := g.Login(printer, printerUser, printerPassword); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		c, _ := g.Admit(from(fmt.Sprintf("10.%d.0.1", i)), smtpAdmission)
+		g.Login(c, printerUser, "guess")
+		c.Close()
+	}
+	st := g.settings.Load()
+	for addr, wantStorm := range map[string]bool{"10.9.0.1": true, "10.50.0.1": true} {
+		failures, storm, throttled := g.guessing(netip.MustParseAddr(addr), st, time.Now())
+		if failures != 0 || storm != wantStorm || throttled {
+			t.Errorf("%s: failures %d storm %v throttled %v", addr, failures, storm, throttled)
+		}
+	}
+	if g.logins.Count("10.9.0.1", time.Now(), knownGoodWindow) != 1 || g.logins.Count("10.50.0.1", time.Now(), knownGoodWindow) != 0 {
+		t.Error("the address that logged in is not known, or a stranger is")
+	}
+}

@@ -36,6 +36,7 @@ type Gate struct {
 
 	connections  *window.Counter // unidentified connections per address, by their end
 	authFailures *window.Counter // per address, per network (failing addresses), and in all
+	logins       *window.Counter // successful logins per address
 }
 
 // settings are the parts of a configuration the gate applies.
@@ -57,6 +58,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gate, error) {
 		refused:      &refusalSummary{log: logger, every: refusalSummaryInterval},
 		connections:  window.New(),
 		authFailures: window.New(),
+		logins:       window.New(),
 	}
 	if err := g.Reload(cfg); err != nil {
 		return nil, err

@@ -26,13 +26,16 @@ func (g *Gate) Login(c *Conn, username, password string) (*Identity, error) {
 	if len(username) > MaxUsername || safetext.HasControl(username) {
 		return nil, g.Fail(c, fmt.Errorf("%w: username of %d bytes or with control characters", ErrMalformed, len(username)))
 	}
-	failures, throttled := g.guessing(c.addr, st, time.Now())
+	now := time.Now()
+	failures, storm, throttled := g.guessing(c.addr, st, now)
 	if throttled {
 		g.metrics.loginFailures.WithLabelValues(c.admission.Protocol).Inc()
 		return nil, g.failOnConnection(c, ErrThrottled)
 	}
+	// Addresses that failed lately wait behind the others; while many
+	// addresses guess, so does every address not known to log in.
 	line := clean
-	if failures > 0 {
+	if failures > 0 || storm && g.logins.Count(addressKey(c.addr), now, knownGoodWindow) == 0 {
 		line = suspect
 	}
 	var id *Identity
@@ -48,6 +51,10 @@ func (g *Gate) Login(c *Conn, username, password string) (*Identity, error) {
 	c.loggedIn = true
 	c.mu.Unlock()
 	g.conns.identified(c)
+	// One event per address is enough to know it, and bounds the memory.
+	if key := addressKey(c.addr); g.logins.Count(key, time.Now(), knownGoodWindow) == 0 {
+		g.logins.Add(key, time.Now(), knownGoodWindow, 1)
+	}
 	return id, nil
 }
 
@@ -84,22 +91,25 @@ func (g *Gate) failOnConnection(c *Conn, reason error) error {
 // globalKey counts the failed logins of every client.
 const globalKey = "all"
 
-// guessing returns addr's failed logins in the window, and whether its
-// logins are throttled: its own failures reached auth_failures, or
-// auth_failing_addresses of its network failed, or every client together
-// reached auth_failures_global and addr is one of those failing.
-func (g *Gate) guessing(addr netip.Addr, st *settings, now time.Time) (failures int, throttled bool) {
+// knownGoodWindow is how long an address that logged in keeps its place
+// in the first line of the password checks while many addresses guess.
+const knownGoodWindow = 24 * time.Hour
+
+// guessing returns addr's failed logins in the window; whether every
+// client together reached auth_failures_global (a guessing storm); and
+// whether addr's logins are throttled: its own failures reached
+// auth_failures, or auth_failing_addresses of its network failed, or
+// there is a storm and addr is one of those failing.
+func (g *Gate) guessing(addr netip.Addr, st *settings, now time.Time) (failures int, storm, throttled bool) {
 	l := st.limits
 	span := l.AuthFailureWindow.D()
 	addrKey, netKey := guessingKeys(addr)
 	failures = g.authFailures.Count(addrKey, now, span)
-	switch {
-	case failures >= l.AuthFailures,
-		g.authFailures.Count(netKey, now, span) >= l.AuthFailingAddresses,
-		failures > 0 && g.authFailures.Count(globalKey, now, span) >= l.AuthFailuresGlobal:
-		return failures, true
-	}
-	return failures, false
+	storm = g.authFailures.Count(globalKey, now, span) >= l.AuthFailuresGlobal
+	throttled = failures >= l.AuthFailures ||
+		g.authFailures.Count(netKey, now, span) >= l.AuthFailingAddresses ||
+		storm && failures > 0
+	return failures, storm, throttled
 }
 
 // guessingKeys are the counters of a failed login from client: its address
