@@ -9,13 +9,17 @@ import (
 // that a reload can change the certificate for new connections while those
 // already open keep the one they negotiated.
 type Swappable struct {
-	live atomic.Pointer[tls.Config]
+	live   atomic.Pointer[tls.Config]
+	served *tls.Config // asks for live at each handshake
 }
 
 // NewSwappable starts serving initial.
 func NewSwappable(initial *tls.Config) *Swappable {
 	s := &Swappable{}
 	s.live.Store(initial)
+	s.served = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return s.live.Load(), nil
+	}}
 	return s
 }
 
@@ -24,8 +28,4 @@ func (s *Swappable) Store(c *tls.Config) { s.live.Store(c) }
 
 // Config is what a listener or tls.Server is given: it asks for the live
 // configuration at each handshake.
-func (s *Swappable) Config() *tls.Config {
-	return &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		return s.live.Load(), nil
-	}}
-}
+func (s *Swappable) Config() *tls.Config { return s.served }
