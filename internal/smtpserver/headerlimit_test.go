@@ -15,8 +15,8 @@ import (
 
 // startLargeServer starts a server with one plain listener for the
 // allowlisted loopback network that takes messages of 4 MiB, larger than
-// the header limit.
-func startLargeServer(t *testing.T) *testServer {
+// the header limit, and keeps minFree (TOML) free in its spool.
+func startLargeServer(t *testing.T, minFree string) *testServer {
 	t.Helper()
 	cfg, err := config.Parse([]byte(`
 [server]
@@ -27,7 +27,7 @@ address = "127.0.0.1:0"
 [outbox]
 dir = "unused"
 [queue]
-min_free_space = 1
+min_free_space = `+minFree+`
 [[network]]
 cidrs = ["127.0.0.1"]
 mailbox = "noreply@contoso.com"
@@ -42,7 +42,7 @@ allowed_senders = ["*@contoso.com"]
 // The header is refused while it streams in, whatever its shape, with the
 // size reply: nothing reaches the queue and nothing is left in tmp/.
 func TestHeaderTooLarge(t *testing.T) {
-	ts := startLargeServer(t)
+	ts := startLargeServer(t, "1")
 	filler := strings.Repeat("x", 3<<20)
 	shapes := map[string]string{
 		"many short lines": strings.Repeat("X-A: b\r\n", convert.MaxHeaderBytes/8+1) + "\r\nbody\r\n",
@@ -79,7 +79,7 @@ func TestHeaderTooLarge(t *testing.T) {
 // Over BDAT the refusal comes at once and the connection closes, rather
 // than go-smtp reading the rest of the chunk.
 func TestHeaderTooLargeBDAT(t *testing.T) {
-	ts := startLargeServer(t)
+	ts := startLargeServer(t, "1")
 	r := dialRaw(t, ts.addrs[0], nil, nil)
 	r.greet()
 	r.cmd("MAIL FROM:<printer@contoso.com>", "250 ")

@@ -210,7 +210,9 @@ func (s *session) data(r io.Reader) (string, error) {
 		ClientAddr:     s.client,
 		Received:       time.Now(),
 	}
-	in, err := s.srv.spool.Create(env)
+	// min_free_space is kept while the message is written, not only at
+	// MAIL FROM, counting the other messages being received.
+	in, err := s.srv.spool.CreateKeepingFree(env, int64(s.srv.cfg.Queue.MinFreeSpace))
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", errSpool, err)
 	}
@@ -222,6 +224,8 @@ func (s *session) data(r io.Reader) (string, error) {
 		err = s.checkMessage(tx.id, size, header)
 	}
 	switch {
+	case errors.Is(w.err, queue.ErrNoRoom):
+		err = fmt.Errorf("%w: %v", errNoRoom, w.err)
 	case w.err != nil:
 		err = fmt.Errorf("%w: %v", errSpool, w.err)
 	case errors.Is(err, smtp.ErrDataTooLarge):
