@@ -104,8 +104,19 @@ func identityKey(mailbox, identity string) string {
 // next attempt and the reason are recorded in its state, so that `queue
 // show` tells the admin why it waits and until when, and a restart, which
 // forgets what was sent, does not send it early.
+//
+// A message still held when its maximum age passes fails then, as any
+// message that waited too long.
 func (e *Engine) guardHeld(entry *queue.Entry, h *guardHold) result {
 	id := entry.Envelope.ID
+	expires := ageStart(entry).Add(e.maxAge)
+	if !e.clock.Now().Before(expires) {
+		e.giveUp(entry, entry.State.Attempts, errors.New(h.reason))
+		return result{id: id, finished: true}
+	}
+	if h.until.After(expires) {
+		h.until = expires
+	}
 	st := entry.State
 	st.NextAttempt, st.Held = h.until, h.reason
 	if err := e.spool.SaveState(id, st); err != nil {

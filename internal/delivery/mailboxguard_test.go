@@ -164,3 +164,30 @@ smtpgw_mailbox_guard_holds 1
 	h.waitCount("the held messages", h.engine.metrics.delivered, 22)
 	h.waitStatus("nothing held", func(st Status) bool { return st.Queue.Limited == 0 && len(st.MailboxGuard) == 0 })
 }
+
+// A message the guard still holds when its maximum age passes fails then,
+// rather than wait a day beyond it.
+func TestMailboxGuardHoldEndsAtMaxAge(t *testing.T) {
+	h := start(t, options{queue: `max_age = "1h"`})
+	rcpts := make([]string, 500)
+	for i := range rcpts {
+		rcpts[i] = fmt.Sprintf("r%d@example.net", i)
+	}
+	share := identityRecipientsPerDay / 500
+	var last string
+	for range share + 1 {
+		last = h.submitEnvelope(&envelope.Envelope{Identity: erp, Mailbox: mailbox, AllowedSenders: []string{mailbox},
+			MailFrom: mailbox, Recipients: rcpts, Received: h.clock.Now()})
+	}
+	h.waitCount("the share", h.engine.metrics.delivered, share)
+	h.waitStatus("the last one held", func(st Status) bool { return st.Queue.Limited == 1 })
+	if st := h.state(last); !st.NextAttempt.Equal(t0.Add(time.Hour)) {
+		t.Errorf("held until %v, want its maximum age %v", st.NextAttempt, t0.Add(time.Hour))
+	}
+	h.clock.Set(t0.Add(time.Hour))
+	h.waitCount("the failure", h.engine.metrics.failed, 1)
+	d, err := h.spool.Show(last)
+	if err != nil || !strings.Contains(d.LastError, "gave up after 1h0m0s") || !strings.Contains(d.LastError, "identity "+erp) {
+		t.Errorf("dead letter %+v, %v", d.LastError, err)
+	}
+}

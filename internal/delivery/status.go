@@ -60,7 +60,8 @@ type QueueStatus struct {
 }
 
 // GuardHold is the messages of one identity and mailbox that the mailbox
-// guard holds, and when the first of them may go.
+// guard holds, and when the first of them may go (or fails, should its
+// maximum age pass first).
 type GuardHold struct {
 	Mailbox  string    `json:"mailbox"`
 	Identity string    `json:"identity"`
