@@ -24,8 +24,9 @@ user.
 
 commands:
   list [-state S] [-json]    one line per message: ID, state, mailbox, sender,
-                             recipient count, attempts, age, last error;
-                             S is queued, deferred or failed
+                             recipient count, attempts, age, last error
+                             (for a held message, why it is held);
+                             S is queued, deferred, held or failed
   show ID                    envelope, state and headers of one message
   retry ID|all               try now (a dead letter goes back to the queue)
   delete ID                  remove a message for good
@@ -36,7 +37,7 @@ example: smtpgw queue list -config /etc/smtpgw/smtpgw.toml -state failed
 `
 
 // queueStates are the values of queue list -state.
-var queueStates = []string{queue.StateQueued, queue.StateDeferred, queue.StateFailed}
+var queueStates = []string{queue.StateQueued, queue.StateDeferred, queue.StateHeld, queue.StateFailed}
 
 // queueCommand inspects and changes the spool of the configuration.
 func queueCommand(args []string, stdout io.Writer) error {
@@ -154,8 +155,12 @@ func listQueue(spool *queue.Spool, state string, asJSON bool, stdout io.Writer) 
 	now := time.Now()
 	for _, m := range list {
 		from := "<" + safetext.Escape(m.MailFrom) + ">"
+		why := m.LastError
+		if m.State == queue.StateHeld {
+			why = m.Held
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.ID, m.State, safetext.Escape(m.Mailbox), from, len(m.Recipients), m.Attempts,
-			now.Sub(m.Received).Round(time.Second), safetext.Escape(oneLine(m.LastError)))
+			now.Sub(m.Received).Round(time.Second), safetext.Escape(oneLine(why)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -191,6 +196,9 @@ func showMessage(spool *queue.Spool, id string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "Size:         %d bytes\n", d.Size)
 	fmt.Fprintf(stdout, "Attempts:     %d\n", d.Attempts)
 	fmt.Fprintf(stdout, "Next attempt: %s\n", next)
+	if d.Held != "" {
+		fmt.Fprintf(stdout, "Held:         %s\n", safetext.Escape(d.Held))
+	}
 	fmt.Fprintf(stdout, "Last error:   %s\n", safetext.Escape(d.LastError))
 	if d.LastErrorCode+d.RequestID+d.ClientRequestID != "" {
 		fmt.Fprintf(stdout, "Graph IDs:    code %s, request-id %s, client-request-id %s\n",

@@ -20,8 +20,24 @@ import (
 // byteOrderMark is UTF-8's, which some Windows programs write first.
 const byteOrderMark = "\uFEFF"
 
-// maxHeaderBytes bounds the top-level header held in memory.
-const maxHeaderBytes = 1 << 20
+// Limits of one header, the message's or a part's. Beyond them a message
+// header is refused (at intake, and as malformed if one is ever found in
+// the spool) and a part header ends, its body starting at the line that
+// passed them. A parsed field costs about 400 bytes of memory whatever its
+// length, so fields are bounded as well as bytes: a header of a million
+// short lines is as much a memory attack as one long line.
+const (
+	MaxHeaderBytes  = 1 << 20
+	MaxHeaderFields = 1000
+)
+
+// maxFieldName is the longest field name read as one: RFC 5322's line
+// length. HeaderMeter relies on it to classify a line from its start.
+const maxFieldName = 998
+
+// errHeaderTooLarge is a message header past MaxHeaderBytes or MaxHeaderFields.
+var errHeaderTooLarge = &MalformedError{fmt.Sprintf("the message header is larger than %d MiB or has more than %d fields",
+	MaxHeaderBytes>>20, MaxHeaderFields)}
 
 // readHeader reads a message's top-level header as leniently as mail
 // servers do (see headerLines); body continues after the header. The
@@ -32,7 +48,7 @@ func readHeader(br *bufio.Reader) (h textproto.Header, body io.Reader, err error
 	hl := headerLines{top: true}
 	body = br
 	for {
-		line, err := readLine(br, maxHeaderBytes-hl.size)
+		line, err := readLine(br, MaxHeaderBytes-hl.size)
 		if err != nil && err != io.EOF {
 			var malformed *MalformedError
 			if errors.As(err, &malformed) {
@@ -82,34 +98,50 @@ const (
 )
 
 func (hl *headerLines) add(line []byte) (headerStep, error) {
+	step, keep, err := hl.read(line, len(line))
+	if keep != nil {
+		hl.clean.Write(keep)
+		hl.clean.WriteString("\r\n")
+	}
+	return step, err
+}
+
+// read takes one line of size bytes, of which line holds at least the
+// first maxFieldName+2, and returns what it does to the header and the
+// text to keep of it (nil: none). A line that passes the limits is not
+// taken: it fails with errHeaderTooLarge and would start the body.
+func (hl *headerLines) read(line []byte, size int) (step headerStep, keep []byte, err error) {
 	first := hl.lines == 0
 	hl.lines++
-	hl.size += len(line)
+	hl.size += size
+	if hl.size > MaxHeaderBytes {
+		return headerEndsBefore, nil, errHeaderTooLarge
+	}
 	text := bytes.TrimRight(line, "\r\n")
 	if hl.top && hl.fields == 0 && len(text) > 0 {
 		if first {
 			text = bytes.TrimPrefix(text, []byte(byteOrderMark))
 		}
 		if text = bytes.TrimLeft(text, " \t"); len(text) == 0 {
-			return headerContinues, nil
+			return headerContinues, nil, nil
 		}
 	}
 	switch {
 	case len(text) == 0:
-		return headerEndsAfter, nil
+		return headerEndsAfter, nil, nil
 	case hl.top && first && bytes.HasPrefix(text, []byte("From ")):
-		return headerContinues, nil
+		return headerContinues, nil, nil
 	case hl.fields > 0 && isSpace(text[0]):
 	case isHeaderField(text):
-		hl.fields++
+		if hl.fields++; hl.fields > MaxHeaderFields {
+			return headerEndsBefore, nil, errHeaderTooLarge
+		}
 	case hl.fields == 0 && hl.top:
-		return headerEndsBefore, &MalformedError{"the data is not a mail message: it does not start with a header field"}
+		return headerEndsBefore, nil, &MalformedError{"the data is not a mail message: it does not start with a header field"}
 	default:
-		return headerEndsBefore, nil
+		return headerEndsBefore, nil, nil
 	}
-	hl.clean.Write(text)
-	hl.clean.WriteString("\r\n")
-	return headerContinues, nil
+	return headerContinues, text, nil
 }
 
 // header parses the lines taken.
@@ -130,7 +162,7 @@ func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if len(line)+len(chunk) > limit {
-			return nil, &MalformedError{"the message header is larger than " + strconv.Itoa(maxHeaderBytes>>20) + " MiB"}
+			return nil, errHeaderTooLarge
 		}
 		line = append(line, chunk...)
 		if err != bufio.ErrBufferFull {
@@ -144,7 +176,7 @@ func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 func isHeaderField(line []byte) bool {
 	name, _, ok := bytes.Cut(line, []byte(":"))
 	name = bytes.TrimRight(name, " \t")
-	if !ok || len(name) == 0 {
+	if !ok || len(name) == 0 || len(name) > maxFieldName {
 		return false
 	}
 	for _, c := range name {

@@ -13,6 +13,14 @@ import (
 // maxDepth bounds MIME nesting: deeper multiparts are kept as attachments.
 const maxDepth = 20
 
+// Bounds of the headers of all parts together, which the index keeps
+// parsed until the message is sent: the parts that start past them travel
+// together as one attached .eml, as those past the part limit do.
+const (
+	maxIndexedHeaderBytes  = 4 << 20
+	maxIndexedHeaderFields = 20000
+)
+
 // entity is one MIME entity of the message as the index found it: where its
 // bytes lie in the message and what its header says. Its body is read later
 // as a section of the message, so opening it costs the size of the part.
@@ -84,6 +92,9 @@ type indexer struct {
 	size     int64
 	maxParts int // 0: no limit
 	parts    int
+	// What the headers read so far hold, against the maxIndexedHeader bounds.
+	headerBytes  int
+	headerFields int
 
 	frames  []*frame
 	header  *headerLines // the header being read, nil in a body
@@ -145,7 +156,7 @@ func (ix *indexer) keep() int {
 	}
 	if ix.header != nil {
 		// One byte over the room left tells a header that is too large.
-		n = max(n, maxHeaderBytes-ix.header.size+1)
+		n = max(n, MaxHeaderBytes-ix.header.size+1)
 	}
 	return n
 }
@@ -193,7 +204,8 @@ func (ix *indexer) delimiterLine(l line, level int, closing bool) (stop bool) {
 		ix.frames = ix.frames[:level]
 		return false
 	}
-	if ix.maxParts > 0 && ix.parts >= ix.maxParts {
+	if ix.maxParts > 0 && ix.parts >= ix.maxParts ||
+		ix.headerBytes >= maxIndexedHeaderBytes || ix.headerFields >= maxIndexedHeaderFields {
 		ix.index.overflowStart = l.start
 		ix.index.overflowBoundary = string(f.dash[2:])
 		return true
@@ -230,13 +242,15 @@ func (ix *indexer) startHeader(e *entity, top bool) {
 func (ix *indexer) headerLine(l line) error {
 	if !l.whole {
 		if ix.header.top {
-			return &MalformedError{fmt.Sprintf("the message header is larger than %d MiB", maxHeaderBytes>>20)}
+			return errHeaderTooLarge
 		}
 		// Too large for a part header: the part's body starts here.
 		return ix.endHeader(l.start)
 	}
 	step, err := ix.header.add(l.head)
 	switch {
+	case err == errHeaderTooLarge && !ix.header.top:
+		return ix.endHeader(l.start)
 	case err != nil:
 		return err
 	case step == headerEndsAfter:
@@ -252,6 +266,8 @@ func (ix *indexer) headerLine(l line) error {
 func (ix *indexer) endHeader(bodyStart int64) error {
 	e, hl := ix.heading, ix.header
 	ix.header, ix.heading = nil, nil
+	ix.headerBytes += hl.size
+	ix.headerFields += hl.fields
 	h, err := hl.header()
 	if err != nil && hl.top {
 		return err

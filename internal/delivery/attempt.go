@@ -23,6 +23,9 @@ type result struct {
 	finished bool      // delivered, failed or gone: forget the message
 	next     time.Time // otherwise, when to try again
 	hold     time.Time // no new send for this mailbox before this time
+	// guarded is set when the mailbox guard held the message, unattempted,
+	// until next.
+	guarded *guardHold
 	// refused is set when Entra ID or Graph refused the credential: the
 	// message waits, unattempted, for the hold of refused.Scope to end.
 	refused *upstream.Error
@@ -85,11 +88,11 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
 	}
 	env := entry.Envelope
-	if until := e.mailboxes.holdUntil(env.Mailbox, len(env.Recipients), e.clock.Now()); until.After(e.clock.Now()) {
-		e.log.Warn("held: the mailbox would pass Exchange's 10,000 recipients a day and be blocked",
-			"id", id, "mailbox", env.Mailbox, "until", until)
-		return result{id: id, next: until}
+	if h := e.mailboxes.reserve(env.Mailbox, env.Identity, len(env.Recipients), e.clock.Now()); h != nil {
+		return e.guardHeld(entry, h)
 	}
+	var deliveredAt time.Time
+	defer func() { e.mailboxes.settle(env.Mailbox, env.Identity, len(env.Recipients), deliveredAt) }()
 
 	// Count the attempt and set the next one before converting, so that a
 	// message that crashes the converter or the call neither is lost nor
@@ -97,6 +100,7 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	before := entry.State
 	st := before
 	now := e.clock.Now()
+	st.Held = ""
 	st.Attempts++
 	st.LastAttempt = now
 	st.NextAttempt = now.Add(e.backoff(st.Attempts))
@@ -175,7 +179,7 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	}
 	switch v {
 	case delivered:
-		e.mailboxes.record(env.Mailbox, len(env.Recipients), now)
+		deliveredAt = now
 		if err := e.spool.Done(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			// It stays on disk and may be sent again after its next
 			// attempt time: at least once, never lost.

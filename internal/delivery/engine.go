@@ -106,9 +106,10 @@ type item struct {
 	lane     *lane
 	next     time.Time
 	inFlight bool
-	probeOf  *hold     // the hold this attempt in flight probes for
-	received time.Time // by the gateway
-	expires  time.Time // when its maximum age passes
+	probeOf  *hold      // the hold this attempt in flight probes for
+	received time.Time  // by the gateway
+	expires  time.Time  // when its maximum age passes
+	guarded  *guardHold // the mailbox guard holds it until next
 }
 
 // lane holds the messages of one mailbox.
@@ -309,6 +310,10 @@ func (e *Engine) add(id string, now time.Time) {
 	}
 	it := &item{id: id, lane: l, next: entry.State.NextAttempt,
 		received: entry.Envelope.Received, expires: ageStart(entry).Add(e.maxAge)}
+	if entry.State.Held != "" {
+		// Held by the mailbox guard before a restart.
+		it.guarded = &guardHold{mailbox: key, identity: entry.Envelope.Identity, until: it.next, reason: entry.State.Held}
+	}
 	l.items++
 	e.items[id] = it
 	e.schedule(it, now)
@@ -423,6 +428,7 @@ func (e *Engine) finish(r result, now time.Time) {
 	if r.hold.After(l.holdUntil) {
 		l.holdUntil = r.hold
 	}
+	it.guarded = r.guarded
 	if r.finished {
 		e.forget(it)
 	} else {

@@ -303,14 +303,20 @@ func (h *harness) submit(mailbox, mailFrom string, header ...string) string {
 	if h.clock != nil {
 		now = h.clock.Now()
 	}
-	env := &envelope.Envelope{
+	return h.submitEnvelope(&envelope.Envelope{
 		Identity:       "network:127.0.0.1/32",
 		Mailbox:        mailbox,
 		AllowedSenders: []string{mailbox},
 		MailFrom:       mailFrom,
 		Recipients:     []string{"rcpt@example.net", "other@example.net"},
 		Received:       now,
-	}
+	}, header...)
+}
+
+// submitEnvelope spools a message with the given envelope.
+func (h *harness) submitEnvelope(env *envelope.Envelope, header ...string) string {
+	h.t.Helper()
+	mailbox := env.Mailbox
 	in, err := h.spool.Create(env)
 	if err != nil {
 		h.t.Fatal(err)

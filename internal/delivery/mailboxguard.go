@@ -1,9 +1,13 @@
 package delivery
 
 import (
+	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/window"
 )
 
@@ -14,25 +18,114 @@ const (
 	mailboxRecipientWindow  = 24 * time.Hour
 )
 
-// mailboxGuard keeps each mailbox under Exchange's daily recipient limit:
-// a message that would cross it is held in the queue until enough of the
-// day's sends have aged out, rather than sent and the mailbox blocked. It
-// counts what this gateway sent since it started.
+// identityRecipientsPerDay is the share of a mailbox's day that one
+// identity may use. The rest is kept for the other identities that send as
+// the same mailbox (printers of one network, applications sharing a
+// noreply mailbox), so that no single one of them, hostile or broken, can
+// hold everyone's mail for a day: it holds its own. 2,000 recipients stay
+// for the others, some 400 scans of five recipients a day.
+const identityRecipientsPerDay = mailboxRecipientsPerDay - 2000
+
+// mailboxGuard keeps each mailbox under Exchange's daily recipient limit,
+// and each identity within its share of it: a message that would cross
+// either is held in the queue until enough of the day's sends have aged
+// out, rather than sent and the mailbox blocked. It counts what this
+// gateway sent since it started, and what its sends in flight may add.
 type mailboxGuard struct {
-	sent *window.Counter // recipients, by lower-case mailbox
+	mu         sync.Mutex      // makes reserve's check and count one step
+	sent       *window.Counter // recipients, by lower-case mailbox
+	byIdentity *window.Counter // recipients, by lower-case mailbox and identity
+	inFlight   map[string]int  // recipients of the sends in flight, by the same keys
+}
+
+// guardHold is a message the guard holds: until when, and why.
+type guardHold struct {
+	mailbox  string // lower case
+	identity string
+	until    time.Time
+	reason   string // for the log and `queue show`
 }
 
 func newMailboxGuard() *mailboxGuard {
-	return &mailboxGuard{sent: window.New()}
+	return &mailboxGuard{sent: window.New(), byIdentity: window.New(), inFlight: map[string]int{}}
 }
 
-// holdUntil returns when a message to n recipients may be sent as mailbox:
-// now, or the time enough of the last day's sends leave the window.
-func (g *mailboxGuard) holdUntil(mailbox string, n int, now time.Time) time.Time {
-	return g.sent.RoomAt(strings.ToLower(mailbox), now, mailboxRecipientWindow, n, mailboxRecipientsPerDay)
+// reserve returns nil, and counts the message as in flight, if a message
+// from identity to n recipients may be sent as mailbox now; else the hold
+// that says until when it waits. Settle each reservation once.
+func (g *mailboxGuard) reserve(mailbox, identity string, n int, now time.Time) *guardHold {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	key := strings.ToLower(mailbox)
+	idKey := identityKey(key, identity)
+	own := g.byIdentity.RoomAt(idKey, now, mailboxRecipientWindow, n+g.inFlight[idKey], identityRecipientsPerDay)
+	all := g.sent.RoomAt(key, now, mailboxRecipientWindow, n+g.inFlight[key], mailboxRecipientsPerDay)
+	h := &guardHold{mailbox: key, identity: identity}
+	switch {
+	case own.After(now) && !all.After(own):
+		h.until = own
+		h.reason = fmt.Sprintf("mailbox guard: identity %s would pass its share (%d) of mailbox %s's %d recipients a day",
+			identity, identityRecipientsPerDay, mailbox, mailboxRecipientsPerDay)
+	case all.After(now):
+		h.until = all
+		h.reason = fmt.Sprintf("mailbox guard: mailbox %s would pass Exchange's %d recipients a day and be blocked",
+			mailbox, mailboxRecipientsPerDay)
+	default:
+		g.inFlight[key] += n
+		g.inFlight[idKey] += n
+		return nil
+	}
+	return h
 }
 
-// record records a message to n recipients sent as mailbox.
-func (g *mailboxGuard) record(mailbox string, n int, now time.Time) {
-	g.sent.Add(strings.ToLower(mailbox), now, mailboxRecipientWindow, n)
+// settle ends a reservation: the message was delivered at deliveredAt, or
+// not at all (zero).
+func (g *mailboxGuard) settle(mailbox, identity string, n int, deliveredAt time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	key := strings.ToLower(mailbox)
+	idKey := identityKey(key, identity)
+	for _, k := range []string{key, idKey} {
+		if g.inFlight[k] -= n; g.inFlight[k] <= 0 {
+			delete(g.inFlight, k)
+		}
+	}
+	if !deliveredAt.IsZero() {
+		g.sent.Add(key, deliveredAt, mailboxRecipientWindow, n)
+		g.byIdentity.Add(idKey, deliveredAt, mailboxRecipientWindow, n)
+	}
+}
+
+func identityKey(mailbox, identity string) string {
+	return mailbox + "\x00" + identity
+}
+
+// guardHeld holds a message for the guard without spending an attempt. Its
+// next attempt and the reason are recorded in its state, so that `queue
+// show` tells the admin why it waits and until when, and a restart, which
+// forgets what was sent, does not send it early.
+//
+// A message still held when its maximum age passes fails then, as any
+// message that waited too long.
+func (e *Engine) guardHeld(entry *queue.Entry, h *guardHold) result {
+	id := entry.Envelope.ID
+	expires := ageStart(entry).Add(e.maxAge)
+	if !e.clock.Now().Before(expires) {
+		e.giveUp(entry, entry.State.Attempts, errors.New(h.reason))
+		return result{id: id, finished: true}
+	}
+	if h.until.After(expires) {
+		h.until = expires
+	}
+	st := entry.State
+	st.NextAttempt, st.Held = h.until, h.reason
+	if err := e.spool.SaveState(id, st); err != nil {
+		if errors.Is(err, queue.ErrNotFound) {
+			return result{id: id, finished: true}
+		}
+		e.log.Error("cannot record the mailbox guard's hold", "id", id, "error", err)
+	}
+	e.log.Warn("held by the mailbox guard", "id", id, "mailbox", entry.Envelope.Mailbox, "identity", h.identity,
+		"recipients", len(entry.Envelope.Recipients), "until", h.until, "reason", h.reason)
+	return result{id: id, next: h.until, guarded: h}
 }

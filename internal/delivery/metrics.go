@@ -48,6 +48,7 @@ type statusCollector struct {
 	status      func() Status
 	up          *prometheus.Desc
 	heldMailbox *prometheus.Desc
+	guarded     *prometheus.Desc
 	queue       *prometheus.Desc
 	oldestAge   *prometheus.Desc
 }
@@ -63,8 +64,10 @@ func (m *metrics) register(reg prometheus.Registerer, status func() Status) {
 			"1 while Entra ID and Graph take the gateway's credential, 0 while they refuse it and every message waits.", nil, nil),
 		heldMailbox: prometheus.NewDesc("smtpgw_upstream_held_mailboxes",
 			"Mailboxes whose messages wait because Graph refuses the gateway them (403 ErrorAccessDenied).", nil, nil),
+		guarded: prometheus.NewDesc("smtpgw_mailbox_guard_holds",
+			"Identity and mailbox pairs whose messages the mailbox guard holds: the identity would pass its share of the mailbox's 10,000 recipients a day, or the mailbox would.", nil, nil),
 		queue: prometheus.NewDesc("smtpgw_queue_messages",
-			"Messages in the spool by state: queued (waiting for a send or in one), held (waiting for a refused credential to be fixed), failed (dead letters).",
+			"Messages in the spool by state: queued (waiting for a send or in one), held (waiting for a refused credential to be fixed), limited (held by the mailbox guard), failed (dead letters).",
 			[]string{"state"}, nil),
 		oldestAge: prometheus.NewDesc("smtpgw_queue_oldest_message_age_seconds",
 			"Age of the oldest queued or held message; 0 when there is none.", nil, nil),
@@ -74,6 +77,7 @@ func (m *metrics) register(reg prometheus.Registerer, status func() Status) {
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.up
 	ch <- c.heldMailbox
+	ch <- c.guarded
 	ch <- c.queue
 	ch <- c.oldestAge
 }
@@ -87,7 +91,9 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(c.heldMailbox, prometheus.GaugeValue, float64(len(st.Upstream.HeldMailboxes)))
 	ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Queue.Queued), "queued")
+	ch <- prometheus.MustNewConstMetric(c.guarded, prometheus.GaugeValue, float64(len(st.MailboxGuard)))
 	ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Queue.Held), "held")
+	ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Queue.Limited), "limited")
 	ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Queue.Failed), "failed")
 	ch <- prometheus.MustNewConstMetric(c.oldestAge, prometheus.GaugeValue, st.Queue.OldestAgeSeconds)
 }

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -10,6 +11,8 @@ import (
 type Status struct {
 	Upstream UpstreamStatus `json:"upstream"`
 	Queue    QueueStatus    `json:"queue"`
+	// MailboxGuard lists whose messages the mailbox guard holds.
+	MailboxGuard []GuardHold `json:"mailbox_guard,omitempty"`
 }
 
 // UpstreamStatus says whether the target takes the gateway's credential.
@@ -47,9 +50,24 @@ type HeldMailbox struct {
 type QueueStatus struct {
 	Queued int `json:"queued"` // waiting for a send or in one
 	Held   int `json:"held"`   // waiting for a hold to end
-	Failed int `json:"failed"` // dead letters
-	// OldestAgeSeconds is the age of the oldest queued or held message.
+	// Limited are waiting for the mailbox guard: their identity, or their
+	// mailbox, would pass its recipients of the day.
+	Limited int `json:"limited"`
+	Failed  int `json:"failed"` // dead letters
+	// OldestAgeSeconds is the age of the oldest queued, held or limited
+	// message.
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+}
+
+// GuardHold is the messages of one identity and mailbox that the mailbox
+// guard holds, and when the first of them may go (or fails, should its
+// maximum age pass first).
+type GuardHold struct {
+	Mailbox  string    `json:"mailbox"`
+	Identity string    `json:"identity"`
+	Messages int       `json:"messages"`
+	Until    time.Time `json:"until"`
+	Reason   string    `json:"reason"`
 }
 
 // Status reports the engine's state. It asks the delivery loop, so it
@@ -77,10 +95,23 @@ func (e *Engine) status(now time.Time) Status {
 		st.Upstream.Down = &r
 	}
 	var oldest time.Time
+	guarded := map[guardHold]*GuardHold{}
 	for _, it := range e.items {
-		if e.held(it.lane) {
+		switch g := it.guarded; {
+		case e.held(it.lane):
 			st.Queue.Held++
-		} else {
+		case g != nil && !it.inFlight && it.next.After(now):
+			st.Queue.Limited++
+			key := guardHold{mailbox: g.mailbox, identity: g.identity}
+			if guarded[key] == nil {
+				guarded[key] = &GuardHold{Mailbox: g.mailbox, Identity: g.identity, Until: it.next, Reason: g.reason}
+			}
+			h := guarded[key]
+			h.Messages++
+			if it.next.Before(h.Until) {
+				h.Until, h.Reason = it.next, g.reason
+			}
+		default:
 			st.Queue.Queued++
 		}
 		if oldest.IsZero() || it.received.Before(oldest) {
@@ -96,6 +127,12 @@ func (e *Engine) status(now time.Time) Status {
 		}
 	}
 	slices.SortFunc(st.Upstream.HeldMailboxes, func(a, b HeldMailbox) int { return strings.Compare(a.Mailbox, b.Mailbox) })
+	for _, h := range guarded {
+		st.MailboxGuard = append(st.MailboxGuard, *h)
+	}
+	slices.SortFunc(st.MailboxGuard, func(a, b GuardHold) int {
+		return cmp.Or(strings.Compare(a.Mailbox, b.Mailbox), strings.Compare(a.Identity, b.Identity))
+	})
 	return st
 }
 

@@ -16,6 +16,7 @@ import (
 const (
 	StateQueued   = "queued"   // waiting for its first or next try, due now
 	StateDeferred = "deferred" // its next try is in the future
+	StateHeld     = "held"     // held, untried, by a limit of the gateway (Info.Held says which)
 	StateFailed   = "failed"   // a dead letter
 )
 
@@ -23,7 +24,7 @@ const (
 // Its JSON form is what `smtpgw queue list -json` prints.
 type Info struct {
 	ID          string    `json:"id"`
-	State       string    `json:"state"` // StateQueued, StateDeferred or StateFailed
+	State       string    `json:"state"` // StateQueued, StateDeferred, StateHeld or StateFailed
 	Mailbox     string    `json:"mailbox"`
 	MailFrom    string    `json:"mail_from"` // empty for a null sender
 	Recipients  []string  `json:"recipients"`
@@ -31,6 +32,7 @@ type Info struct {
 	Received    time.Time `json:"received"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"` // zero: due now
 	LastError   string    `json:"last_error,omitempty"`  // for a dead letter, the reason it failed
+	Held        string    `json:"held,omitempty"`        // why a held message waits
 	Size        int64     `json:"size"`                  // bytes of the raw message
 }
 
@@ -87,7 +89,11 @@ func folderState(folder string) string {
 
 func (e *Entry) info(folder string, now time.Time) Info {
 	state := folderState(folder)
-	if state == StateQueued && e.State.NextAttempt.After(now) {
+	switch {
+	case state != StateQueued || !e.State.NextAttempt.After(now):
+	case e.State.Held != "":
+		state = StateHeld
+	default:
 		state = StateDeferred
 	}
 	return Info{
@@ -100,6 +106,7 @@ func (e *Entry) info(folder string, now time.Time) Info {
 		Received:    e.Envelope.Received,
 		NextAttempt: e.State.NextAttempt,
 		LastError:   e.State.LastError,
+		Held:        e.State.Held,
 		Size:        e.Size,
 	}
 }

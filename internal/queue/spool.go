@@ -62,6 +62,7 @@ type Spool struct {
 	failedSync dirSync
 	// onCommit, when set, is told the ID of every newly committed message.
 	onCommit atomic.Pointer[func(id string)]
+	room     room
 }
 
 // Open creates the spool folders under dir if needed and removes leftovers
@@ -111,6 +112,7 @@ func OpenExisting(dir string) (*Spool, error) {
 
 func newSpool(dir string) *Spool {
 	s := &Spool{dir: dir}
+	s.room.freeSpace = func() (uint64, error) { return freeSpace(dir) }
 	s.queueSync.path = filepath.Join(dir, queueDir)
 	s.failedSync.path = filepath.Join(dir, failedDir)
 	return s
@@ -130,10 +132,25 @@ type Incoming struct {
 	file  *os.File
 	buf   *bufio.Writer
 	err   error // first write error; Commit returns it
+	// minFree is the free space its writes keep (0: none). It claims disk
+	// space ahead of its writes, and gives each claimed byte back once the
+	// file holds it, when the file system's free space counts it instead.
+	minFree  int64
+	size     int64 // bytes written, the envelope line included
+	claimed  int64
+	released int64
 }
 
 // Create starts receiving a message with the given envelope and sets its ID.
 func (s *Spool) Create(env *envelope.Envelope) (*Incoming, error) {
+	return s.CreateKeepingFree(env, 0)
+}
+
+// CreateKeepingFree is Create for a message whose writes fail with
+// ErrNoRoom rather than leave less than minFree bytes free on the spool's
+// file system, counting what other messages being received have claimed.
+// Its client is then told to try again later, and the message is aborted.
+func (s *Spool) CreateKeepingFree(env *envelope.Envelope, minFree int64) (*Incoming, error) {
 	id := newID(env.Received)
 	env.ID = id
 	header, err := json.Marshal(env)
@@ -144,9 +161,10 @@ func (s *Spool) Create(env *envelope.Envelope) (*Incoming, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	in := &Incoming{spool: s, id: id, file: f, buf: bufio.NewWriterSize(f, 64<<10)}
+	in := &Incoming{spool: s, id: id, file: f, buf: bufio.NewWriterSize(f, 64<<10), minFree: max(minFree, 0)}
 	in.buf.Write(header)
 	in.buf.WriteByte('\n')
+	in.size = int64(len(header)) + 1
 	return in, nil
 }
 
@@ -158,17 +176,39 @@ func (in *Incoming) Write(p []byte) (int, error) {
 	if in.err != nil {
 		return 0, in.err
 	}
+	if in.minFree > 0 && in.size+int64(len(p)) > in.claimed {
+		need := max(claimChunk, in.size+int64(len(p))-in.claimed)
+		if err := in.spool.claim(need, in.minFree); err != nil {
+			in.err = err
+			return 0, err
+		}
+		in.claimed += need
+	}
 	n, err := in.buf.Write(p)
+	in.size += int64(n)
+	if in.minFree > 0 {
+		inFile := in.size - int64(in.buf.Buffered())
+		in.spool.release(inFile - in.released)
+		in.released = inFile
+	}
 	if err != nil {
 		in.err = fmt.Errorf("spool: %w", err)
 	}
 	return n, in.err
 }
 
+// releaseClaim gives back what is still claimed: the message is in its
+// file, or abandoned.
+func (in *Incoming) releaseClaim() {
+	in.spool.release(in.claimed - in.released)
+	in.released = in.claimed
+}
+
 // Commit makes the message durable: flush, fsync, rename into the queue and
 // fsync the queue folder. Only after it returns nil may the client be told
 // 250. On error the message is removed and the caller answers 4xx.
 func (in *Incoming) Commit() (string, error) {
+	defer in.releaseClaim()
 	err := in.err
 	if err == nil {
 		err = in.buf.Flush()
@@ -189,6 +229,7 @@ func (in *Incoming) Commit() (string, error) {
 
 // Abort discards a message that will not be acknowledged.
 func (in *Incoming) Abort() {
+	in.releaseClaim()
 	in.file.Close()
 	os.Remove(in.file.Name())
 }

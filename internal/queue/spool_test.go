@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -298,9 +299,11 @@ func TestAdmin(t *testing.T) {
 	fresh := commit(t, s, testEnvelope(), testRaw)
 	deferred := commit(t, s, testEnvelope(), testRaw)
 	dead := commit(t, s, testEnvelope(), testRaw)
+	held := commit(t, s, testEnvelope(), testRaw)
 	later := time.Now().Add(time.Hour)
 	s.SaveState(deferred, State{Attempts: 2, NextAttempt: later, LastError: "HTTP 503"})
 	s.Fail(dead, "HTTP 404 ErrorInvalidUser")
+	s.SaveState(held, State{NextAttempt: later, Held: "mailbox guard: identity user:erp would pass its share"})
 
 	admin, err := OpenExisting(s.Dir())
 	if err != nil {
@@ -317,10 +320,14 @@ func TestAdmin(t *testing.T) {
 			t.Errorf("info = %+v", info)
 		}
 	}
-	want := map[string]string{fresh: StateQueued, deferred: StateDeferred, dead: StateFailed}
-	if len(list) != 3 || states[fresh] != want[fresh] || states[deferred] != want[deferred] || states[dead] != want[dead] {
+	want := map[string]string{fresh: StateQueued, deferred: StateDeferred, dead: StateFailed, held: StateHeld}
+	if !maps.Equal(states, want) {
 		t.Errorf("states = %v, want %v", states, want)
 	}
+	if d, err := admin.Show(held); err != nil || !strings.Contains(d.Held, "user:erp") {
+		t.Errorf("Show(held) = %+v, %v", d, err)
+	}
+	s.Done(held) // the rest of the test counts the other three
 
 	if s.TakePoke() {
 		t.Error("poked before any admin change")

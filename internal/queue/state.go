@@ -25,6 +25,9 @@ type State struct {
 	// before each try, so a crash during one does not cause a tight loop.
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
+	// Held says why NextAttempt is later than any backoff: a limit of the
+	// gateway holds the message, unattempted. Empty once it is tried.
+	Held string `json:"held,omitempty"`
 	// What Graph or Entra ID said of the last failure, for support cases.
 	LastErrorCode   string `json:"last_error_code,omitempty"` // ErrorSendAsDenied, AADSTS7000215, …
 	RequestID       string `json:"request_id,omitempty"`

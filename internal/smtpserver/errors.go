@@ -21,6 +21,7 @@ var (
 	errRecipientNotAllowed = errors.New("recipient not allowed for this identity")
 	errHeaderSender        = errors.New("header sender not allowed for this identity")
 	errEmptyMessage        = errors.New("empty message")
+	errHeaderTooLarge      = errors.New("message header over its size or field limit")
 	errRateLimited         = errors.New("identity over its sending rate")
 	errAuthAbandoned       = errors.New("exchange abandoned by the client")
 	errAuthNeedsTLS        = errors.New("AUTH attempted without TLS")
@@ -63,6 +64,8 @@ var replies = []reply{
 	{errHeaderSender, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "From, Sender or Resent header not allowed for this client"}, "header_sender"},
 	{errEmptyMessage, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Empty message"}, "empty"},
 	{smtp.ErrDataTooLarge, &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed maximum message size"}, "size"},
+	// Postfix's header_size_limit; a header this large is never mail.
+	{errHeaderTooLarge, &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message header exceeds fixed maximum size"}, "header_size"},
 	// Lines of any length are read in DATA and BDAT; this is the safety net
 	// should that ever fail. A message's form is never a reason to retry.
 	{smtp.ErrTooLongLine, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}, "line_length"},

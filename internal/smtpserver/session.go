@@ -177,10 +177,16 @@ func (s *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
 	}
 	reply := s.refuse(err)
-	if bdat && errors.Is(err, smtp.ErrDataTooLarge) {
+	switch {
+	case bdat && (errors.Is(err, smtp.ErrDataTooLarge) || errors.Is(err, errHeaderTooLarge)):
 		// go-smtp would read the rest of the chunk, up to 4 GB, before
 		// answering: answer now and close instead.
 		s.conn.SayGoodbye(replyLine(reply.(*smtp.SMTPError)))
+	case !bdat:
+		// go-smtp reads the rest of the message before it answers, once
+		// Data has put the line limit back: read it here, where lines of
+		// any length are still allowed.
+		io.Copy(io.Discard, r)
 	}
 	return reply
 }
@@ -204,18 +210,22 @@ func (s *session) data(r io.Reader) (string, error) {
 		ClientAddr:     s.client,
 		Received:       time.Now(),
 	}
-	in, err := s.srv.spool.Create(env)
+	// min_free_space is kept while the message is written, not only at
+	// MAIL FROM, counting the other messages being received.
+	in, err := s.srv.spool.CreateKeepingFree(env, int64(s.srv.cfg.Queue.MinFreeSpace))
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", errSpool, err)
 	}
 	maxSize := int64(s.srv.cfg.Server.MaxMessageSize)
 	header := &headerCapture{}
 	w := &spoolWriter{w: in}
-	size, err := io.Copy(w, io.TeeReader(&sizeLimit{r: r, left: maxSize}, header))
+	size, err := io.Copy(w, io.TeeReader(newHeaderLimit(&sizeLimit{r: r, left: maxSize}), header))
 	if err == nil {
 		err = s.checkMessage(tx.id, size, header)
 	}
 	switch {
+	case errors.Is(w.err, queue.ErrNoRoom):
+		err = fmt.Errorf("%w: %v", errNoRoom, w.err)
 	case w.err != nil:
 		err = fmt.Errorf("%w: %v", errSpool, w.err)
 	case errors.Is(err, smtp.ErrDataTooLarge):
