@@ -22,6 +22,7 @@ import (
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/safetext"
+	"github.com/smtpgw/smtpgw/internal/trace"
 )
 
 // Server serves every [[listener]] of a configuration.
@@ -37,8 +38,9 @@ type Server struct {
 	limits    *clientLimits
 	settings  atomic.Pointer[config.Limits] // [limits]; replaced by Reload
 	listeners []*listener
-	connIDs   atomic.Uint64  // numbers the connections in the log
-	wg        sync.WaitGroup // accept loops, go-smtp servers, refusals
+	connIDs   atomic.Uint64                // numbers the connections in the log
+	trace     atomic.Pointer[trace.Writer] // nil: no message trace
+	wg        sync.WaitGroup               // accept loops, go-smtp servers, refusals
 }
 
 // listener is one [[listener]]: a go-smtp server of its own, since TLS and
