@@ -14,6 +14,7 @@ import (
 	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/safetext"
+	"github.com/smtpgw/smtpgw/internal/trace"
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
@@ -88,6 +89,7 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	if until := e.mailboxes.holdUntil(env.Mailbox, len(env.Recipients), e.clock.Now()); until.After(e.clock.Now()) {
 		e.log.Warn("held: the mailbox would pass Exchange's 10,000 recipients a day and be blocked",
 			"id", id, "mailbox", env.Mailbox, "until", until)
+		e.traceOutcome(trace.Held, id, entry.State.Attempts, "", nil, "the mailbox would pass Exchange's 10,000 recipients a day")
 		return result{id: id, next: until}
 	}
 
@@ -185,7 +187,8 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 		// count also sees the message gone.
 		e.metrics.delivered.Inc()
 		e.log.Info("delivered", "id", id, "mailbox", env.Mailbox, "status", receipt.Status,
-			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration_seconds", took.Seconds())
+			"reference", safetext.Log(receipt.RequestID), "attempts", st.Attempts, "duration_seconds", took.Seconds())
+		e.traceOutcome(trace.Delivered, id, st.Attempts, receipt.RequestID, nil, "")
 		return result{id: id, finished: true, accepted: true}
 
 	case gone:
@@ -226,7 +229,8 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 		if err := e.spool.SaveState(id, st); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			e.log.Error("cannot record refusal", "id", id, "error", err)
 		}
-		e.log.Warn("held: the credential was refused", "id", id, "mailbox", env.Mailbox, "error", err)
+		e.log.Warn("held: the credential was refused", "id", id, "mailbox", env.Mailbox, "reference", ue.RequestID, "error", err)
+		e.traceOutcome(trace.Held, id, st.Attempts, "", ue, err.Error())
 		return result{id: id, next: now, refused: ue}
 	}
 
@@ -249,8 +253,16 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 		e.log.Error("cannot record deferral", "id", id, "error", err)
 	}
 	e.metrics.deferred.Inc()
+	if ue != nil && ue.RetryAfter > 0 {
+		e.metrics.throttled.Inc()
+	}
+	var reference string
+	if ue != nil {
+		reference = ue.RequestID
+	}
 	e.log.Warn("deferred", "id", id, "mailbox", env.Mailbox, "attempts", st.Attempts,
-		"next_attempt", r.next, "error", err)
+		"next_attempt", r.next, "reference", reference, "error", err)
+	e.traceOutcome(trace.Deferred, id, st.Attempts, reference, nil, err.Error())
 	return r
 }
 
@@ -316,12 +328,14 @@ func (e *Engine) fail(entry *queue.Entry, id string, f failure) {
 	e.metrics.failed.Inc()
 	if entry == nil {
 		e.log.Error("delivery failed", "id", id, "reason", f.reason)
+		e.traceOutcome(trace.Failed, id, 0, "", nil, f.reason)
 		return
 	}
 	attrs := []any{"id", id, "mailbox", entry.Envelope.Mailbox, "attempts", entry.State.Attempts, "reason", f.reason}
 	if f.cause != nil {
-		attrs = append(attrs, "error", f.cause)
+		attrs = append(attrs, "reference", f.cause.RequestID, "error", f.cause)
 	}
+	e.traceOutcome(trace.Failed, id, entry.State.Attempts, "", f.cause, f.reason)
 	e.log.Error("delivery failed", attrs...)
 	if e.bounce {
 		e.sendBounce(entry.Envelope, f)
