@@ -17,7 +17,7 @@ func TestStatusPageEscapesClientStrings(t *testing.T) {
 		Version: "1.2.3", Uptime: "1h0m0s", Now: "now",
 		Status: delivery.Status{
 			Upstream: delivery.UpstreamStatus{
-				Down: &delivery.Refusal{Since: now, AADSTS: "AADSTS7000215", Explanation: "Put the secret's value in client_secret_file."},
+				Down:          &delivery.Refusal{Since: now, AADSTS: "AADSTS7000215", Explanation: "Put the secret's value in client_secret_file."},
 				HeldMailboxes: []delivery.HeldMailbox{{Mailbox: "<b>held</b>@contoso.com", Messages: 2}},
 			},
 			Queue: delivery.QueueStatus{Queued: 3, OldestAgeSeconds: 90},
