@@ -28,11 +28,12 @@ func TestTraceRecordsOutcomesWithGraphsRequestID(t *testing.T) {
 	if n := h.count(h.engine.metrics.throttled); n != 1 {
 		t.Errorf("throttled = %d, want 1", n)
 	}
+	// Retry-After holds the mailbox: the next message waits for it too.
+	h.clock.Advance(7 * time.Second)
+	h.waitCount("delivery", h.engine.metrics.delivered, 1)
 	fake.FailNext(graphtest.RouteSendMail, 1, graphtest.Failure{Status: 404, Code: "ErrorInvalidUser"})
 	failed := submit()
 	h.waitCount("failure", h.engine.metrics.failed, 1)
-	h.clock.Advance(7 * time.Second)
-	h.waitCount("delivery", h.engine.metrics.delivered, 1)
 	h.stop()
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
