@@ -12,11 +12,16 @@ import (
 // runTrace runs `smtpgw trace` on the configuration in dir.
 func runTrace(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(binary, append([]string{"trace", "-config", filepath.Join(dir, "smtpgw.toml")}, args...)...).CombinedOutput()
+	out, err := traceOutput(dir, args...)
 	if err != nil {
 		t.Fatalf("smtpgw trace %v: %v\n%s", args, err, out)
 	}
-	return string(out)
+	return out
+}
+
+func traceOutput(dir string, args ...string) (string, error) {
+	out, err := exec.Command(binary, append([]string{"trace", "-config", filepath.Join(dir, "smtpgw.toml")}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 // waitTrace runs `smtpgw trace` until its output holds every one of want:
@@ -25,7 +30,10 @@ func waitTrace(t *testing.T, dir string, args []string, want ...string) string {
 	t.Helper()
 	var out string
 	holds := func() bool {
-		out = runTrace(t, dir, args...)
+		var err error
+		if out, err = traceOutput(dir, args...); err != nil {
+			return false
+		}
 		for _, w := range want {
 			if !strings.Contains(out, w) {
 				return false
