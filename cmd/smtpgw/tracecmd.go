@@ -27,7 +27,7 @@ works while the gateway runs and after it stopped. Run it as the service
 user.
 
 -from and -to take an address or *@domain, as allowed_senders; -since and
--until a duration back from now (2h, 7d) or a time (2026-03-02, 
+-until a duration back from now (2h, 7d) or a time (2026-03-02,
 "2026-03-02 10:00", RFC 3339); -client an address or CIDR.
 
 example: smtpgw trace -config /etc/smtpgw/smtpgw.toml -to bob@contoso.com -since 1d
