@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -182,5 +183,28 @@ func TestRecentIsNewestFirstAndBounded(t *testing.T) {
 	none.Record(Event{ID: "x"}) // a gateway without trace
 	if none.Recent() != nil {
 		t.Error("a nil writer has events")
+	}
+}
+
+func TestRecentSurvivesARestart(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, 30, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 120 KiB: more than the tail that is read again.
+	const events = 200
+	for i := range events {
+		w.Record(Event{ID: "A1", Kind: Deferred, Attempts: i + 1, Reason: strings.Repeat("x", 600)})
+	}
+	w.Close()
+	w, err = Open(dir, 30, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	recent := w.Recent()
+	if len(recent) != RecentEvents || recent[0].Attempts != events || recent[RecentEvents-1].Attempts != events-RecentEvents+1 {
+		t.Errorf("after a restart: %d recent events, the newest attempt %d", len(recent), recent[0].Attempts)
 	}
 }

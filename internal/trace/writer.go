@@ -2,6 +2,7 @@ package trace
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,8 +58,52 @@ func open(dir string, days int, logger *slog.Logger, now func() time.Time) (*Wri
 	}
 	w := &Writer{dir: dir, days: days, log: logger, now: now, stop: make(chan struct{}), done: make(chan struct{})}
 	w.prune(now())
+	w.loadRecent()
 	go w.flushLoop()
 	return w, nil
+}
+
+// recentTail is how much of the latest file loadRecent reads: enough for
+// RecentEvents events of any usual size.
+const recentTail = 64 << 10
+
+// loadRecent fills the recent events from the end of the latest file, so
+// that the status page shows them after a restart too.
+func (w *Writer) loadRecent() {
+	names, err := files(w.dir, time.Time{})
+	if err != nil || len(names) == 0 {
+		return
+	}
+	f, err := os.Open(filepath.Join(w.dir, names[len(names)-1]))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return
+	}
+	start := max(info.Size()-recentTail, 0)
+	tail := make([]byte, info.Size()-start)
+	if _, err := f.ReadAt(tail, start); err != nil {
+		return
+	}
+	if start > 0 {
+		// The first line is cut: skip it.
+		_, tail, _ = bytes.Cut(tail, []byte("\n"))
+	}
+	for line := range bytes.Lines(tail) {
+		if e, err := unmarshal(line); err == nil {
+			w.remember(e)
+		}
+	}
+}
+
+// remember keeps e among the recent events; w.mu is held or w unshared.
+func (w *Writer) remember(e Event) {
+	w.recent[w.next] = e
+	w.next = (w.next + 1) % RecentEvents
+	w.count = min(w.count+1, RecentEvents)
 }
 
 // Record appends e; a zero e.Time is now. Failures are logged, never
@@ -73,9 +118,7 @@ func (w *Writer) Record(e Event) {
 	line, err := marshal(e)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.recent[w.next] = e
-	w.next = (w.next + 1) % RecentEvents
-	w.count = min(w.count+1, RecentEvents)
+	w.remember(e)
 	if err == nil {
 		err = w.rotate(e.Time)
 	}
