@@ -247,5 +247,6 @@ func printTraceJSON(res *trace.Result, stdout io.Writer) error {
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // Message-IDs keep their <>
 	return enc.Encode(out)
 }
