@@ -15,6 +15,7 @@ import (
 	"github.com/smtpgw/smtpgw/internal/delivery"
 	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/smtpserver"
+	"github.com/smtpgw/smtpgw/internal/trace"
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
@@ -96,6 +97,11 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	if err != nil {
 		return err
 	}
+	traces, err := trace.Open(trace.Dir(cfg.Queue.Dir), cfg.Log.TraceDays, logger)
+	if err != nil {
+		return err
+	}
+	defer traces.Close()
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerBuildInfo(registry)
@@ -111,6 +117,7 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 		Hostname: cfg.Server.Hostname,
 		Logger:   logger,
 		Metrics:  registry,
+		Trace:    traces,
 	})
 	if g.gate, err = clients.New(cfg, logger); err != nil {
 		return err
@@ -121,14 +128,16 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	if g.server, err = smtpserver.New(cfg, spool, g.gate, logger); err != nil {
 		return err
 	}
+	g.server.SetTrace(traces)
 	if err := g.server.Register(registry); err != nil {
 		return err
 	}
 	ready := &readiness{spool: spool, minFree: int64(cfg.Queue.MinFreeSpace)}
+	ready.register(registry)
 	metricsCtx, stopMetrics := context.WithCancel(context.Background())
 	defer stopMetrics()
 	if cfg.Metrics.Address != "" {
-		if err := serveMetrics(metricsCtx, cfg.Metrics.Address, registry, ready, engine, logger); err != nil {
+		if err := serveMetrics(metricsCtx, cfg.Metrics.Address, registry, ready, engine, traces, logger); err != nil {
 			return err
 		}
 	}

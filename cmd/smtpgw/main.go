@@ -24,6 +24,7 @@ commands:
   hash-password  print the bcrypt hash of a password, for [[user]]
   queue          inspect and manage the spool (smtpgw queue help)
   service        install and control the Windows service (Windows only)
+  trace          search the message trace: where did a message go?
   version        print the version
 
 The configuration is -config FILE, else the file named by SMTPGW_CONFIG,
@@ -56,6 +57,7 @@ it reads one line from standard input.
 example: smtpgw hash-password -cost 12
 `,
 	"queue": queueUsage,
+	"trace": traceHelp,
 	"version": `smtpgw version prints the version of this build (also: smtpgw --version).
 
 example: smtpgw version
@@ -100,6 +102,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = queueCommand(rest, stdout)
 	case "service":
 		err = serviceCommand(rest, stdout)
+	case "trace":
+		err = traceCommand(rest, stdout)
 	case "version", "-version", "--version":
 		err = noArguments(flag.NewFlagSet("version", flag.ContinueOnError), rest, stdout)
 		if err == nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/smtpgw/smtpgw/internal/delivery"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/trace"
 )
 
 // readiness answers a load balancer's question: can this instance accept
@@ -40,6 +41,20 @@ func (r *readiness) check() error {
 	return r.spool.HasRoom(r.minFree)
 }
 
+// register adds smtpgw_ready, /readyz as a metric, so that an alert
+// needs no probe of its own.
+func (r *readiness) register(reg prometheus.Registerer) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "smtpgw_ready",
+		Help: "1 while /readyz answers ready (accepting, spool writable, disk room), else 0.",
+	}, func() float64 {
+		if r.check() != nil {
+			return 0
+		}
+		return 1
+	}))
+}
+
 func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	if err := r.check(); err != nil {
@@ -51,8 +66,9 @@ func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 }
 
 // serveMetrics serves Prometheus metrics, the liveness check /healthz, the
-// readiness check /readyz and the delivery status /status until ctx ends.
-func serveMetrics(ctx context.Context, addr string, registry *prometheus.Registry, ready *readiness, engine *delivery.Engine, logger *slog.Logger) error {
+// readiness check /readyz, the delivery status /status and the status page
+// / until ctx ends.
+func serveMetrics(ctx context.Context, addr string, registry *prometheus.Registry, ready *readiness, engine *delivery.Engine, traces *trace.Writer, logger *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
@@ -62,6 +78,7 @@ func serveMetrics(ctx context.Context, addr string, registry *prometheus.Registr
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("/readyz", ready)
 	mux.Handle("/status", statusHandler(engine))
+	mux.Handle("/", statusPageHandler(engine, traces, registry, time.Now(), logger))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -41,7 +41,8 @@ type (
 			} `json:"selector"`
 			Template struct {
 				Metadata struct {
-					Labels map[string]string `json:"labels"`
+					Labels      map[string]string `json:"labels"`
+					Annotations map[string]string `json:"annotations"`
 				} `json:"metadata"`
 				Spec podSpec `json:"spec"`
 			} `json:"template"`
@@ -248,6 +249,11 @@ func TestManifestsAgreeWithTheirConfig(t *testing.T) {
 	slices.Sort(containerPorts)
 	if !slices.Equal(containerPorts, want) {
 		t.Errorf("container ports %v, configuration listens on %v", containerPorts, want)
+	}
+	// Prometheus finds the metrics through the pods' scrape annotations.
+	if a := sts.Spec.Template.Metadata.Annotations; a["prometheus.io/scrape"] != "true" ||
+		a["prometheus.io/port"] != strconv.Itoa(metricsPort) || a["prometheus.io/path"] != "/metrics" {
+		t.Errorf("pod scrape annotations %v, want /metrics on the metrics port %d", a, metricsPort)
 	}
 	for _, pr := range []struct {
 		name string

@@ -195,6 +195,12 @@ type Log struct {
 	// these addresses or CIDRs; empty: every client's.
 	DebugClients []string `toml:"debug_clients"`
 
+	// Subjects adds the Subject header to the accepted log line and the
+	// message trace; off by default, as subjects can be private.
+	Subjects bool `toml:"subjects"`
+	// TraceDays is how many days the message trace keeps, default 30.
+	TraceDays int `toml:"trace_days"`
+
 	// DebugPrefixes are DebugClients parsed by Load.
 	DebugPrefixes []netip.Prefix `toml:"-"`
 }

@@ -62,6 +62,8 @@ func TestDefaults(t *testing.T) {
 		{"allowed_senders", strings.Join(cfg.Networks[0].AllowedSenders, ","), "noreply@example.com"},
 		{"prefix", cfg.Networks[0].Prefixes[0].String(), "127.0.0.1/32"},
 		{"bounce", cfg.Queue.BounceEnabled(), true},
+		{"log.subjects", cfg.Log.Subjects, false},
+		{"log.trace_days", cfg.Log.TraceDays, 30},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -75,6 +77,7 @@ func TestProblems(t *testing.T) {
 		name, config string
 		want         []string // each must appear in the error text
 	}{
+		{"negative trace_days", minimal + "\n[log]\ntrace_days = -1\n", []string{"x.toml:13: log.trace_days: must be a number of days, not -1"}},
 		{"unknown key", minimal + "\n[server]\nhostnme = \"x\"\n", []string{"x.toml:13: server.hostnme: unknown key"}},
 		{"unknown key in array table", strings.Replace(minimal, `address = "127.0.0.1:2525"`, "address = \"127.0.0.1:2525\"\ntls_mode = \"none\"", 1), []string{"x.toml:4: listener[0].tls_mode: unknown key"}},
 		{"wrong type", "[server]\nmax_recipients = \"500\"\n" + minimal, []string{"x.toml:2: server.max_recipients: is a string (in quotes), but must be an integer"}},

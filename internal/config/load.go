@@ -104,6 +104,7 @@ const (
 	defaultMinFreeSpace    = 1 << 30
 	defaultFailedMaxAge    = Duration(30 * 24 * 3600e9)
 	defaultMinProbe        = Duration(30e9)
+	defaultTraceDays       = 30
 	defaultMaxProbe        = Duration(300e9)
 
 	defaultConnectionsPerAddress = 20
@@ -171,6 +172,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.AuthWorkers, 2*runtime.NumCPU())
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "text")
+	setDefault(&c.Log.TraceDays, defaultTraceDays)
 }
 
 func (q *Queue) applyDefaults() {

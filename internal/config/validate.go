@@ -85,6 +85,9 @@ func (v *validator) check(c *Config) {
 	default:
 		v.add("log.format", "must be text or json, not %q", c.Log.Format)
 	}
+	if c.Log.TraceDays < 0 {
+		v.add("log.trace_days", "must be a number of days, not %d", c.Log.TraceDays)
+	}
 	for _, client := range c.Log.DebugClients {
 		p, err := parsePrefix(client)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/safetext"
+	"github.com/smtpgw/smtpgw/internal/trace"
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
@@ -189,7 +190,8 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 		// count also sees the message gone.
 		e.metrics.delivered.Inc()
 		e.log.Info("delivered", "id", id, "mailbox", env.Mailbox, "status", receipt.Status,
-			"request_id", receipt.RequestID, "attempts", st.Attempts, "duration_seconds", took.Seconds())
+			"reference", safetext.Log(receipt.RequestID), "attempts", st.Attempts, "duration_seconds", took.Seconds())
+		e.traceOutcome(trace.Delivered, id, st.Attempts, receipt.RequestID, nil, "")
 		return result{id: id, finished: true, accepted: true}
 
 	case gone:
@@ -230,7 +232,8 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 		if err := e.spool.SaveState(id, st); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			e.log.Error("cannot record refusal", "id", id, "error", err)
 		}
-		e.log.Warn("held: the credential was refused", "id", id, "mailbox", env.Mailbox, "error", err)
+		e.log.Warn("held: the credential was refused", "id", id, "mailbox", env.Mailbox, "reference", ue.RequestID, "error", err)
+		e.traceOutcome(trace.Held, id, st.Attempts, "", ue, err.Error())
 		return result{id: id, next: now, refused: ue}
 	}
 
@@ -253,8 +256,16 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 		e.log.Error("cannot record deferral", "id", id, "error", err)
 	}
 	e.metrics.deferred.Inc()
+	if ue != nil && ue.RetryAfter > 0 {
+		e.metrics.throttled.Inc()
+	}
+	var reference string
+	if ue != nil {
+		reference = ue.RequestID
+	}
 	e.log.Warn("deferred", "id", id, "mailbox", env.Mailbox, "attempts", st.Attempts,
-		"next_attempt", r.next, "error", err)
+		"next_attempt", r.next, "reference", reference, "error", err)
+	e.traceOutcome(trace.Deferred, id, st.Attempts, reference, nil, err.Error())
 	return r
 }
 
@@ -320,12 +331,14 @@ func (e *Engine) fail(entry *queue.Entry, id string, f failure) {
 	e.metrics.failed.Inc()
 	if entry == nil {
 		e.log.Error("delivery failed", "id", id, "reason", f.reason)
+		e.traceOutcome(trace.Failed, id, 0, "", nil, f.reason)
 		return
 	}
 	attrs := []any{"id", id, "mailbox", entry.Envelope.Mailbox, "attempts", entry.State.Attempts, "reason", f.reason}
 	if f.cause != nil {
-		attrs = append(attrs, "error", f.cause)
+		attrs = append(attrs, "reference", f.cause.RequestID, "error", f.cause)
 	}
+	e.traceOutcome(trace.Failed, id, entry.State.Attempts, "", f.cause, f.reason)
 	e.log.Error("delivery failed", attrs...)
 	if e.bounce {
 		e.sendBounce(entry.Envelope, f)

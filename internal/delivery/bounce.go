@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/envelope"
+	"github.com/smtpgw/smtpgw/internal/safetext"
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
@@ -62,7 +63,8 @@ func (e *Engine) sendBounce(env *envelope.Envelope, f failure) {
 		e.log.Error("cannot queue bounce", "id", env.ID, "error", err)
 		return
 	}
-	e.log.Info("bounce queued", "id", env.ID, "bounce_id", bounceID, "to", env.MailFrom)
+	e.log.Info("bounced", "id", env.ID, "bounce_id", bounceID, "to", "<"+safetext.Log(env.MailFrom)+">")
+	e.traceBounce(env, report, bounceID)
 }
 
 // isAutomatic reports whether a message is itself a report or another

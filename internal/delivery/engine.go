@@ -24,6 +24,7 @@ import (
 	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/envelope"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/trace"
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
@@ -53,6 +54,8 @@ type Config struct {
 	// Convert turns a raw message into a Graph message; nil means
 	// convert.Convert with MaxParts.
 	Convert func(raw io.ReaderAt, size int64, env *envelope.Envelope) (*convert.Result, error)
+	// Trace records each outcome; nil: no message trace.
+	Trace *trace.Writer
 }
 
 // Engine delivers the spool's messages. Create it with New before the
@@ -66,6 +69,7 @@ type Engine struct {
 	metrics    *metrics
 	hostname   string
 	bounce     bool
+	trace      *trace.Writer
 	perMailbox int
 	workers    int
 	maxAge     time.Duration
@@ -134,6 +138,7 @@ func New(cfg Config) *Engine {
 		metrics:    newMetrics(cfg.Metrics),
 		hostname:   cfg.Hostname,
 		bounce:     q.BounceEnabled(),
+		trace:      cfg.Trace,
 		perMailbox: q.MailboxConcurrency,
 		workers:    q.Workers,
 		maxAge:     q.MaxAge.D(),

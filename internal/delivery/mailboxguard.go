@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/trace"
 	"github.com/smtpgw/smtpgw/internal/window"
 )
 
@@ -127,5 +128,6 @@ func (e *Engine) guardHeld(entry *queue.Entry, h *guardHold) result {
 	}
 	e.log.Warn("held by the mailbox guard", "id", id, "mailbox", entry.Envelope.Mailbox, "identity", h.identity,
 		"recipients", len(entry.Envelope.Recipients), "until", h.until, "reason", h.reason)
+	e.traceOutcome(trace.Held, id, entry.State.Attempts, "", nil, h.reason)
 	return result{id: id, next: h.until, guarded: h}
 }

@@ -10,6 +10,7 @@ type metrics struct {
 	delivered    prometheus.Counter
 	deferred     prometheus.Counter
 	failed       prometheus.Counter
+	throttled    prometheus.Counter
 	inFlight     prometheus.Gauge
 	sendDuration prometheus.Histogram
 }
@@ -29,6 +30,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		failed: f.NewCounter(prometheus.CounterOpts{
 			Name: "smtpgw_messages_failed_total",
 			Help: "Messages moved to the dead letters.",
+		}),
+		throttled: f.NewCounter(prometheus.CounterOpts{
+			Name: "smtpgw_graph_throttled_total",
+			Help: "Attempts the upstream answered with a Retry-After (Graph's 429 or 503 throttling).",
 		}),
 		inFlight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "smtpgw_graph_sends_in_flight",

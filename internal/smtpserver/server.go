@@ -15,6 +15,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -24,6 +25,7 @@ import (
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/safetext"
+	"github.com/smtpgw/smtpgw/internal/trace"
 )
 
 // Server serves every [[listener]] of a configuration.
@@ -38,7 +40,8 @@ type Server struct {
 	conns     *registry
 	rates     *identityRates
 	listeners []*listener
-	wg        sync.WaitGroup // accept loops, go-smtp servers, goodbyes
+	trace     atomic.Pointer[trace.Writer] // nil: no message trace
+	wg        sync.WaitGroup               // accept loops, go-smtp servers, goodbyes
 }
 
 // listener is one [[listener]]: a go-smtp server of its own, since TLS and

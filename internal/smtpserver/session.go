@@ -243,8 +243,7 @@ func (s *session) data(r io.Reader) (string, error) {
 	}
 	s.srv.rates.sent(tx.id, len(tx.recipients))
 	s.srv.metrics.accepted.Inc()
-	s.log.Info("accepted", "id", id, "identity", env.Identity,
-		"mailbox", env.Mailbox, "size", size, "recipients", len(env.Recipients))
+	s.recordAccepted(id, env, size, header.buf)
 	return id, nil
 }
 

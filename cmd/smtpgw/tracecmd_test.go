@@ -1,0 +1,38 @@
+package main
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestTraceTimesAndClients(t *testing.T) {
+	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.Local)
+	for _, c := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"", time.Time{}},
+		{"2h", now.Add(-2 * time.Hour)},
+		{"7d", now.AddDate(0, 0, -7)},
+		{"2026-03-01", time.Date(2026, 3, 1, 0, 0, 0, 0, time.Local)},
+		{"2026-03-01 10:02", time.Date(2026, 3, 1, 10, 2, 0, 0, time.Local)},
+		{"2026-03-01T10:02:00Z", time.Date(2026, 3, 1, 10, 2, 0, 0, time.UTC)},
+	} {
+		got, err := parseWhen("since", c.in, now)
+		if err != nil || !got.Equal(c.want) {
+			t.Errorf("parseWhen(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	if _, err := parseWhen("since", "yesterday", now); !errors.Is(err, errUsage) {
+		t.Errorf("parseWhen(yesterday): %v, want a usage error", err)
+	}
+	for in, want := range map[string]string{"192.168.7.12": "192.168.7.12/32", "192.168.7.0/24": "192.168.7.0/24", "192.168.7.9/24": "192.168.7.0/24", "::1": "::1/128"} {
+		if got, err := parseClient(in); err != nil || got.String() != want {
+			t.Errorf("parseClient(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	if _, err := parseClient("printer"); !errors.Is(err, errUsage) {
+		t.Errorf("parseClient(printer): %v, want a usage error", err)
+	}
+}
