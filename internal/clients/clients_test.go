@@ -160,22 +160,26 @@ func TestAdmit(t *testing.T) {
 	if _, err := admit("2001:db8::3"); !errors.Is(err, ErrAddressConnections) {
 		t.Errorf("third from one /64: %v", err)
 	}
-	// A login frees its address's room.
+	// A login frees its address's room, and its address no longer counts
+	// toward the share of unidentified clients.
 	if _, err := g.Login(held[0], printerUser, printerPassword); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admit("2001:db8::3"); err != nil {
-		t.Errorf("after a login: %v", err)
+	third, err := admit("2001:db8::3")
+	if err != nil {
+		t.Fatalf("after a login: %v", err)
 	}
-	for _, addr := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"} {
+	for _, addr := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"} {
 		if _, err := admit(addr); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// 6 of 8 unidentified: the rest is kept for networks and logins.
-	if _, err := admit("192.0.2.5"); !errors.Is(err, ErrTooManyConnections) {
+	// 6 of 8 unidentified (2001:db8::2 and five): the rest is kept for
+	// networks and logins.
+	if _, err := admit("192.0.2.6"); !errors.Is(err, ErrTooManyConnections) {
 		t.Errorf("unidentified past three quarters: %v", err)
 	}
+	third.Close()
 	if _, err := admit("127.0.0.1"); err != nil {
 		t.Errorf("network client: %v", err)
 	}
