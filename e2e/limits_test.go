@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -139,20 +140,7 @@ func sendAuthLogin(addr, source string, n int) error {
 func TestIdleConnectionsDoNotLockOut(t *testing.T) {
 	dir := t.TempDir()
 	g := startGateway(t, dir, gatewayConfig(t, dir, outboxTarget(dir)))
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
-	for range 100 {
-		c, err := d.Dial("tcp", g.Addr[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-	}
+	holdIdle(t, g.Addr[0], "127.0.0.2", 100)
 	for _, source := range []string{"127.0.0.3", "127.0.0.1"} {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}
 		conn, err := d.Dial("tcp", g.Addr[0])
@@ -165,4 +153,63 @@ func TestIdleConnectionsDoNotLockOut(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// TestFewAddressesDoNotFillTheServer: a handful of addresses outside every
+// [[network]] holding all the idle connections they can get do not take
+// max_connections from the identified clients: a [[network]] client and a
+// printer that logs in (it did earlier today) still get 250.
+func TestFewAddressesDoNotFillTheServer(t *testing.T) {
+	dir := t.TempDir()
+	// A small max_connections keeps the test cheap: 5 addresses of 20
+	// connections (connections_per_address) could fill it twice over.
+	config := strings.Replace(gatewayConfig(t, dir, outboxTarget(dir)), "[server]", "[server]\nmax_connections = 40", 1)
+	g := startGateway(t, dir, config)
+	const printer = "127.0.3.1"
+	if err := sendAuthLogin(g.Addr[1], printer, 0); err != nil {
+		t.Fatalf("before the idle connections: %v", err)
+	}
+	held := 0
+	for i := 1; i <= 5; i++ {
+		held += len(holdIdle(t, g.Addr[0], fmt.Sprintf("127.0.2.%d", i), 20))
+	}
+	if held == 100 {
+		t.Fatal("every idle connection was admitted: max_connections = 40 did not apply")
+	}
+	t.Logf("idle connections admitted: %d of 100", held)
+	if _, err := submit(g.Addr[0], submission{From: "app@contoso.com", To: []string{"alice@contoso.com"},
+		Body: "Subject: app server\n\nbody\n"}); err != nil {
+		t.Errorf("[[network]] client: %v", err)
+	}
+	if err := sendAuthLogin(g.Addr[1], printer, 1); err != nil {
+		t.Errorf("AUTH client: %v", err)
+	}
+}
+
+// holdIdle opens n connections from source to addr and holds, until the
+// test ends, those greeted with 220; it returns them.
+func holdIdle(t *testing.T, addr, source string, n int) []net.Conn {
+	t.Helper()
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}
+	for range n {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		banner, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || !strings.HasPrefix(banner, "220") {
+			c.Close()
+			continue
+		}
+		c.SetReadDeadline(time.Time{})
+		held = append(held, c)
+	}
+	return held
 }

@@ -31,8 +31,10 @@ const connectionRateWindow = time.Minute
 // connections_per_address (its address; an IPv6 client's /64) and
 // connections_per_minute until it logs in, and such clients together may
 // hold at most three quarters of max_connections: the rest stays for the
-// networks' clients and those that logged in. A refusal is logged as a
-// summary, not one line per connection; the caller closes raw.
+// networks' clients and those that logged in, on this connection or, from
+// the same address, lately (a printer that logs in on a new connection per
+// message). A refusal is logged as a summary, not one line per connection;
+// the caller closes raw.
 func (g *Gate) Admit(raw net.Conn, a Admission) (*Conn, error) {
 	addr := clientAddr(raw.RemoteAddr())
 	c, err := g.admit(raw, addr, a)
@@ -49,12 +51,12 @@ func (g *Gate) admit(raw net.Conn, addr netip.Addr, a Admission) (*Conn, error) 
 	st := g.settings.Load()
 	key := addressKey(addr)
 	perAddress, perMinute := st.limits.ConnectionsPerAddress, st.limits.ConnectionsPerMinute
-	unidentified := true
+	now := time.Now()
+	unidentified := g.logins.Count(key, now, knownGoodWindow) == 0
 	if n := g.dir.Load().networkOf(addr); n != nil {
 		perAddress, perMinute = n.connectionsPerAddress, n.connectionsPerMinute
 		unidentified = false
 	}
-	now := time.Now()
 	// Only connections that were admitted and never logged in count, so
 	// that a flood cannot grow the counter, and a script that logs in on a
 	// new connection per message is judged by its logins, not its address.
@@ -120,8 +122,8 @@ func addressKey(a netip.Addr) string {
 }
 
 // tracker counts open connections: in all (max_connections), those not
-// identified yet (at most three quarters of max_connections), and per
-// address key those that a per-address limit applies to.
+// identified (at most three quarters of max_connections), and per address
+// key those that a per-address limit applies to.
 type tracker struct {
 	mu           sync.Mutex
 	ids          uint64
@@ -133,7 +135,8 @@ type tracker struct {
 func newTracker() *tracker { return &tracker{perAddress: make(map[string]int)} }
 
 // unidentifiedShare is the part of max_connections that clients neither in
-// a [[network]] nor logged in may hold together.
+// a [[network]] nor logged in, on the connection or lately from its
+// address, may hold together.
 func unidentifiedShare(maxConnections int) int { return maxConnections - maxConnections/4 }
 
 func (t *tracker) add(c *Conn, maxConnections, perAddress int, unidentified bool) error {

@@ -22,17 +22,15 @@ const (
 	printerPassword = "correct horse"
 )
 
-// testConfig has one account, a /31 network and a /32 inside it, and
-// whatever TOML extra adds.
-func testConfig(t *testing.T, extra string) *config.Config {
+// testConfig has one account, its password hashed at bcrypt cost, a /31
+// network and a /32 inside it, and whatever TOML extra adds.
+func testConfig(t testing.TB, cost int, extra string) *config.Config {
 	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte(printerPassword), bcrypt.MinCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(printerPassword), cost)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-[server]
-max_connections = 8
 [[listener]]
 address = "127.0.0.1:0"
 [outbox]
@@ -54,9 +52,9 @@ mailbox = "noreply@contoso.com"
 	return cfg
 }
 
-func testGate(t *testing.T, extra string) *Gate {
+func testGate(t testing.TB, extra string) *Gate {
 	t.Helper()
-	g, err := New(testConfig(t, extra), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, err := New(testConfig(t, bcrypt.MinCost, extra), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +107,7 @@ func TestIdentities(t *testing.T) {
 			t.Errorf("Network(%s) = %q, want %q", tc.addr, got, tc.want)
 		}
 	}
-	cfg := testConfig(t, "")
+	cfg := testConfig(t, bcrypt.MinCost, "")
 	cfg.Users[0].PasswordHash = "plain text"
 	if err := g.Reload(cfg); err == nil || !strings.Contains(err.Error(), printerUser) {
 		t.Errorf("bad hash: %v", err)
@@ -147,7 +145,7 @@ func TestLogin(t *testing.T) {
 // max_connections; a network's clients are not, and a login lifts a
 // connection out of the per-address count.
 func TestAdmit(t *testing.T) {
-	g := testGate(t, "[limits]\nconnections_per_address = 2\n")
+	g := testGate(t, "[server]\nmax_connections = 8\n[limits]\nconnections_per_address = 2\n")
 	admit := func(addr string) (*Conn, error) { return g.Admit(from(addr), smtpAdmission) }
 	var held []*Conn
 	for _, addr := range []string{"2001:db8::1", "2001:db8::2"} {
@@ -160,22 +158,26 @@ func TestAdmit(t *testing.T) {
 	if _, err := admit("2001:db8::3"); !errors.Is(err, ErrAddressConnections) {
 		t.Errorf("third from one /64: %v", err)
 	}
-	// A login frees its address's room.
+	// A login frees its address's room, and its address no longer counts
+	// toward the share of unidentified clients.
 	if _, err := g.Login(held[0], printerUser, printerPassword); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admit("2001:db8::3"); err != nil {
-		t.Errorf("after a login: %v", err)
+	third, err := admit("2001:db8::3")
+	if err != nil {
+		t.Fatalf("after a login: %v", err)
 	}
-	for _, addr := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"} {
+	for _, addr := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"} {
 		if _, err := admit(addr); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// 6 of 8 unidentified: the rest is kept for networks and logins.
-	if _, err := admit("192.0.2.5"); !errors.Is(err, ErrTooManyConnections) {
+	// 6 of 8 unidentified (2001:db8::2 and five): the rest is kept for
+	// networks and logins.
+	if _, err := admit("192.0.2.6"); !errors.Is(err, ErrTooManyConnections) {
 		t.Errorf("unidentified past three quarters: %v", err)
 	}
+	third.Close()
 	if _, err := admit("127.0.0.1"); err != nil {
 		t.Errorf("network client: %v", err)
 	}
@@ -216,11 +218,12 @@ func TestGuessingKeys(t *testing.T) {
 }
 
 // TestCheckPoolTakesTurns: a flood of checks from one address waits behind
-// itself while another address is served next; addresses that failed lately
-// wait behind the others.
+// itself while another address is served next; addresses that logged in
+// lately go first, addresses that failed lately wait behind the others.
 func TestCheckPoolTakesTurns(t *testing.T) {
 	p := newCheckPool()
 	flood, printer, guesser := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("203.0.113.9")
+	regular := netip.MustParseAddr("198.51.100.8")
 	never := make(chan struct{})
 	if !p.acquire(flood, clean, 1, never) {
 		t.Fatal("free pool refused")
@@ -262,9 +265,10 @@ func TestCheckPoolTakesTurns(t *testing.T) {
 	enqueue(flood, clean, "flood2")
 	enqueue(flood, clean, "flood3")
 	enqueue(printer, clean, "printer")
+	enqueue(regular, known, "regular")
 	p.release(1)
 	wg.Wait()
-	if got := strings.Join(order, " "); got != "flood1 printer flood2 flood3 guesser" {
+	if got := strings.Join(order, " "); got != "regular flood1 printer flood2 flood3 guesser" {
 		t.Errorf("served %s", got)
 	}
 	// A waiting check that gives up leaves the pool usable.
@@ -277,7 +281,7 @@ func TestCheckPoolTakesTurns(t *testing.T) {
 		t.Error("cancelled wait acquired a busy slot")
 	}
 	p.release(1)
-	if p.busy != 0 || len(p.turns[clean])+len(p.turns[suspect]) != 0 || len(p.waiting) != 0 {
+	if p.busy != 0 || p.nextLineLocked() >= 0 || len(p.waiting) != 0 {
 		t.Errorf("pool left busy=%d turns=%v waiting=%v", p.busy, p.turns, p.waiting)
 	}
 }

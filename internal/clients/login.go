@@ -32,10 +32,16 @@ func (g *Gate) Login(c *Conn, username, password string) (*Identity, error) {
 		g.metrics.loginFailures.WithLabelValues(c.admission.Protocol).Inc()
 		return nil, g.failOnConnection(c, ErrThrottled)
 	}
-	// Addresses that failed lately wait behind the others; while many
-	// addresses guess, so does every address not known to log in.
+	// Addresses that logged in lately go first and those that failed lately
+	// last; while many addresses guess, every address not known to log in
+	// waits with those that failed.
 	line := clean
-	if failures > 0 || storm && g.logins.Count(addressKey(c.addr), now, knownGoodWindow) == 0 {
+	switch {
+	case failures > 0:
+		line = suspect
+	case g.logins.Count(addressKey(c.addr), now, knownGoodWindow) > 0:
+		line = known
+	case storm:
 		line = suspect
 	}
 	var id *Identity
@@ -92,7 +98,8 @@ func (g *Gate) failOnConnection(c *Conn, reason error) error {
 const globalKey = "all"
 
 // knownGoodWindow is how long an address that logged in keeps its place
-// in the first line of the password checks while many addresses guess.
+// in the first line of the password checks, and may use the part of
+// max_connections kept for identified clients.
 const knownGoodWindow = 24 * time.Hour
 
 // guessing returns addr's failed logins in the window; whether every

@@ -9,19 +9,23 @@ import (
 // checkPool runs password checks (bcrypt, deliberately slow) a few at a
 // time. Waiting checks queue per client address and are served one address
 // at a time in turn, so that a flood of logins from one address waits
-// behind itself while a printer elsewhere is served next. Addresses that
-// failed to log in lately wait in a second line, served only when the
-// first is empty: a legitimate login does not wait behind guessers.
+// behind itself while a printer elsewhere is served next. Addresses wait
+// in one of three lines, each served only when the ones before it are
+// empty: addresses that logged in lately, then the others, then those that
+// failed lately. A printer that logs in every day never waits behind
+// guessers, even those that queued before they were known to guess.
 type checkPool struct {
 	mu      sync.Mutex
 	busy    int
 	waiting map[netip.Addr][]chan struct{}
-	turns   [2][]netip.Addr // addresses with waiting checks, next first: [0] clean, [1] suspect
+	turns   [3][]netip.Addr // addresses with waiting checks per line, next first
 }
 
+// The lines of the pool, first served first.
 const (
-	clean = iota
-	suspect
+	known   = iota // logged in lately
+	clean          // no failed login lately
+	suspect        // failed lately, or not known while many addresses guess
 )
 
 func newCheckPool() *checkPool {
@@ -29,7 +33,7 @@ func newCheckPool() *checkPool {
 }
 
 // run calls check once a slot of size is free, or returns false without
-// calling it when cancel closes first. line is clean or suspect.
+// calling it when cancel closes first. line is known, clean or suspect.
 func (p *checkPool) run(client netip.Addr, line, size int, cancel <-chan struct{}, check func()) bool {
 	if !p.acquire(client, line, size, cancel) {
 		return false
@@ -41,7 +45,7 @@ func (p *checkPool) run(client netip.Addr, line, size int, cancel <-chan struct{
 
 func (p *checkPool) acquire(client netip.Addr, line, size int, cancel <-chan struct{}) bool {
 	p.mu.Lock()
-	if p.busy < size && len(p.turns[clean]) == 0 && len(p.turns[suspect]) == 0 {
+	if p.busy < size && p.nextLineLocked() < 0 {
 		p.busy++
 		p.mu.Unlock()
 		return true
@@ -78,13 +82,10 @@ func (p *checkPool) release(size int) {
 }
 
 // handOverLocked gives a finished check's slot to the first check of the
-// address whose turn it is, clean addresses first, or frees it.
+// address whose turn it is, in the first line that has one, or frees it.
 func (p *checkPool) handOverLocked(size int) {
-	line := clean
-	if len(p.turns[clean]) == 0 {
-		line = suspect
-	}
-	if len(p.turns[line]) == 0 || p.busy > size {
+	line := p.nextLineLocked()
+	if line < 0 || p.busy > size {
 		// Nobody waits, or a reload made the pool smaller.
 		p.busy--
 		return
@@ -97,6 +98,16 @@ func (p *checkPool) handOverLocked(size int) {
 	if len(queue) > 1 {
 		p.turns[line] = append(p.turns[line], client)
 	}
+}
+
+// nextLineLocked is the first line with waiting checks, or -1.
+func (p *checkPool) nextLineLocked() int {
+	for line := range p.turns {
+		if len(p.turns[line]) > 0 {
+			return line
+		}
+	}
+	return -1
 }
 
 // dequeueLocked stores client's remaining waiting checks.

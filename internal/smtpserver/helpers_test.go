@@ -328,20 +328,23 @@ type rawConn struct {
 
 func dialRaw(t *testing.T, addr string, tlsConfig *tls.Config, local net.Addr) *rawConn {
 	t.Helper()
-	d := net.Dialer{LocalAddr: local, Timeout: 5 * time.Second}
-	var conn net.Conn
-	var err error
-	if tlsConfig != nil {
-		conn, err = tls.DialWithDialer(&d, "tcp", addr, tlsConfig)
-	} else {
-		conn, err = d.Dial("tcp", addr)
-	}
+	conn, err := dialFrom(local, addr, tlsConfig)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	t.Cleanup(func() { conn.Close() })
 	return &rawConn{t: t, conn: conn, text: textproto.NewConn(conn)}
+}
+
+// dialFrom connects from local (nil: any address) to addr, over TLS when
+// tlsConfig is set.
+func dialFrom(local net.Addr, addr string, tlsConfig *tls.Config) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: local, Timeout: 5 * time.Second}
+	if tlsConfig != nil {
+		return tls.DialWithDialer(&d, "tcp", addr, tlsConfig)
+	}
+	return d.Dial("tcp", addr)
 }
 
 // reply reads one reply and returns it as "CODE TEXT" (text of the last

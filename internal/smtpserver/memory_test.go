@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 )
 
 // idleConnections is how many connections BenchmarkIdleConnections holds.
@@ -58,14 +57,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 // dialIdle opens a connection from source, reads the greeting, says EHLO,
 // reads its reply, and leaves the connection idle.
 func dialIdle(addr, source string, tlsConfig *tls.Config) (net.Conn, error) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 10 * time.Second}
-	var c net.Conn
-	var err error
-	if tlsConfig != nil {
-		c, err = tls.DialWithDialer(&d, "tcp", addr, tlsConfig)
-	} else {
-		c, err = d.Dial("tcp", addr)
-	}
+	c, err := dialFrom(&net.TCPAddr{IP: net.ParseIP(source)}, addr, tlsConfig)
 	if err != nil {
 		return nil, err
 	}
