@@ -82,7 +82,7 @@ func sendTest(ctx context.Context, graph *upstream.Graph, cfg *config.Config, ma
 	if err != nil {
 		return err
 	}
-	_, err = graph.Send(ctx, env, msg)
+	_, err = graph.Send(ctx, env, upstream.Converted(msg))
 	return err
 }
 

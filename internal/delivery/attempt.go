@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"runtime/debug"
 	"strings"
@@ -121,33 +122,9 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	// before it is moved or removed, which Windows refuses for open files.
 	closeRaw := sync.OnceFunc(func() { raw.Close() })
 	defer closeRaw()
-	var msg *convert.Result
-	err = recovered(func() (err error) {
-		msg, err = e.convert(raw, raw.Size(), env)
-		return err
-	})
-	if err != nil {
-		closeRaw()
-	}
-	var crash *panicError
-	switch {
-	case errors.Is(err, queue.ErrNotFound):
-		return result{id: id, finished: true}
-	case errors.As(err, &crash):
-		e.failPanic(entry, id, "converting", crash)
-		return result{id: id, finished: true}
-	case err != nil:
-		e.fail(entry, id, failure{
-			reason: "conversion failed: " + err.Error(),
-			plain:  "The gateway could not read the message.",
-			status: "5.6.0",
-		})
-		return result{id: id, finished: true}
-	}
-	if n := len(msg.DroppedHeaders); n > 0 {
-		e.log.Warn("X- headers dropped: Graph accepts at most five, and never Exchange's X-MS-*", "id", id,
-			"count", n, "first", safetext.Log(strings.Join(msg.DroppedHeaders[:min(n, 5)], ", ")))
-	}
+	msg := &queuedMessage{raw: raw, size: raw.Size(), convert: func() (*convert.Result, error) {
+		return e.convert(raw, raw.Size(), env)
+	}}
 
 	if probe {
 		e.reloadCredential()
@@ -164,9 +141,31 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	took := time.Since(start)
 	e.metrics.sendDuration.Observe(took.Seconds())
 	now = e.clock.Now()
+	var crash *panicError
+	switch {
+	case msg.err == nil:
+	case errors.Is(msg.err, queue.ErrNotFound):
+		return result{id: id, finished: true}
+	case errors.As(msg.err, &crash):
+		e.failPanic(entry, id, "converting", crash)
+		return result{id: id, finished: true}
+	default:
+		e.fail(entry, id, failure{
+			reason: "conversion failed: " + msg.err.Error(),
+			plain:  "The gateway could not read the message.",
+			status: "5.6.0",
+		})
+		return result{id: id, finished: true}
+	}
 	if errors.As(err, &crash) {
 		e.failPanic(entry, id, "sending", crash)
 		return result{id: id, finished: true}
+	}
+	if msg.result != nil {
+		if n := len(msg.result.DroppedHeaders); n > 0 {
+			e.log.Warn("X- headers dropped: Graph accepts at most five, and never Exchange's X-MS-*", "id", id,
+				"count", n, "first", safetext.Log(strings.Join(msg.result.DroppedHeaders[:min(n, 5)], ", ")))
+		}
 	}
 
 	v, ue := classify(ctx, err)
@@ -252,6 +251,30 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	e.log.Warn("deferred", "id", id, "mailbox", env.Mailbox, "attempts", st.Attempts,
 		"next_attempt", r.next, "error", err)
 	return r
+}
+
+// queuedMessage gives the target the form of the message it asks for,
+// converting only when it asks for the conversion, and at most once.
+type queuedMessage struct {
+	raw     io.ReaderAt
+	size    int64
+	convert func() (*convert.Result, error)
+
+	once   sync.Once
+	result *convert.Result
+	err    error // of the conversion; a panic in it is a *panicError
+}
+
+func (m *queuedMessage) Raw() (io.ReaderAt, int64) { return m.raw, m.size }
+
+func (m *queuedMessage) Converted() (*convert.Result, error) {
+	m.once.Do(func() {
+		m.err = recovered(func() (err error) {
+			m.result, err = m.convert()
+			return err
+		})
+	})
+	return m.result, m.err
 }
 
 // giveUp fails a message whose maximum age passed while it waited.

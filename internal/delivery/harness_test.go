@@ -114,7 +114,11 @@ func (f *fakeTarget) reloadCount() int {
 	return f.reloads
 }
 
-func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, msg *convert.Result) (upstream.Receipt, error) {
+func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, m upstream.Message) (upstream.Receipt, error) {
+	msg, err := m.Converted()
+	if err != nil {
+		return upstream.Receipt{}, err
+	}
 	f.mu.Lock()
 	attempt := 1
 	for _, c := range f.calls {
@@ -128,7 +132,6 @@ func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, msg *conv
 	n := len(f.calls) - 1
 	f.mu.Unlock()
 
-	var err error
 	if f.block != nil {
 		select {
 		case <-f.block:

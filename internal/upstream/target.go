@@ -6,6 +6,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -13,10 +14,32 @@ import (
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
 
-// Target sends one converted message as env.Mailbox.
+// Target sends one message as env.Mailbox. Each target takes the form of
+// the message it needs from msg: Graph and the outbox its conversion to
+// Graph's model, Exchange's SMTP the bytes as the client wrote them. So
+// the engine never converts a message that is sent unchanged, and a
+// conversion failure only fails messages that needed converting.
 type Target interface {
-	Send(ctx context.Context, env *envelope.Envelope, msg *convert.Result) (Receipt, error)
+	Send(ctx context.Context, env *envelope.Envelope, msg Message) (Receipt, error)
 }
+
+// Message is one queued message in the forms a Target may ask for.
+type Message interface {
+	// Converted is the message in Graph's model; the first call converts.
+	// Its error is the conversion's, which the engine judges itself.
+	Converted() (*convert.Result, error)
+	// Raw is the message as the client sent it, and its size.
+	Raw() (io.ReaderAt, int64)
+}
+
+// Converted is a Message that holds only a conversion, for callers that
+// have converted already (check -send-test, tests).
+func Converted(r *convert.Result) Message { return converted{r} }
+
+type converted struct{ r *convert.Result }
+
+func (c converted) Converted() (*convert.Result, error) { return c.r, nil }
+func (c converted) Raw() (io.ReaderAt, int64)          { return nil, 0 }
 
 // CredentialReloader is a Target whose credential files an admin may fix
 // while it runs. ReloadCredential re-reads them; the next Send uses what it
