@@ -88,6 +88,7 @@ func restartNeeded(old, next *config.Config) []string {
 	differs("server", withoutMaxConnections(old.Server), withoutMaxConnections(next.Server))
 	differs("limits", old.Limits, next.Limits)
 	differs("queue", old.Queue, next.Queue)
+	differs("exchange", old.Exchange, next.Exchange)
 	differs("outbox", old.Outbox, next.Outbox)
 	differs("metrics.address", old.Metrics.Address, next.Metrics.Address)
 	differs("log.format", old.Log.Format, next.Log.Format)

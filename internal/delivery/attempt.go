@@ -174,6 +174,9 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	}
 	switch v {
 	case delivered:
+		if len(receipt.Refused) > 0 {
+			e.bounceRefused(env, receipt.Refused)
+		}
 		e.mailboxes.record(env.Mailbox, len(env.Recipients), now)
 		if err := e.spool.Done(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			// It stays on disk and may be sent again after its next

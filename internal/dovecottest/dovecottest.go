@@ -187,8 +187,18 @@ func (s *Server) start(binary string) error {
 		return fmt.Errorf("dovecot -c: %v: %s", err, msg)
 	}
 	// Dovecot forks into the background; it serves once every listener
-	// answers.
+	// answers, and Stop can stop it once it wrote its PID, which may come
+	// after the listeners.
 	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(s.path("run", "master.pid")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dovecot wrote no %s", s.path("run", "master.pid"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, a := range []string{s.IMAPAddress, s.IMAPPlainAddress, s.POP3Address, s.SubmissionAddress} {
 		for {
 			c, err := net.DialTimeout("tcp", a, time.Second)

@@ -39,7 +39,7 @@ func Converted(r *convert.Result) Message { return converted{r} }
 type converted struct{ r *convert.Result }
 
 func (c converted) Converted() (*convert.Result, error) { return c.r, nil }
-func (c converted) Raw() (io.ReaderAt, int64)          { return nil, 0 }
+func (c converted) Raw() (io.ReaderAt, int64)           { return nil, 0 }
 
 // CredentialReloader is a Target whose credential files an admin may fix
 // while it runs. ReloadCredential re-reads them; the next Send uses what it
@@ -50,8 +50,13 @@ type CredentialReloader interface {
 
 // Receipt describes a successful send.
 type Receipt struct {
-	Status    int    // HTTP status of the final Graph call (202 for sendMail)
-	RequestID string // Graph's request-id header, for support cases
+	Status int // HTTP status of the final Graph call (202 for sendMail); 250 for SMTP
+	// RequestID is Graph's request-id header, for support cases, or
+	// Exchange's final SMTP reply to the message.
+	RequestID string
+	// Refused are the recipients Exchange's SMTP refused for good while it
+	// took the message for the others: they get a bounce.
+	Refused []RecipientFailure
 }
 
 // Kind says what a failure means for the message and its queue.
@@ -110,7 +115,7 @@ type Error struct {
 	RetryAfter time.Duration
 
 	Status          int    // HTTP status; 0 when no response arrived
-	Code            string // Graph error code (ErrorSendAsDenied) or OAuth error (invalid_client)
+	Code            string // Graph error code (ErrorSendAsDenied), OAuth error (invalid_client) or SMTP reply code ("535 5.7.3")
 	AADSTS          string // Entra ID's error number, e.g. "AADSTS7000215"
 	Message         string // Graph's message or Entra ID's description
 	RequestID       string // Graph's request-id header
@@ -124,10 +129,19 @@ type Error struct {
 	Err          error // underlying cause, if any
 
 	token bool // Entra ID's token endpoint failed, not Graph
+	// way is the way out that failed: wayGraph when empty, or waySMTP.
+	way string
+	// sessionUsable: the SMTP session survived the failure and may carry
+	// the next message.
+	sessionUsable bool
 }
 
 func (e *Error) Error() string {
-	s := fmt.Sprintf("graph %s failure", e.Kind)
+	way := e.way
+	if way == "" {
+		way = wayGraph
+	}
+	s := fmt.Sprintf("%s %s failure", way, e.Kind)
 	if e.Status != 0 {
 		s += fmt.Sprintf(": HTTP %d", e.Status)
 	}
