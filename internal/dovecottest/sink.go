@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,10 +27,32 @@ type Transaction struct {
 type Sink struct {
 	Address string // 127.0.0.1:PORT
 
-	mu           sync.Mutex
-	server       *smtp.Server
-	transactions []Transaction
-	open, peak   int // connections open now and at most
+	mu            sync.Mutex
+	server        *smtp.Server
+	transactions  []Transaction
+	open, peak    int             // connections open now and at most
+	refused       map[string]bool // recipients answered 550 5.1.1
+	maxRecipients int             // per transaction; beyond, 452 4.5.3; 0: no limit
+}
+
+// Refuse makes the sink refuse rcpt for good (550 5.1.1), as Exchange
+// refuses an unknown recipient.
+func (k *Sink) Refuse(rcpt string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.refused == nil {
+		k.refused = map[string]bool{}
+	}
+	k.refused[strings.ToLower(rcpt)] = true
+}
+
+// LimitRecipients makes the sink take at most n recipients per
+// transaction and answer 452 4.5.3 to the next, as Exchange does past its
+// recipient limit.
+func (k *Sink) LimitRecipients(n int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.maxRecipients = n
 }
 
 func startSink(t testing.TB) *Sink {
@@ -137,6 +160,15 @@ func (s *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.k.mu.Lock()
+	refused, limit := s.k.refused[strings.ToLower(to)], s.k.maxRecipients
+	s.k.mu.Unlock()
+	switch {
+	case refused:
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Recipient address rejected: unknown user"}
+	case limit > 0 && len(s.tx.To) >= limit:
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients"}
+	}
 	s.tx.To = append(s.tx.To, to)
 	return nil
 }

@@ -236,3 +236,44 @@ func TestExchangeSMTPSignedMessageStillVerifies(t *testing.T) {
 		t.Fatalf("openssl smime -verify: %v\n%s", err, out)
 	}
 }
+
+func TestExchangeSMTPRefusedRecipientAloneFails(t *testing.T) {
+	x, d, _, _ := startExchange(t, 4)
+	d.Grant(t, "scanner@contoso.com")
+	d.Sink.Refuse("nobody@example.com")
+	receipt, err := x.Send(context.Background(), smtpEnv("q1", "alice@example.com", "nobody@example.com", "bob@example.com"), rawMessage("Subject: x\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(receipt.Refused) != 1 || receipt.Refused[0].Recipient != "nobody@example.com" || receipt.Refused[0].Status != "5.1.1" {
+		t.Errorf("refused = %+v", receipt.Refused)
+	}
+	got := d.Sink.WaitTransactions(t, 1, 10*time.Second)
+	if strings.Join(got[0].To, ",") != "alice@example.com,bob@example.com" {
+		t.Errorf("delivered to %v", got[0].To)
+	}
+
+	// When every recipient is refused, the message fails.
+	_, err = x.Send(context.Background(), smtpEnv("q2", "nobody@example.com"), rawMessage("Subject: x\r\n\r\nx\r\n"))
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindMessage || e.BounceStatus != "5.1.1" || !strings.Contains(e.Explanation, "nobody@example.com") {
+		t.Fatalf("error = %#v", err)
+	}
+}
+
+func TestExchangeSMTPTooManyRecipientsContinues(t *testing.T) {
+	x, d, _, _ := startExchange(t, 4)
+	d.Grant(t, "scanner@contoso.com")
+	d.Sink.LimitRecipients(2)
+	recipients := []string{"a@example.com", "b@example.com", "c@example.com", "d@example.com", "e@example.com"}
+	if _, err := x.Send(context.Background(), smtpEnv("q1", recipients...), rawMessage("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, tx := range d.Sink.WaitTransactions(t, 3, 10*time.Second) {
+		all = append(all, tx.To...)
+	}
+	if strings.Join(all, ",") != strings.Join(recipients, ",") {
+		t.Errorf("transactions reached %v, want each of %v once", all, recipients)
+	}
+}
