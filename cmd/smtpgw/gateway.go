@@ -171,6 +171,10 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	}
 	stopDelivery()
 	<-engineDone
+	// Exchange's SMTP sessions end with QUIT.
+	if c, ok := g.target.(io.Closer); ok {
+		c.Close()
+	}
 	logger.Info("smtpgw stopped")
 	return nil
 }
