@@ -8,11 +8,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/convert"
+	"github.com/smtpgw/smtpgw/internal/envelope"
 	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/safetext"
 	"github.com/smtpgw/smtpgw/internal/upstream"
@@ -133,9 +135,18 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	e.metrics.inFlight.Inc()
 	var receipt upstream.Receipt
 	err = recovered(func() (err error) {
-		receipt, err = e.target.Send(ctx, env, msg)
+		receipt, err = e.target.Send(ctx, pendingRecipients(env, st.Delivered), msg)
 		return err
 	})
+	if err != nil && len(receipt.Delivered) > 0 {
+		// Part of the recipients received it: no later try sends to them
+		// again, whatever becomes of this one.
+		st.Delivered = append(st.Delivered, receipt.Delivered...)
+		before.Delivered = st.Delivered
+		if err := e.spool.SaveState(id, st); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			e.log.Error("cannot record the recipients already delivered", "id", id, "error", err)
+		}
+	}
 	closeRaw()
 	e.metrics.inFlight.Dec()
 	took := time.Since(start)
@@ -254,6 +265,22 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	e.log.Warn("deferred", "id", id, "mailbox", env.Mailbox, "attempts", st.Attempts,
 		"next_attempt", r.next, "error", err)
 	return r
+}
+
+// pendingRecipients is env without the recipients that received the
+// message in an earlier try.
+func pendingRecipients(env *envelope.Envelope, delivered []string) *envelope.Envelope {
+	if len(delivered) == 0 {
+		return env
+	}
+	pending := *env
+	pending.Recipients = nil
+	for _, r := range env.Recipients {
+		if !slices.ContainsFunc(delivered, func(d string) bool { return strings.EqualFold(d, r) }) {
+			pending.Recipients = append(pending.Recipients, r)
+		}
+	}
+	return &pending
 }
 
 // queuedMessage gives the target the form of the message it asks for,

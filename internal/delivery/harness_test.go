@@ -3,6 +3,7 @@ package delivery
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -150,11 +151,24 @@ func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, m upstrea
 	defer f.mu.Unlock()
 	f.inFlight[env.Mailbox]--
 	f.calls[n].answered = err
+	var custom *receiptAnswer
+	if errors.As(err, &custom) {
+		return custom.receipt, custom.err
+	}
 	if err != nil {
 		return upstream.Receipt{}, err
 	}
 	return upstream.Receipt{Status: 202, RequestID: "req-" + env.ID}, nil
 }
+
+// receiptAnswer makes fakeTarget answer receipt and err (nil: success),
+// for ways out that tell recipients apart.
+type receiptAnswer struct {
+	receipt upstream.Receipt
+	err     error
+}
+
+func (r *receiptAnswer) Error() string { return "receipt answer" }
 
 // callsFor returns the calls for message id, or all calls when id is "".
 func (f *fakeTarget) callsFor(id string) []call {

@@ -33,6 +33,16 @@ type Sink struct {
 	open, peak    int             // connections open now and at most
 	refused       map[string]bool // recipients answered 550 5.1.1
 	maxRecipients int             // per transaction; beyond, 452 4.5.3; 0: no limit
+	datas         int             // DATA commands seen
+	failDataAt    int             // the DATA answered 451 4.3.0; 0: none
+}
+
+// FailNthData makes the n-th DATA from now fail with 451 4.3.0, as a
+// relay does that has a passing problem.
+func (k *Sink) FailNthData(n int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.failDataAt = k.datas + n
 }
 
 // Refuse makes the sink refuse rcpt for good (550 5.1.1), as Exchange
@@ -177,6 +187,13 @@ func (s *sinkSession) Data(r io.Reader) error {
 	var buf bytes.Buffer
 	if _, err := io.Copy(&buf, r); err != nil {
 		return err
+	}
+	s.k.mu.Lock()
+	s.k.datas++
+	fail := s.k.datas == s.k.failDataAt
+	s.k.mu.Unlock()
+	if fail {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure"}
 	}
 	if len(s.tx.To) == 0 {
 		return errors.New("no recipients")

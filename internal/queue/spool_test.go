@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -135,7 +136,7 @@ func TestCommitAndGet(t *testing.T) {
 	if !e.Envelope.Received.Equal(env.Received) || e.Envelope.Mailbox != env.Mailbox || e.Envelope.ID != id {
 		t.Errorf("envelope = %+v, want %+v", e.Envelope, env)
 	}
-	if e.State != (State{}) {
+	if !reflect.DeepEqual(e.State, State{}) {
 		t.Errorf("state of a fresh message = %+v, want zero", e.State)
 	}
 	if e.Size != int64(len(testRaw)) {

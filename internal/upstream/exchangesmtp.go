@@ -140,30 +140,30 @@ func (x *ExchangeSMTP) Send(ctx context.Context, env *envelope.Envelope, m Messa
 // recipient limit (452 4.5.3) requires.
 func (x *ExchangeSMTP) transactions(c *smtp.Client, env *envelope.Envelope, raw io.ReaderAt, size int64) (Receipt, error) {
 	var receipt Receipt
-	var refused []RecipientFailure
 	pending := env.Recipients
 	for len(pending) > 0 {
 		tx, err := x.transaction(c, env.Mailbox, pending, raw, size)
-		refused = append(refused, tx.refused...)
+		receipt.Refused = append(receipt.Refused, tx.refused...)
 		if err != nil {
-			return receipt, err
+			return Receipt{Delivered: receipt.Delivered}, err
 		}
-		if tx.accepted > 0 {
-			receipt = Receipt{Status: 250, RequestID: tx.reply, Refused: refused}
+		if len(tx.accepted) > 0 {
+			receipt.Status, receipt.RequestID = 250, tx.reply
+			receipt.Delivered = append(receipt.Delivered, tx.accepted...)
 		}
 		pending = tx.rest
 	}
 	if receipt.Status == 0 {
 		// Every recipient was refused.
-		return receipt, recipientsRefused(refused)
+		return Receipt{}, recipientsRefused(receipt.Refused)
 	}
-	receipt.Refused = refused
+	receipt.Delivered = nil // all of them: the send succeeded
 	return receipt, nil
 }
 
 // txResult is the outcome of one transaction.
 type txResult struct {
-	accepted int
+	accepted []string
 	refused  []RecipientFailure
 	rest     []string // for a further transaction: the server took no more (452)
 	reply    string   // the server's final reply to the message
@@ -179,11 +179,11 @@ func (x *ExchangeSMTP) transaction(c *smtp.Client, mailbox string, recipients []
 		var se *smtp.SMTPError
 		switch {
 		case err == nil:
-			tx.accepted++
+			tx.accepted = append(tx.accepted, rcpt)
 			continue
 		case !errors.As(err, &se):
 			return tx, classifySMTP(stageRcpt, err)
-		case se.Code == 452 && tx.accepted > 0:
+		case se.Code == 452 && len(tx.accepted) > 0:
 			// Too many recipients: the rest go in a further transaction.
 			tx.rest = recipients[i:]
 		case se.Code >= 500:
@@ -199,7 +199,7 @@ func (x *ExchangeSMTP) transaction(c *smtp.Client, mailbox string, recipients []
 		}
 		break
 	}
-	if tx.accepted == 0 {
+	if len(tx.accepted) == 0 {
 		c.Reset()
 		return tx, nil
 	}

@@ -277,3 +277,27 @@ func TestExchangeSMTPTooManyRecipientsContinues(t *testing.T) {
 		t.Errorf("transactions reached %v, want each of %v once", all, recipients)
 	}
 }
+
+func TestExchangeSMTPFailureAfterAFirstTransactionNamesWhoGotIt(t *testing.T) {
+	x, d, _, _ := startExchange(t, 4)
+	d.Grant(t, "scanner@contoso.com")
+	d.Sink.LimitRecipients(2)
+	d.Sink.FailNthData(2)
+	env := smtpEnv("q1", "a@example.com", "b@example.com", "c@example.com", "d@example.com")
+	receipt, err := x.Send(context.Background(), env, rawMessage("Subject: x\r\n\r\nx\r\n"))
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindTransient || strings.Join(receipt.Delivered, ",") != "a@example.com,b@example.com" {
+		t.Fatalf("receipt %+v, error %#v", receipt, err)
+	}
+	// The engine's next try leaves them out.
+	if _, err := x.Send(context.Background(), smtpEnv("q1", "c@example.com", "d@example.com"), rawMessage("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, tx := range d.Sink.WaitTransactions(t, 2, 10*time.Second) {
+		all = append(all, tx.To...)
+	}
+	if strings.Join(all, ",") != "a@example.com,b@example.com,c@example.com,d@example.com" {
+		t.Errorf("recipients reached: %v", all)
+	}
+}

@@ -57,6 +57,9 @@ type Receipt struct {
 	// Refused are the recipients Exchange's SMTP refused for good while it
 	// took the message for the others: they get a bounce.
 	Refused []RecipientFailure
+	// Delivered, with a failed send, are the recipients that received the
+	// message in transactions before the failure: a retry must skip them.
+	Delivered []string
 }
 
 // Kind says what a failure means for the message and its queue.
