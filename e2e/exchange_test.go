@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/smtpgw/smtpgw/internal/dovecottest"
@@ -16,10 +15,14 @@ import (
 // These tests send through Exchange's SMTP (send_via = "smtp"), with
 // Dovecot's submission service standing in for smtp.office365.com.
 
-// exchangeGateway is a gateway configuration sending through d, and the
-// environment that makes the gateway trust both the fake Entra ID and d.
-func exchangeGateway(t *testing.T, dir string, fake *graphtest.Server, d *dovecottest.Server) (config, env string) {
+// exchangeGateway starts a fake Entra ID and Dovecot, and returns a
+// gateway configuration in dir sending through Dovecot, with the
+// environment that makes the gateway trust both.
+func exchangeGateway(t *testing.T) (d *dovecottest.Server, dir, config, env string) {
 	t.Helper()
+	fake := graphtest.New(t)
+	d = dovecottest.Start(t, fake)
+	dir = t.TempDir()
 	target := fake.GraphTOML(t) + fmt.Sprintf("\n[exchange]\nsmtp_address = %q\nsend_via = \"smtp\"\n", d.SubmissionAddress)
 	fakeCA, err := os.ReadFile(fake.WriteCAFile(dir))
 	if err != nil {
@@ -33,19 +36,16 @@ func exchangeGateway(t *testing.T, dir string, fake *graphtest.Server, d *doveco
 	if err := os.WriteFile(bundle, append(fakeCA, dovecotCA...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return gatewayConfig(t, dir, target), "SSL_CERT_FILE=" + bundle
+	return d, dir, gatewayConfig(t, dir, target), "SSL_CERT_FILE=" + bundle
 }
 
 // TestExchangeSMTPWayOut: the message leaves unchanged but for Bcc, to
 // every envelope recipient; a mailbox not granted is held and delivered
 // once the grant is added.
 func TestExchangeSMTPWayOut(t *testing.T) {
-	fake := graphtest.New(t)
-	d := dovecottest.Start(t, fake)
+	d, dir, config, env := exchangeGateway(t)
 	d.Grant(t, "noreply@contoso.com")
 	d.AddMailbox(t, "scanner@contoso.com")
-	dir := t.TempDir()
-	config, env := exchangeGateway(t, dir, fake, d)
 	g := startGateway(t, dir, config, env)
 
 	body := "From: noreply@contoso.com\r\nTo: alice@example.com\r\nBcc: hidden@example.com\r\nSubject: way out\r\n\r\nfirst line\r\n..dot\r\n"
@@ -74,50 +74,18 @@ func TestExchangeSMTPWayOut(t *testing.T) {
 // TestExchangeSMTPCrashSafety: every message acknowledged before a SIGKILL
 // reaches Exchange's SMTP after the restart.
 func TestExchangeSMTPCrashSafety(t *testing.T) {
-	fake := graphtest.New(t)
-	d := dovecottest.Start(t, fake)
+	d, dir, config, env := exchangeGateway(t)
 	d.Grant(t, "noreply@contoso.com")
-	dir := t.TempDir()
-	config, env := exchangeGateway(t, dir, fake, d)
 	g := startGateway(t, dir, config, env)
 
-	const senders, perSender = 4, 15
-	var mu sync.Mutex
-	var acked []string
-	var wg sync.WaitGroup
-	for s := range senders {
-		wg.Go(func() {
-			for i := range perSender {
-				subject := fmt.Sprintf("burst %d-%d", s, i)
-				if _, err := submit(g.Addr[0], submission{From: "noreply@contoso.com", To: []string{"alice@example.com"},
-					Body: "Subject: " + subject + "\r\n\r\nbody\r\n"}); err != nil {
-					return // the gateway was killed
-				}
-				mu.Lock()
-				acked = append(acked, subject)
-				mu.Unlock()
-			}
-		})
-	}
-	waitFor(t, deliveryTimeout, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(acked) >= senders*perSender/2
-	})
-	g.Kill()
-	wg.Wait()
+	acked := killDuringBurst(t, g, "noreply@contoso.com")
 	startGateway(t, dir, config, env)
 	waitFor(t, deliveryTimeout, func() bool {
-		got := map[string]bool{}
+		var got []string
 		for _, tx := range d.Sink.Transactions() {
-			got[subjectOf(string(tx.Data))] = true
+			got = append(got, subjectOf(string(tx.Data)))
 		}
-		for _, subject := range acked {
-			if !got[subject] {
-				return false
-			}
-		}
-		return true
+		return containsAll(got, acked)
 	})
 }
 
@@ -130,12 +98,9 @@ func subjectOf(message string) string {
 // TestExchangeSMTPCheckSendTest: check -send-test goes the configured way
 // and names the admin's step for a mailbox not granted.
 func TestExchangeSMTPCheckSendTest(t *testing.T) {
-	fake := graphtest.New(t)
-	d := dovecottest.Start(t, fake)
+	d, dir, config, env := exchangeGateway(t)
 	d.Grant(t, "noreply@contoso.com")
 	d.AddMailbox(t, "scanner@contoso.com")
-	dir := t.TempDir()
-	config, env := exchangeGateway(t, dir, fake, d)
 	path := filepath.Join(dir, "smtpgw.toml")
 	os.WriteFile(path, []byte(config), 0o600)
 	cmd := exec.Command(binary, "check", "-config", path, "-send-test", "admin@example.com")
