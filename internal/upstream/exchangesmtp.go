@@ -22,7 +22,7 @@ const (
 	// message of its mailbox: Exchange drops idle sessions after a while,
 	// and a connection it dropped costs a failed RSET before a new dial.
 	smtpIdleLimit = time.Minute
-	// smtpDialTimeout bounds connecting, TLS and authentication.
+	// smtpDialTimeout bounds the token, connecting, TLS and authentication.
 	smtpDialTimeout = 30 * time.Second
 )
 
@@ -248,12 +248,12 @@ func (x *ExchangeSMTP) take(ctx context.Context, mailbox string) (*smtpConn, err
 // dial connects, starts TLS with the certificate verified, and
 // authenticates as mailbox.
 func (x *ExchangeSMTP) dial(ctx context.Context, mailbox string) (*smtpConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, smtpDialTimeout)
+	defer cancel()
 	token, err := x.tokens.Token(ctx, x.scope)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, smtpDialTimeout)
-	defer cancel()
 	conn, err := x.dialer.DialContext(ctx, "tcp", x.address)
 	if err != nil {
 		return nil, classifySMTP(stageConnect, err)
