@@ -125,6 +125,9 @@ func New(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&s.opts)
 	}
+	// Made now, not at the first token: that may be inside a client's
+	// timeout.
+	signingKey()
 	if len(s.opts.federated) > 0 {
 		s.issuer = newIssuer()
 	}
