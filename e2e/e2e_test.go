@@ -247,18 +247,33 @@ func TestCrashSafety(t *testing.T) {
 	env := "SSL_CERT_FILE=" + fake.WriteCAFile(dir)
 	g := startGateway(t, dir, config, env)
 
+	want := killDuringBurst(t, g, "scanner@contoso.com")
+
+	startGateway(t, dir, config, env)
+	waitFor(t, deliveryTimeout, func() bool {
+		var got []string
+		for _, s := range fake.Sent() {
+			got = append(got, s.Message.Subject)
+		}
+		return containsAll(got, want)
+	})
+	t.Logf("%d messages acknowledged before the kill, all delivered after restart (%d sends in all)", len(want), len(fake.Sent()))
+}
+
+// killDuringBurst submits a burst of messages from four clients as from,
+// kills the gateway once half of them are acknowledged, and returns the
+// subjects of those acknowledged.
+func killDuringBurst(t *testing.T, g *gateway, from string) []string {
 	const senders, perSender = 4, 15
 	var mu sync.Mutex
 	var acked []string
 	var wg sync.WaitGroup
 	for s := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range perSender {
 				subject := fmt.Sprintf("burst %d-%d", s, i)
-				_, err := submit(g.Addr[0], submission{From: "scanner@contoso.com", To: []string{"alice@contoso.com"},
-					Body: "Subject: " + subject + "\n\nbody\n"})
+				_, err := submit(g.Addr[0], submission{From: from, To: []string{"alice@contoso.com"},
+					Body: "Subject: " + subject + "\r\n\r\nbody\r\n"})
 				if err != nil {
 					return // the gateway was killed
 				}
@@ -266,7 +281,7 @@ func TestCrashSafety(t *testing.T) {
 				acked = append(acked, subject)
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	waitFor(t, deliveryTimeout, func() bool {
 		mu.Lock()
@@ -275,24 +290,21 @@ func TestCrashSafety(t *testing.T) {
 	})
 	g.Kill()
 	wg.Wait()
-	mu.Lock()
-	want := append([]string(nil), acked...)
-	mu.Unlock()
+	return acked
+}
 
-	startGateway(t, dir, config, env)
-	waitFor(t, deliveryTimeout, func() bool {
-		got := map[string]bool{}
-		for _, s := range fake.Sent() {
-			got[s.Message.Subject] = true
+// containsAll reports whether got holds every string of want.
+func containsAll(got, want []string) bool {
+	seen := map[string]bool{}
+	for _, s := range got {
+		seen[s] = true
+	}
+	for _, s := range want {
+		if !seen[s] {
+			return false
 		}
-		for _, subject := range want {
-			if !got[subject] {
-				return false
-			}
-		}
-		return true
-	})
-	t.Logf("%d messages acknowledged before the kill, all delivered after restart (%d sends in all)", len(want), len(fake.Sent()))
+	}
+	return true
 }
 
 // TestGracefulStop: SIGTERM ends the process with exit code 0.

@@ -188,6 +188,10 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	}
 	stopDelivery()
 	<-engineDone
+	// Exchange's SMTP sessions end with QUIT.
+	if c, ok := g.target.(io.Closer); ok {
+		c.Close()
+	}
 	logger.Info("smtpgw stopped")
 	return nil
 }
@@ -206,12 +210,21 @@ func newTarget(cfg *config.Config, logger *slog.Logger, registry prometheus.Regi
 	if cfg.Outbox != nil {
 		return upstream.NewOutbox(cfg.Outbox.Dir)
 	}
-	return upstream.NewGraph(cfg.Graph, upstream.Options{Logger: logger, Metrics: registry})
+	opts := upstream.Options{Logger: logger, Metrics: registry}
+	graph, err := upstream.NewGraph(cfg.Graph, opts)
+	if err != nil || cfg.Exchange.SendVia != config.SendViaSMTP {
+		return graph, err
+	}
+	// Exchange's SMTP gets its tokens from the same credential.
+	return upstream.NewExchangeSMTP(cfg.Exchange, graph, cfg.Queue.MailboxConcurrency, opts)
 }
 
 func targetName(cfg *config.Config) string {
-	if cfg.Outbox != nil {
+	switch {
+	case cfg.Outbox != nil:
 		return "outbox " + cfg.Outbox.Dir
+	case cfg.Exchange.SendVia == config.SendViaSMTP:
+		return "exchange smtp " + cfg.Exchange.SMTPAddress
 	}
 	return "graph"
 }

@@ -95,6 +95,7 @@ func restartNeeded(old, next *config.Config) []string {
 	// The gate applies the rest of [limits]; go-smtp keeps its idle timeout.
 	differs("limits.idle_timeout", old.Limits.IdleTimeout, next.Limits.IdleTimeout)
 	differs("queue", old.Queue, next.Queue)
+	differs("exchange", old.Exchange, next.Exchange)
 	differs("outbox", old.Outbox, next.Outbox)
 	differs("metrics.address", old.Metrics.Address, next.Metrics.Address)
 	differs("log.format", old.Log.Format, next.Log.Format)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -31,14 +33,18 @@ func sendTests(cfg *config.Config, address, only string, f *findings) {
 		f.warn("no [[user]] or [[network]] names a mailbox; use -mailbox to test one")
 		return
 	}
-	graph, err := upstream.NewGraph(cfg.Graph, upstream.Options{})
+	// The configured way out: Graph, or Exchange's SMTP (send_via).
+	target, err := newTarget(cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
-		f.fail("graph: %v", err)
+		f.fail("%s: %v", targetName(cfg), err)
 		return
+	}
+	if c, ok := target.(io.Closer); ok {
+		defer c.Close()
 	}
 	for _, mailbox := range mailboxes {
 		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
-		err := sendTest(ctx, graph, cfg, mailbox, address)
+		err := sendTest(ctx, target, cfg, mailbox, address)
 		cancel()
 		reportSendTest(f, cfg.Graph, mailbox, address, err)
 	}
@@ -63,8 +69,8 @@ func mappedMailboxes(cfg *config.Config) []string {
 }
 
 // sendTest sends one short plain-text message as mailbox, through the same
-// conversion and Graph calls as spooled mail.
-func sendTest(ctx context.Context, graph *upstream.Graph, cfg *config.Config, mailbox, address string) error {
+// conversion and calls as spooled mail.
+func sendTest(ctx context.Context, target upstream.Target, cfg *config.Config, mailbox, address string) error {
 	now := time.Now()
 	raw := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: smtpgw test message through %s\r\nDate: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"+
 		"This message was sent by \"smtpgw check -send-test\" on %s\r\nthrough the mailbox %s, to show that the gateway can send as it.\r\n",
@@ -77,13 +83,20 @@ func sendTest(ctx context.Context, graph *upstream.Graph, cfg *config.Config, ma
 		Recipients:     []string{address},
 		Received:       now,
 	}
-	r := strings.NewReader(raw)
-	msg, err := convert.Convert(r, r.Size(), env, convert.Options{})
-	if err != nil {
-		return err
-	}
-	_, err = graph.Send(ctx, env, msg)
+	_, err := target.Send(ctx, env, testMessage{strings.NewReader(raw), env})
 	return err
+}
+
+// testMessage is the test message in whichever form the target takes.
+type testMessage struct {
+	raw *strings.Reader
+	env *envelope.Envelope
+}
+
+func (m testMessage) Raw() (io.ReaderAt, int64) { return m.raw, m.raw.Size() }
+
+func (m testMessage) Converted() (*convert.Result, error) {
+	return convert.Convert(m.raw, m.raw.Size(), m.env, convert.Options{})
 }
 
 // reportSendTest explains one mailbox's result in the words an admin
@@ -98,6 +111,8 @@ func reportSendTest(f *findings, g *config.Graph, mailbox, address string, err e
 			mailbox, mailbox, g.ClientID, mailbox)
 	case errors.As(err, &uerr) && uerr.Status == http.StatusNotFound:
 		f.fail("%s: no such mailbox in the tenant (%s): check the address in the configuration", mailbox, uerr.Code)
+	case errors.As(err, &uerr) && uerr.Explanation != "":
+		f.fail("%s: not sent: %s", mailbox, uerr.Explanation)
 	default:
 		f.fail("%s: not sent: %v", mailbox, err)
 	}

@@ -5,13 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/convert"
+	"github.com/smtpgw/smtpgw/internal/envelope"
 	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/safetext"
 	"github.com/smtpgw/smtpgw/internal/trace"
@@ -126,33 +129,9 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	// before it is moved or removed, which Windows refuses for open files.
 	closeRaw := sync.OnceFunc(func() { raw.Close() })
 	defer closeRaw()
-	var msg *convert.Result
-	err = recovered(func() (err error) {
-		msg, err = e.convert(raw, raw.Size(), env)
-		return err
-	})
-	if err != nil {
-		closeRaw()
-	}
-	var crash *panicError
-	switch {
-	case errors.Is(err, queue.ErrNotFound):
-		return result{id: id, finished: true}
-	case errors.As(err, &crash):
-		e.failPanic(entry, id, "converting", crash)
-		return result{id: id, finished: true}
-	case err != nil:
-		e.fail(entry, id, failure{
-			reason: "conversion failed: " + err.Error(),
-			plain:  "The gateway could not read the message.",
-			status: "5.6.0",
-		})
-		return result{id: id, finished: true}
-	}
-	if n := len(msg.DroppedHeaders); n > 0 {
-		e.log.Warn("X- headers dropped: Graph accepts at most five, and never Exchange's X-MS-*", "id", id,
-			"count", n, "first", safetext.Log(strings.Join(msg.DroppedHeaders[:min(n, 5)], ", ")))
-	}
+	msg := &queuedMessage{raw: raw, size: raw.Size(), convert: func() (*convert.Result, error) {
+		return e.convert(raw, raw.Size(), env)
+	}}
 
 	if probe {
 		e.reloadCredential()
@@ -161,17 +140,48 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	e.metrics.inFlight.Inc()
 	var receipt upstream.Receipt
 	err = recovered(func() (err error) {
-		receipt, err = e.target.Send(ctx, env, msg)
+		receipt, err = e.target.Send(ctx, pendingRecipients(env, st.Delivered), msg)
 		return err
 	})
+	if err != nil && len(receipt.Delivered) > 0 {
+		// Part of the recipients received it: no later try sends to them
+		// again, whatever becomes of this one.
+		st.Delivered = append(st.Delivered, receipt.Delivered...)
+		before.Delivered = st.Delivered
+		if err := e.spool.SaveState(id, st); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			e.log.Error("cannot record the recipients already delivered", "id", id, "error", err)
+		}
+	}
 	closeRaw()
 	e.metrics.inFlight.Dec()
 	took := time.Since(start)
 	e.metrics.sendDuration.Observe(took.Seconds())
 	now = e.clock.Now()
+	var crash *panicError
+	switch {
+	case msg.err == nil:
+	case errors.Is(msg.err, queue.ErrNotFound):
+		return result{id: id, finished: true}
+	case errors.As(msg.err, &crash):
+		e.failPanic(entry, id, "converting", crash)
+		return result{id: id, finished: true}
+	default:
+		e.fail(entry, id, failure{
+			reason: "conversion failed: " + msg.err.Error(),
+			plain:  "The gateway could not read the message.",
+			status: "5.6.0",
+		})
+		return result{id: id, finished: true}
+	}
 	if errors.As(err, &crash) {
 		e.failPanic(entry, id, "sending", crash)
 		return result{id: id, finished: true}
+	}
+	if msg.result != nil {
+		if n := len(msg.result.DroppedHeaders); n > 0 {
+			e.log.Warn("X- headers dropped: Graph accepts at most five, and never Exchange's X-MS-*", "id", id,
+				"count", n, "first", safetext.Log(strings.Join(msg.result.DroppedHeaders[:min(n, 5)], ", ")))
+		}
 	}
 
 	v, ue := classify(ctx, err)
@@ -180,6 +190,9 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 	}
 	switch v {
 	case delivered:
+		if len(receipt.Refused) > 0 {
+			e.bounceRefused(env, receipt.Refused)
+		}
 		deliveredAt = now
 		if err := e.spool.Done(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			// It stays on disk and may be sent again after its next
@@ -267,6 +280,46 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 		"next_attempt", r.next, "reference", reference, "error", err)
 	e.traceOutcome(trace.Deferred, id, st.Attempts, reference, nil, err.Error())
 	return r
+}
+
+// pendingRecipients is env without the recipients that received the
+// message in an earlier try.
+func pendingRecipients(env *envelope.Envelope, delivered []string) *envelope.Envelope {
+	if len(delivered) == 0 {
+		return env
+	}
+	pending := *env
+	pending.Recipients = nil
+	for _, r := range env.Recipients {
+		if !slices.ContainsFunc(delivered, func(d string) bool { return strings.EqualFold(d, r) }) {
+			pending.Recipients = append(pending.Recipients, r)
+		}
+	}
+	return &pending
+}
+
+// queuedMessage gives the target the form of the message it asks for,
+// converting only when it asks for the conversion, and at most once.
+type queuedMessage struct {
+	raw     io.ReaderAt
+	size    int64
+	convert func() (*convert.Result, error)
+
+	once   sync.Once
+	result *convert.Result
+	err    error // of the conversion; a panic in it is a *panicError
+}
+
+func (m *queuedMessage) Raw() (io.ReaderAt, int64) { return m.raw, m.size }
+
+func (m *queuedMessage) Converted() (*convert.Result, error) {
+	m.once.Do(func() {
+		m.err = recovered(func() (err error) {
+			m.result, err = m.convert()
+			return err
+		})
+	})
+	return m.result, m.err
 }
 
 // giveUp fails a message whose maximum age passed while it waited.

@@ -67,6 +67,28 @@ func (e *Engine) sendBounce(env *envelope.Envelope, f failure) {
 	e.traceBounce(env, report, bounceID)
 }
 
+// bounceRefused reports the recipients Exchange refused for good while it
+// took the message for the others: they alone are named in the bounce,
+// queued while the message is still in the spool.
+func (e *Engine) bounceRefused(env *envelope.Envelope, refused []upstream.RecipientFailure) {
+	partial := *env
+	partial.Recipients = nil
+	var replies []string
+	for _, r := range refused {
+		partial.Recipients = append(partial.Recipients, r.Recipient)
+		replies = append(replies, r.Recipient+": "+r.Reply)
+	}
+	reason := "recipients refused: " + strings.Join(replies, "; ")
+	e.log.Warn("recipients refused", "id", env.ID, "mailbox", env.Mailbox, "reason", reason)
+	if e.bounce {
+		e.sendBounce(&partial, failure{
+			reason: reason,
+			plain:  "Microsoft 365 refused these recipients; the others received the message.",
+			status: refused[0].Status,
+		})
+	}
+}
+
 // isAutomatic reports whether a message is itself a report or another
 // automatic message (RFC 3834), which must never be answered.
 func isAutomatic(h textproto.MIMEHeader) bool {

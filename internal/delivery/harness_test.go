@@ -3,6 +3,7 @@ package delivery
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -114,7 +115,11 @@ func (f *fakeTarget) reloadCount() int {
 	return f.reloads
 }
 
-func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, msg *convert.Result) (upstream.Receipt, error) {
+func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, m upstream.Message) (upstream.Receipt, error) {
+	msg, err := m.Converted()
+	if err != nil {
+		return upstream.Receipt{}, err
+	}
 	f.mu.Lock()
 	attempt := 1
 	for _, c := range f.calls {
@@ -128,7 +133,6 @@ func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, msg *conv
 	n := len(f.calls) - 1
 	f.mu.Unlock()
 
-	var err error
 	if f.block != nil {
 		select {
 		case <-f.block:
@@ -147,11 +151,24 @@ func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, msg *conv
 	defer f.mu.Unlock()
 	f.inFlight[env.Mailbox]--
 	f.calls[n].answered = err
+	var custom *receiptAnswer
+	if errors.As(err, &custom) {
+		return custom.receipt, custom.err
+	}
 	if err != nil {
 		return upstream.Receipt{}, err
 	}
 	return upstream.Receipt{Status: 202, RequestID: "req-" + env.ID}, nil
 }
+
+// receiptAnswer makes fakeTarget answer receipt and err (nil: success),
+// for ways out that tell recipients apart.
+type receiptAnswer struct {
+	receipt upstream.Receipt
+	err     error
+}
+
+func (r *receiptAnswer) Error() string { return "receipt answer" }
 
 // callsFor returns the calls for message id, or all calls when id is "".
 func (f *fakeTarget) callsFor(id string) []call {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -136,7 +137,7 @@ func TestCommitAndGet(t *testing.T) {
 	if !e.Envelope.Received.Equal(env.Received) || e.Envelope.Mailbox != env.Mailbox || e.Envelope.ID != id {
 		t.Errorf("envelope = %+v, want %+v", e.Envelope, env)
 	}
-	if e.State != (State{}) {
+	if !reflect.DeepEqual(e.State, State{}) {
 		t.Errorf("state of a fresh message = %+v, want zero", e.State)
 	}
 	if e.Size != int64(len(testRaw)) {

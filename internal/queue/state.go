@@ -37,6 +37,10 @@ type State struct {
 	Requeued time.Time `json:"requeued,omitzero"`
 	// Failed is when the message became a dead letter.
 	Failed time.Time `json:"failed,omitzero"`
+	// Delivered are the recipients that already received the message
+	// when a way out that takes them in several transactions (Exchange's
+	// SMTP) failed part way: later tries skip them.
+	Delivered []string `json:"delivered,omitempty"`
 }
 
 // Entry is a spooled message as loaded: envelope and state, with the raw

@@ -26,7 +26,11 @@ const (
 
 // Send delivers msg as env.Mailbox: MIME for signed or encrypted mail,
 // sendMail JSON for what fits one request, else draft plus uploads.
-func (g *Graph) Send(ctx context.Context, env *envelope.Envelope, msg *convert.Result) (Receipt, error) {
+func (g *Graph) Send(ctx context.Context, env *envelope.Envelope, m Message) (Receipt, error) {
+	msg, err := m.Converted()
+	if err != nil {
+		return Receipt{}, err
+	}
 	receipt, err := g.client.Load().send(ctx, env, msg)
 	g.metrics.countTokenFailure(err)
 	return receipt, err

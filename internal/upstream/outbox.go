@@ -31,14 +31,18 @@ func NewOutbox(dir string) (*Outbox, error) {
 	return &Outbox{dir: dir}, nil
 }
 
-func (o *Outbox) Send(_ context.Context, env *envelope.Envelope, msg *convert.Result) (Receipt, error) {
+func (o *Outbox) Send(_ context.Context, env *envelope.Envelope, m Message) (Receipt, error) {
+	msg, err := m.Converted()
+	if err != nil {
+		return Receipt{}, err
+	}
 	name := env.ID + ".json"
 	write := func(w io.Writer) error { return msg.WriteSendMailRequest(w, true) }
 	if msg.MIME != nil {
 		name = env.ID + ".mime"
 		write = func(w io.Writer) error { return writeBase64(w, msg.MIME) }
 	}
-	err := writeFileAtomic(filepath.Join(o.dir, name), write)
+	err = writeFileAtomic(filepath.Join(o.dir, name), write)
 	var source *convert.SourceError
 	if errors.As(err, &source) {
 		return Receipt{}, &Error{Message: "read message from the spool", Err: err, Kind: KindTransient}

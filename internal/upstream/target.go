@@ -6,6 +6,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -13,10 +14,32 @@ import (
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
 
-// Target sends one converted message as env.Mailbox.
+// Target sends one message as env.Mailbox. Each target takes the form of
+// the message it needs from msg: Graph and the outbox its conversion to
+// Graph's model, Exchange's SMTP the bytes as the client wrote them. So
+// the engine never converts a message that is sent unchanged, and a
+// conversion failure only fails messages that needed converting.
 type Target interface {
-	Send(ctx context.Context, env *envelope.Envelope, msg *convert.Result) (Receipt, error)
+	Send(ctx context.Context, env *envelope.Envelope, msg Message) (Receipt, error)
 }
+
+// Message is one queued message in the forms a Target may ask for.
+type Message interface {
+	// Converted is the message in Graph's model; the first call converts.
+	// Its error is the conversion's, which the engine judges itself.
+	Converted() (*convert.Result, error)
+	// Raw is the message as the client sent it, and its size.
+	Raw() (io.ReaderAt, int64)
+}
+
+// Converted is a Message that holds only a conversion, for callers that
+// have converted already (check -send-test, tests).
+func Converted(r *convert.Result) Message { return converted{r} }
+
+type converted struct{ r *convert.Result }
+
+func (c converted) Converted() (*convert.Result, error) { return c.r, nil }
+func (c converted) Raw() (io.ReaderAt, int64)           { return nil, 0 }
 
 // CredentialReloader is a Target whose credential files an admin may fix
 // while it runs. ReloadCredential re-reads them; the next Send uses what it
@@ -27,8 +50,16 @@ type CredentialReloader interface {
 
 // Receipt describes a successful send.
 type Receipt struct {
-	Status    int    // HTTP status of the final Graph call (202 for sendMail)
-	RequestID string // Graph's request-id header, for support cases
+	Status int // HTTP status of the final Graph call (202 for sendMail); 250 for SMTP
+	// RequestID is Graph's request-id header, for support cases, or
+	// Exchange's final SMTP reply to the message.
+	RequestID string
+	// Refused are the recipients Exchange's SMTP refused for good while it
+	// took the message for the others: they get a bounce.
+	Refused []RecipientFailure
+	// Delivered, with a failed send, are the recipients that received the
+	// message in transactions before the failure: a retry must skip them.
+	Delivered []string
 }
 
 // Kind says what a failure means for the message and its queue.
@@ -87,7 +118,7 @@ type Error struct {
 	RetryAfter time.Duration
 
 	Status          int    // HTTP status; 0 when no response arrived
-	Code            string // Graph error code (ErrorSendAsDenied) or OAuth error (invalid_client)
+	Code            string // Graph error code (ErrorSendAsDenied), OAuth error (invalid_client) or SMTP reply code ("535 5.7.3")
 	AADSTS          string // Entra ID's error number, e.g. "AADSTS7000215"
 	Message         string // Graph's message or Entra ID's description
 	RequestID       string // Graph's request-id header
@@ -101,10 +132,19 @@ type Error struct {
 	Err          error // underlying cause, if any
 
 	token bool // Entra ID's token endpoint failed, not Graph
+	// way is the way out that failed: wayGraph when empty, or waySMTP.
+	way string
+	// sessionUsable: the SMTP session survived the failure and may carry
+	// the next message.
+	sessionUsable bool
 }
 
 func (e *Error) Error() string {
-	s := fmt.Sprintf("graph %s failure", e.Kind)
+	way := e.way
+	if way == "" {
+		way = wayGraph
+	}
+	s := fmt.Sprintf("%s %s failure", way, e.Kind)
 	if e.Status != 0 {
 		s += fmt.Sprintf(": HTTP %d", e.Status)
 	}

@@ -1,0 +1,54 @@
+package delivery
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtpgw/smtpgw/internal/envelope"
+	"github.com/smtpgw/smtpgw/internal/upstream"
+)
+
+// A way out that failed after some recipients got the message (Exchange's
+// SMTP, a later transaction failing): the next tries leave them out, even
+// after a restart, since the spool records them.
+func TestRetrySkipsRecipientsThatGotIt(t *testing.T) {
+	h := start(t, options{queue: "min_backoff = \"1m\"\nmax_backoff = \"1m\""})
+	h.target.answer = func(env *envelope.Envelope, attempt int) error {
+		if attempt == 1 {
+			return &receiptAnswer{receipt: upstream.Receipt{Delivered: []string{"rcpt@example.net"}}, err: graphErr(503, "", 0)}
+		}
+		return nil
+	}
+	id := h.submit(mailbox, sender)
+	h.waitCount("deferral", h.engine.metrics.deferred, 1)
+	if st := h.state(id); strings.Join(st.Delivered, ",") != "rcpt@example.net" {
+		t.Fatalf("state records %v as delivered", st.Delivered)
+	}
+	h.clock.Advance(2 * time.Minute)
+	calls := h.waitCalls(id, 2)
+	if got := strings.Join(calls[1].env.Recipients, ","); got != "other@example.net" {
+		t.Errorf("the retry went to %s, want only other@example.net", got)
+	}
+	h.waitCount("delivery", h.engine.metrics.delivered, 1)
+}
+
+// A recipient refused alone gets a bounce; the message is delivered to
+// the others.
+func TestRecipientRefusedAloneIsBounced(t *testing.T) {
+	h := start(t, options{})
+	h.target.answer = func(env *envelope.Envelope, attempt int) error {
+		if env.Identity == "bounce" {
+			return nil
+		}
+		return &receiptAnswer{receipt: upstream.Receipt{Status: 250, RequestID: "250 2.0.0 OK",
+			Refused: []upstream.RecipientFailure{{Recipient: "other@example.net", Reply: "550 5.1.1 unknown user", Status: "5.1.1"}}}}
+	}
+	id := h.submit(mailbox, sender)
+	h.waitCount("delivery and bounce", h.engine.metrics.delivered, 2)
+	bounces := h.bounceCalls()
+	if len(bounces) != 1 {
+		t.Fatalf("%d bounces, want 1", len(bounces))
+	}
+	checkBounce(t, bounces[0], id)
+}
