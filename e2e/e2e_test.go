@@ -77,17 +77,27 @@ func startWithGraph(t testing.TB, fake *graphtest.Server) *gateway {
 	return startGateway(t, dir, gatewayConfig(t, dir, fake.GraphTOML(t)), "SSL_CERT_FILE="+fake.WriteCAFile(dir))
 }
 
+// quickStartConfig is config.example.toml, what `make run` serves, with
+// free ports instead of its fixed ones, so that tests of the quick start
+// pass while a `make run` holds those and beside another run of the suite.
+// The listeners stay in order: Addr[0] plain, Addr[1] STARTTLS.
+func quickStartConfig(t *testing.T) string {
+	t.Helper()
+	example := string(smtpgw.ExampleConfig)
+	for _, fixed := range []string{`address = "127.0.0.1:2525"`, `address = "127.0.0.1:2587"`} {
+		if !strings.Contains(example, fixed) {
+			t.Fatalf("config.example.toml no longer has %s: update the quick start and this test", fixed)
+		}
+		example = strings.Replace(example, fixed, `address = "127.0.0.1:0"`, 1)
+	}
+	return example
+}
+
 // TestQuickStart follows the README: `smtpgw serve` on the example config, a
-// message from swaks, and its Graph request body in ./outbox. The example's
-// fixed port 127.0.0.1:2525 becomes a free one, so the test passes while a
-// `make run` holds that port and beside another run of the suite.
+// message from swaks, and its Graph request body in ./outbox.
 func TestQuickStart(t *testing.T) {
 	dir := t.TempDir()
-	const exampleAddress = `address = "127.0.0.1:2525"`
-	if !bytes.Contains(smtpgw.ExampleConfig, []byte(exampleAddress)) {
-		t.Fatalf("config.example.toml no longer has %s: update the quick start and this test", exampleAddress)
-	}
-	example := strings.Replace(string(smtpgw.ExampleConfig), exampleAddress, `address = "127.0.0.1:0"`, 1)
+	example := quickStartConfig(t)
 	g := startGateway(t, dir, example)
 	out := swaks(t, "--server", g.Addr[0], "--from", "scanner@example.com", "--to", "someone@example.com",
 		"--header", "Subject: quick start", "--body", "Hello from the quick start.")

@@ -19,12 +19,13 @@ var version = ""
 const usage = `usage: smtpgw <command> [flags]
 
 commands:
-  serve          run the gateway
-  check          validate the configuration and try Entra ID and Graph
-  hash-password  print the bcrypt hash of a password, for [[user]]
-  queue          inspect and manage the spool (smtpgw queue help)
-  service        install and control the Windows service (Windows only)
-  version        print the version
+  serve            run the gateway
+  check            validate the configuration and try Entra ID and Graph
+  hash-password    print the bcrypt hash of a password, for [[user]]
+  queue            inspect and manage the spool (smtpgw queue help)
+  tls-certificate  print the certificate the TLS listeners serve, for clients to trust
+  service          install and control the Windows service (Windows only)
+  version          print the version
 
 The configuration is -config FILE, else the file named by SMTPGW_CONFIG,
 else the built-in example. "smtpgw help COMMAND" describes a command.
@@ -56,6 +57,15 @@ it reads one line from standard input.
 example: smtpgw hash-password -cost 12
 `,
 	"queue": queueUsage,
+	"tls-certificate": `smtpgw tls-certificate prints, in PEM, the certificate the TLS listeners
+serve, never its key: the chain of [tls] cert_file, or the self-signed
+certificates the gateway keeps in its spool folder (made and kept there
+first when there are none yet, as serve would). Clients that verify
+certificates can trust the printed file. Run it as the user the gateway
+runs as, so that the certificate it keeps stays readable to the gateway.
+
+example: smtpgw tls-certificate -config /etc/smtpgw/smtpgw.toml > smtpgw.pem
+`,
 	"version": `smtpgw version prints the version of this build (also: smtpgw --version).
 
 example: smtpgw version
@@ -100,6 +110,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = queueCommand(rest, stdout)
 	case "service":
 		err = serviceCommand(rest, stdout)
+	case "tls-certificate":
+		err = tlsCertificate(rest, stdout)
 	case "version", "-version", "--version":
 		err = noArguments(flag.NewFlagSet("version", flag.ContinueOnError), rest, stdout)
 		if err == nil {

@@ -25,7 +25,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	// A generated self-signed certificate stays: clients may have pinned it.
 	certs := s.certs
 	if s.servesTLS() && (cfg.TLS.CertFile != "" || s.tlsFiles.CertFile != "") {
-		if certs, err = certificates(cfg, s.spool, s.log); err != nil {
+		if certs, err = certificates(cfg, spoolDir(s.spool), s.log); err != nil {
 			return err
 		}
 	}

@@ -79,7 +79,7 @@ func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, 
 		case config.TLSNone, "":
 		case config.TLSStartTLS, config.TLSImplicit:
 			if certs == nil {
-				if certs, err = certificates(cfg, spool, logger); err != nil {
+				if certs, err = certificates(cfg, spoolDir(spool), logger); err != nil {
 					return nil, err
 				}
 			}

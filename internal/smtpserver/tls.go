@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,13 +60,13 @@ func listenerTLSConfig(l config.Listener, certs []tls.Certificate) *tls.Config {
 }
 
 // certificates loads [tls] cert_file/key_file or, when both are empty,
-// the self-signed certificates kept beside the spool (selfSignedFiles),
+// the self-signed certificates kept in spoolDir (selfSignedFiles),
 // generating them on first use. The set holds an ECDSA certificate and,
 // when a listener accepts TLS below 1.2, an RSA one too: the RSA key
 // exchange suites those clients need require an RSA key. Keeping them
 // lets devices that pin a certificate keep trusting the gateway across
-// restarts; without a spool (tests), they live in memory only.
-func certificates(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) ([]tls.Certificate, error) {
+// restarts; without a spool folder (tests), they live in memory only.
+func certificates(cfg *config.Config, spoolDir string, logger *slog.Logger) ([]tls.Certificate, error) {
 	if cfg.TLS.CertFile != "" || cfg.TLS.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err != nil {
@@ -73,17 +74,22 @@ func certificates(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (
 		}
 		return []tls.Certificate{cert}, nil
 	}
-	var ips []net.IP
+	// Each address once, however many TLS listeners share it.
+	var addrs []netip.Addr
 	legacy := false
 	for _, l := range cfg.Listeners {
-		if l.TLS == config.TLSNone || l.TLS == "" {
+		if !servesTLS(l) {
 			continue
 		}
 		legacy = legacy || minVersion(l) < tls.VersionTLS12
 		host, _, err := net.SplitHostPort(l.Address)
-		if ip, perr := netip.ParseAddr(host); err == nil && perr == nil && !ip.IsUnspecified() {
-			ips = append(ips, ip.AsSlice())
+		if ip, perr := netip.ParseAddr(host); err == nil && perr == nil && !ip.IsUnspecified() && !slices.Contains(addrs, ip) {
+			addrs = append(addrs, ip)
 		}
+	}
+	var ips []net.IP
+	for _, ip := range addrs {
+		ips = append(ips, ip.AsSlice())
 	}
 	kinds := []string{keyECDSA}
 	if legacy {
@@ -92,8 +98,8 @@ func certificates(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (
 	var certs []tls.Certificate
 	for _, kind := range kinds {
 		path := ""
-		if spool != nil {
-			path = selfSignedFile(spool.Dir(), kind)
+		if spoolDir != "" {
+			path = selfSignedFile(spoolDir, kind)
 		}
 		cert, err := keptSelfSigned(path, kind, cfg.Server.Hostname, ips)
 		if err != nil {
@@ -104,6 +110,45 @@ func certificates(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (
 			"hostname", cfg.Server.Hostname, "key", kind, "sha256", Fingerprint(cert.Certificate[0]), "file", path)
 	}
 	return certs, nil
+}
+
+// servesTLS reports whether listener l offers TLS, and so a certificate.
+func servesTLS(l config.Listener) bool {
+	return l.TLS == config.TLSStartTLS || l.TLS == config.TLSImplicit
+}
+
+// spoolDir is the folder of spool, or "" for none.
+func spoolDir(spool *queue.Spool) string {
+	if spool == nil {
+		return ""
+	}
+	return spool.Dir()
+}
+
+// CertificatePEM returns, in PEM, the certificates the TLS listeners of cfg
+// serve, for clients to trust: the chain of [tls] cert_file, or the
+// self-signed certificates kept in the spool, made and kept there first
+// when there are none yet (as serve would). It never returns a key.
+func CertificatePEM(cfg *config.Config) ([]byte, error) {
+	if !slices.ContainsFunc(cfg.Listeners, servesTLS) {
+		return nil, errors.New("no [[listener]] has tls = \"starttls\" or \"implicit\": the gateway serves no certificate")
+	}
+	if cfg.TLS.CertFile == "" && cfg.TLS.KeyFile == "" {
+		if err := os.MkdirAll(cfg.Queue.Dir, 0o750); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+	certs, err := certificates(cfg, cfg.Queue.Dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, cert := range certs {
+		for _, der := range cert.Certificate {
+			out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+		}
+	}
+	return out, nil
 }
 
 // Key types of the self-signed certificates.
