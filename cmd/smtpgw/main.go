@@ -86,7 +86,7 @@ type errLogged struct{ err error }
 func (e errLogged) Error() string { return e.err.Error() }
 func (e errLogged) Unwrap() error { return e.err }
 
-// Exit codes, as the README lists them.
+// Exit codes, as docs/operations.md lists them.
 const (
 	exitOK    = 0
 	exitError = 1

@@ -168,7 +168,7 @@ type Policy struct {
 }
 
 // Limits is the [limits] section: what one client may cost the gateway.
-// The keys follow Postfix's anvil and smtpd error limits (see README).
+// The keys follow Postfix's anvil and smtpd error limits (see docs/security.md).
 type Limits struct {
 	ConnectionsPerAddress int      `toml:"connections_per_address"` // open at once, default 20
 	ConnectionsPerMinute  int      `toml:"connections_per_minute"`  // new ones per address, default 60
