@@ -106,7 +106,7 @@ func certificates(cfg *config.Config, spoolDir string, logger *slog.Logger) ([]t
 			return nil, err
 		}
 		certs = append(certs, cert)
-		logger.Warn("no [tls] certificate configured: using a self-signed certificate; clients that verify certificates will refuse it, devices may pin it",
+		logger.Warn("no [tls] certificate configured: using a self-signed certificate; clients that verify certificates refuse it unless they trust what `smtpgw tls-certificate` prints, devices may pin it",
 			"hostname", cfg.Server.Hostname, "key", kind, "sha256", Fingerprint(cert.Certificate[0]), "file", path)
 	}
 	return certs, nil
