@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -286,7 +285,7 @@ func routineDisconnect(args []any) bool {
 		if !ok {
 			continue
 		}
-		for _, routine := range []error{syscall.ECONNRESET, syscall.EPIPE, syscall.ECONNABORTED, io.EOF, io.ErrUnexpectedEOF, net.ErrClosed} {
+		for _, routine := range append([]error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed}, socketGone...) {
 			if errors.Is(err, routine) {
 				return true
 			}
