@@ -1,7 +1,8 @@
 # smtpgw — build, run and test.
 #
 #   make run     build and start the gateway on the built-in example config
-#   make test    vet, formatting, every test (race detector on), short fuzz runs
+#   make test    installs what the tests need (scripts/test-deps), then vet,
+#                formatting, every test (race detector on), short fuzz runs
 #   make bench   load benchmark against the built binary on loopback
 #   make cross   vet and build the windows/amd64 and linux/arm64 targets
 #   make release static binaries for every platform, with SHA256SUMS, in dist/
@@ -13,7 +14,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: all build run test vet fmt-check unit fuzz bench postfix clean cross release deb
+.PHONY: all build run test test-deps vet fmt-check unit fuzz bench clean cross release deb
 
 # Release targets: static binaries (no cgo), reproducible paths (-trimpath).
 PLATFORMS := linux/amd64 linux/arm64 windows/amd64
@@ -28,7 +29,13 @@ build:
 run: build
 	./$(BIN) serve
 
-test: fmt-check vet unit fuzz
+test: test-deps fmt-check vet unit fuzz
+
+# test-deps installs the Debian packages the tests drive (swaks, Postfix's
+# load tools, Dovecot, promtool, ...) as root, or stops at once printing the
+# command that does.
+test-deps:
+	@sh scripts/test-deps
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -40,24 +47,20 @@ vet:
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+# Go minimizes each new interesting input for up to a minute by default,
+# and runs no new inputs meanwhile: a short run would spend most of its
+# time there. 5 seconds keeps it fuzzing.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME) ./internal/convert
-	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) ./internal/smtpserver
+	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/convert
+	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/smtpserver
 
 # The load benchmarks run against the built binary and report the gateway's
 # peak memory; BenchmarkVersusPostfix runs Postfix side by side (a private
-# instance on loopback ports, its own config and queue), so the Debian
-# package is installed when missing, without configuring or starting the
-# system's own Postfix.
-bench: postfix
+# instance on loopback ports, its own config and queue; test-deps installs
+# the package without configuring or starting the system's own Postfix).
+bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/queue ./internal/convert ./internal/upstream
-
-postfix:
-	@[ -x /usr/sbin/smtp-source ] || { \
-		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
-		apt-get update && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postfix; }
 
 # cross type-checks and compiles the platforms CI does not run on, so a
 # Windows-only or 64-bit-ARM-only break shows on every run.

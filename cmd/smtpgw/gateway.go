@@ -80,7 +80,7 @@ func runGateway(path string, controls <-chan control, life lifecycle, stderr io.
 func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	cfg, logger := g.cfg, g.log
 	if g.source == builtInExample {
-		logger.Warn("NO CONFIGURATION FILE GIVEN: running the built-in example (local trial on 127.0.0.1:2525, mail goes to ./outbox, not to Microsoft 365); use -config FILE or SMTPGW_CONFIG")
+		logger.Warn("NO CONFIGURATION FILE GIVEN: running the built-in example (local trial on 127.0.0.1:2525 and 127.0.0.1:2587, mail goes to ./outbox, not to Microsoft 365); use -config FILE or SMTPGW_CONFIG")
 	} else {
 		logger.Info("configuration", "file", g.source)
 	}

@@ -19,13 +19,14 @@ var version = ""
 const usage = `usage: smtpgw <command> [flags]
 
 commands:
-  serve          run the gateway
-  check          validate the configuration and try Entra ID and Graph
-  hash-password  print the bcrypt hash of a password, for [[user]]
-  queue          inspect and manage the spool (smtpgw queue help)
-  service        install and control the Windows service (Windows only)
-  trace          search the message trace: where did a message go?
-  version        print the version
+  serve            run the gateway
+  check            validate the configuration and try Entra ID and Graph
+  hash-password    print the bcrypt hash of a password, for [[user]]
+  queue            inspect and manage the spool (smtpgw queue help)
+  service          install and control the Windows service (Windows only)
+  tls-certificate  print the certificate the TLS listeners serve, for clients to trust
+  trace            search the message trace: where did a message go?
+  version          print the version
 
 The configuration is -config FILE, else the file named by SMTPGW_CONFIG,
 else the built-in example. "smtpgw help COMMAND" describes a command.
@@ -58,6 +59,15 @@ example: smtpgw hash-password -cost 12
 `,
 	"queue": queueUsage,
 	"trace": traceHelp,
+	"tls-certificate": `smtpgw tls-certificate prints, in PEM, the certificate the TLS listeners
+serve, never its key: the chain of [tls] cert_file, or the self-signed
+certificates the gateway keeps in its spool folder (made and kept there
+first when there are none yet, as serve would). Clients that verify
+certificates can trust the printed file. Run it as the user the gateway
+runs as, so that the certificate it keeps stays readable to the gateway.
+
+example: smtpgw tls-certificate -config /etc/smtpgw/smtpgw.toml > smtpgw.pem
+`,
 	"version": `smtpgw version prints the version of this build (also: smtpgw --version).
 
 example: smtpgw version
@@ -78,7 +88,7 @@ type errLogged struct{ err error }
 func (e errLogged) Error() string { return e.err.Error() }
 func (e errLogged) Unwrap() error { return e.err }
 
-// Exit codes, as the README lists them.
+// Exit codes, as docs/operations.md lists them.
 const (
 	exitOK    = 0
 	exitError = 1
@@ -104,6 +114,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = serviceCommand(rest, stdout)
 	case "trace":
 		err = traceCommand(rest, stdout)
+	case "tls-certificate":
+		err = tlsCertificate(rest, stdout)
 	case "version", "-version", "--version":
 		err = noArguments(flag.NewFlagSet("version", flag.ContinueOnError), rest, stdout)
 		if err == nil {

@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,17 +79,22 @@ func Load(cfg *config.Config, spoolDir string, logger *slog.Logger) ([]tls.Certi
 		}
 		return []tls.Certificate{cert}, nil
 	}
-	var ips []net.IP
+	// Each address once, however many TLS listeners share it.
+	var addrs []netip.Addr
 	legacy := false
 	for _, l := range cfg.Listeners {
-		if l.TLS == config.TLSNone || l.TLS == "" {
+		if !servesTLS(l) {
 			continue
 		}
 		legacy = legacy || minVersion(l) < tls.VersionTLS12
 		host, _, err := net.SplitHostPort(l.Address)
-		if ip, perr := netip.ParseAddr(host); err == nil && perr == nil && !ip.IsUnspecified() {
-			ips = append(ips, ip.AsSlice())
+		if ip, perr := netip.ParseAddr(host); err == nil && perr == nil && !ip.IsUnspecified() && !slices.Contains(addrs, ip) {
+			addrs = append(addrs, ip)
 		}
+	}
+	var ips []net.IP
+	for _, ip := range addrs {
+		ips = append(ips, ip.AsSlice())
 	}
 	kinds := []string{keyECDSA}
 	if legacy {
@@ -105,10 +111,41 @@ func Load(cfg *config.Config, spoolDir string, logger *slog.Logger) ([]tls.Certi
 			return nil, err
 		}
 		certs = append(certs, cert)
-		logger.Warn("no [tls] certificate configured: using a self-signed certificate; clients that verify certificates will refuse it, devices may pin it",
+		logger.Warn("no [tls] certificate configured: using a self-signed certificate; clients that verify certificates refuse it unless they trust what `smtpgw tls-certificate` prints, devices may pin it",
 			"hostname", cfg.Server.Hostname, "key", kind, "sha256", Fingerprint(cert.Certificate[0]), "file", path)
 	}
 	return certs, nil
+}
+
+// servesTLS reports whether listener l offers TLS, and so a certificate.
+func servesTLS(l config.Listener) bool {
+	return l.TLS == config.TLSStartTLS || l.TLS == config.TLSImplicit
+}
+
+// CertificatePEM returns, in PEM, the certificates the TLS listeners of cfg
+// serve, for clients to trust: the chain of [tls] cert_file, or the
+// self-signed certificates kept in the spool, made and kept there first
+// when there are none yet (as serve would). It never returns a key.
+func CertificatePEM(cfg *config.Config) ([]byte, error) {
+	if !slices.ContainsFunc(cfg.Listeners, servesTLS) {
+		return nil, errors.New("no [[listener]] has tls = \"starttls\" or \"implicit\": the gateway serves no certificate")
+	}
+	if cfg.TLS.CertFile == "" && cfg.TLS.KeyFile == "" {
+		if err := os.MkdirAll(cfg.Queue.Dir, 0o750); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+	certs, err := Load(cfg, cfg.Queue.Dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, cert := range certs {
+		for _, der := range cert.Certificate {
+			out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+		}
+	}
+	return out, nil
 }
 
 // Key types of the self-signed certificates.

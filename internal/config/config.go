@@ -169,7 +169,7 @@ type Policy struct {
 }
 
 // Limits is the [limits] section: what one client may cost the gateway.
-// The keys follow Postfix's anvil and smtpd error limits (see README).
+// The keys follow Postfix's anvil and smtpd error limits (see docs/security.md).
 type Limits struct {
 	// Per address (IPv6: per /64) of a client neither in a [[network]] nor
 	// logged in; [[network]] clients are exempt unless theirs sets its own.

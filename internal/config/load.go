@@ -143,6 +143,7 @@ func (c *Config) applyDefaults() {
 	if g := c.Graph; g != nil {
 		setDefault(&g.Cloud, CloudGlobal)
 		setDefault(&g.Timeout, defaultGraphTimeout)
+		defaultTrue(&g.SaveToSentItems)
 		if root, ok := GraphRoots[g.Cloud]; ok {
 			setDefault(&g.Scope, root+"/.default")
 		}
@@ -178,6 +179,7 @@ func (c *Config) applyDefaults() {
 
 func (q *Queue) applyDefaults() {
 	setDefault(&q.Dir, defaultQueueDir)
+	defaultTrue(&q.Bounce)
 	setDefault(&q.MailboxConcurrency, maxMailboxConcurrency)
 	setDefault(&q.Workers, defaultWorkers)
 	setDefault(&q.MaxAge, defaultMaxAge)
@@ -194,6 +196,14 @@ func (q *Queue) applyDefaults() {
 func defaultSenders(senders *[]string, mailbox string) {
 	if len(*senders) == 0 && mailbox != "" {
 		*senders = []string{mailbox}
+	}
+}
+
+// defaultTrue sets an on/off key the admin left out to on.
+func defaultTrue(v **bool) {
+	if *v == nil {
+		on := true
+		*v = &on
 	}
 }
 

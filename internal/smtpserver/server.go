@@ -280,15 +280,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // connections, and recovered panics.
 type smtpLog struct{ log *slog.Logger }
 
-func (l smtpLog) Printf(format string, v ...any) { l.report(fmt.Sprintf(format, v...)) }
-func (l smtpLog) Println(v ...any)               { l.report(fmt.Sprintln(v...)) }
+func (l smtpLog) Printf(format string, v ...any) { l.report(fmt.Sprintf(format, v...), v) }
+func (l smtpLog) Println(v ...any)               { l.report(fmt.Sprintln(v...), v) }
 
-func (l smtpLog) report(msg string) {
+func (l smtpLog) report(msg string, args []any) {
 	msg = strings.TrimSpace(msg)
-	if strings.HasPrefix(msg, "panic") {
+	switch {
+	case strings.HasPrefix(msg, "panic"):
 		// The stack is ours, worth keeping whole.
 		l.log.Error("smtp", "detail", msg)
-		return
+	case routineDisconnect(args):
+		// Printers reset or drop connections as a matter of course; at
+		// INFO these would read like incidents.
+		l.log.Debug("smtp", "detail", safetext.Log(msg))
+	default:
+		l.log.Info("smtp", "detail", safetext.Log(msg))
 	}
-	l.log.Info("smtp", "detail", safetext.Log(msg))
+}
+
+// routineDisconnect reports whether one of a go-smtp report's arguments is
+// the error of a client that went away: a reset, a write to a closed
+// connection, or an end of input in the middle of a TLS handshake.
+func routineDisconnect(args []any) bool {
+	for _, a := range args {
+		err, ok := a.(error)
+		if !ok {
+			continue
+		}
+		for _, routine := range append([]error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed}, socketGone...) {
+			if errors.Is(err, routine) {
+				return true
+			}
+		}
+	}
+	return false
 }
