@@ -58,7 +58,7 @@ const (
 type Listener struct {
 	Address           string `toml:"address"`
 	Protocol          string `toml:"protocol"` // ProtocolSMTP, ProtocolIMAP or ProtocolPOP3; default smtp
-	TLS               string `toml:"tls"` // TLSNone, TLSStartTLS or TLSImplicit; default none
+	TLS               string `toml:"tls"`      // TLSNone, TLSStartTLS or TLSImplicit; default none
 	AllowInsecureAuth bool   `toml:"allow_insecure_auth"`
 	MinTLSVersion     string `toml:"min_tls_version"` // "1.0" … "1.3"; default "1.2"
 
