@@ -33,9 +33,9 @@ type harness struct {
 	clientTLS *tls.Config
 }
 
-// start serves an IMAP listener with the given extra listener keys (for
-// example `tls = "starttls"`) on a free loopback port, with the debug log.
-func start(t *testing.T, listenerKeys string) *harness {
+// testConfig loads a configuration with one IMAP listener having the
+// given extra keys (for example `tls = "starttls"`).
+func testConfig(t testing.TB, listenerKeys string) *config.Config {
 	t.Helper()
 	t.Setenv(config.ClientSecretEnv, "test-secret")
 	cfg, err := config.Parse([]byte(`
@@ -59,25 +59,38 @@ read_mailbox = "helpdesk@example.com"
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, clientTLS := relaytest.TLS(t)
-	h := &harness{
-		up: &relaytest.Upstream{
-			Users:        map[string]string{"app": testPassword},
-			Mailbox:      "helpdesk@example.com",
-			Capabilities: []string{"IMAP4rev1", "AUTH=PLAIN", "AUTH=XOAUTH2", "SASL-IR", "IDLE", "UIDPLUS"},
-		},
-		log:       &testlog.Buffer{},
-		clientTLS: clientTLS,
-	}
-	logger := slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := New(Config{
+	return cfg
+}
+
+// testServer is the server of cfg's listener, with up as Exchange.
+func testServer(cfg *config.Config, up *relaytest.Upstream, serverTLS *tls.Config, logger *slog.Logger) *Server {
+	return New(Config{
 		Listener:        cfg.Listeners[0],
 		TLS:             func() *tls.Config { return serverTLS },
 		Limits:          cfg.Limits,
 		MaxAuthFailures: cfg.Server.MaxAuthFailures,
-		Backend:         h.up.Backend(relay.NewMetrics()),
+		Backend:         up.Backend(relay.NewMetrics()),
 		Logger:          logger,
 	})
+}
+
+func testUpstream() *relaytest.Upstream {
+	return &relaytest.Upstream{
+		Users:        map[string]string{"app": testPassword},
+		Mailbox:      "helpdesk@example.com",
+		Capabilities: []string{"IMAP4rev1", "AUTH=PLAIN", "AUTH=XOAUTH2", "SASL-IR", "IDLE", "UIDPLUS"},
+	}
+}
+
+// start serves an IMAP listener with the given extra listener keys on a
+// free loopback port, with the debug log.
+func start(t *testing.T, listenerKeys string) *harness {
+	t.Helper()
+	cfg := testConfig(t, listenerKeys)
+	serverTLS, clientTLS := relaytest.TLS(t)
+	h := &harness{up: testUpstream(), log: &testlog.Buffer{}, clientTLS: clientTLS}
+	logger := slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := testServer(cfg, h.up, serverTLS, logger)
 	ln, err := net.Listen("tcp", cfg.Listeners[0].Address)
 	if err != nil {
 		t.Fatal(err)
