@@ -1,12 +1,12 @@
 package imapserver
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/smtpgw/smtpgw/internal/relay"
 )
 
 // authenticate runs AUTHENTICATE PLAIN, with the initial response on the
@@ -18,7 +18,7 @@ func (s *session) authenticate(ctx context.Context, cmd *command) (net.Conn, boo
 	if !strings.EqualFold(cmd.args[0], "PLAIN") {
 		return nil, s.fail(cmd.tag + " NO Unsupported authentication mechanism; use PLAIN or LOGIN")
 	}
-	if !s.loginAllowed() {
+	if !s.f.LoginAllowed(s.Client) {
 		return nil, s.fail(cmd.tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
 	}
 	var response string
@@ -42,28 +42,11 @@ func (s *session) authenticate(ctx context.Context, cmd *command) (net.Conn, boo
 	if response == "=" { // RFC 4959: an empty initial response
 		response = ""
 	}
-	user, pass, ok := decodePlain(response)
+	user, pass, ok := relay.DecodePlain(response)
 	if !ok {
 		return nil, s.fail(cmd.tag + " BAD Invalid PLAIN response")
 	}
 	return s.login(ctx, cmd.tag, user, pass)
-}
-
-// decodePlain reads a SASL PLAIN response (RFC 4616): authorization
-// identity (empty, or the user's own name), user name and password.
-func decodePlain(b64 string) (user, pass string, ok bool) {
-	raw, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		return "", "", false
-	}
-	parts := bytes.Split(raw, []byte{0})
-	if len(parts) != 3 || len(parts[1]) == 0 {
-		return "", "", false
-	}
-	if len(parts[0]) > 0 && !bytes.Equal(parts[0], parts[1]) {
-		return "", "", false // acting as another user is not offered
-	}
-	return string(parts[1]), string(parts[2]), true
 }
 
 // redacted is the command as the debug log shows it: LOGIN without its
@@ -84,11 +67,25 @@ func (c *command) redacted() string {
 }
 
 // redactedLine is a line the parser refused, as the debug log shows it:
-// its first two words, since the rest may hold a password.
+// its first two words, each up to the first character that cannot be in
+// it, since the rest may hold a password (even after a tab).
 func redactedLine(line []byte) string {
-	words := strings.SplitN(string(line), " ", 3)
-	if len(words) == 3 {
-		words[2] = "…"
+	word := func(s string) (w, rest string) {
+		end := strings.IndexFunc(s, func(r rune) bool { return !isAtomChar(r) && r != ']' })
+		if end < 0 {
+			end = len(s)
+		}
+		return s[:min(end, 64)], s[end:]
 	}
-	return strings.ToValidUTF8(strings.Join(words, " "), "?")
+	tag, rest := word(string(line))
+	shown := tag
+	if after, ok := strings.CutPrefix(rest, " "); ok {
+		var name string
+		name, rest = word(after)
+		shown += " " + name
+	}
+	if rest != "" {
+		shown += " …"
+	}
+	return shown
 }

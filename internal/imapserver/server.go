@@ -6,7 +6,6 @@ package imapserver
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -23,28 +22,21 @@ import (
 // every 29.
 const idleAfterLogin = 30 * time.Minute
 
-// Config is what an IMAP listener needs.
-type Config struct {
-	Listener        config.Listener
-	TLS             func() *tls.Config // the certificate in use; nil for tls = "none"
-	Limits          config.Limits      // idle_timeout, session_lifetime (before login), max_errors
-	MaxAuthFailures int                // failed logins on one connection before it is closed
-	Backend         *relay.Backend
-	Logger          *slog.Logger
-}
-
 // Server serves IMAP connections of one listener.
 type Server struct {
-	cfg Config
+	f *relay.Frontend
 }
 
-// New returns a server for cfg.
-func New(cfg Config) *Server { return &Server{cfg: cfg} }
+// New returns a server for the listener f describes.
+func New(f relay.Frontend) *Server {
+	f.Protocol = config.ProtocolIMAP
+	return &Server{f: &f}
+}
 
 // session is the state of one connection before login.
 type session struct {
 	*relay.Client
-	srv          *Server
+	f            *relay.Frontend
 	log          *relay.Session
 	errors       int
 	authFailures int
@@ -54,54 +46,23 @@ type session struct {
 // is done (shutdown) or either side leaves. id names the connection in
 // the log; debug, when not nil, receives the conversation before login.
 func (s *Server) Serve(ctx context.Context, conn net.Conn, id string, debug *slog.Logger) {
-	info := &relay.Session{ID: id, Protocol: config.ProtocolIMAP, Client: conn.RemoteAddr().String(), Start: time.Now()}
-	if m := s.cfg.Backend.Metrics; m != nil {
-		defer m.Opened(info.Protocol)()
-	}
-	defer info.Log(ctx, s.cfg.Logger)
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-
-	deadline := info.Start.Add(s.cfg.Limits.SessionLifetime.D())
-	isTLS := false
-	if s.cfg.Listener.TLS == config.TLSImplicit {
-		tconn := tls.Server(conn, s.cfg.TLS())
-		hctx, cancel := context.WithDeadline(ctx, deadline)
-		err := tconn.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			info.End = "TLS handshake failed"
-			return
-		}
-		conn, isTLS = tconn, true
-	}
-	sess := &session{Client: relay.NewClient(conn, isTLS, s.cfg.Limits.IdleTimeout.D(), deadline, debug), srv: s, log: info}
-	upstream, ok := sess.preLogin(ctx)
-	if !ok {
-		return
-	}
-	stop() // from here the relay ends on ctx itself
-	client, pending := sess.HandOver()
-	in, out := relay.Counter(nil), relay.Counter(nil)
-	if m := s.cfg.Backend.Metrics; m != nil {
-		in, out = m.Bytes(info.Protocol)
-	}
-	info.Relay = relay.Pipe(client, upstream, pending, max(idleAfterLogin, s.cfg.Limits.IdleTimeout.D()), ctx.Done(), in, out)
+	s.f.Serve(ctx, conn, id, debug, idleAfterLogin, func(ctx context.Context, c *relay.Client, info *relay.Session) net.Conn {
+		return (&session{Client: c, f: s.f, log: info}).preLogin(ctx)
+	})
 }
 
 // preLogin answers commands until a login succeeds upstream (then it
 // returns the upstream connection) or the session ends.
-func (s *session) preLogin(ctx context.Context) (net.Conn, bool) {
+func (s *session) preLogin(ctx context.Context) net.Conn {
 	if s.Write("* OK [CAPABILITY "+s.capabilities()+"] IMAP gateway ready") != nil {
 		s.log.End = "client closed"
-		return nil, false
+		return nil
 	}
 	for {
 		line, err := s.ReadLine(maxLine)
 		if err != nil {
 			s.log.End = s.readFailure(err)
-			return nil, false
+			return nil
 		}
 		cmd, err := parseCommand(line, s)
 		var syntax *errSyntax
@@ -110,27 +71,27 @@ func (s *session) preLogin(ctx context.Context) (net.Conn, bool) {
 		case errors.As(err, &syntax):
 			s.Log("C", redactedLine(line))
 			if !s.fail(syntax.tag + " BAD " + syntax.reason) {
-				return nil, false
+				return nil
 			}
 			continue
 		case errors.As(err, &tooLarge) && tooLarge.sync:
 			s.Log("C", redactedLine(line))
 			if !s.fail(tooLarge.tag + " NO [TOOBIG] Literal too large") {
-				return nil, false
+				return nil
 			}
 			continue
 		case errors.As(err, &tooLarge):
 			s.Write("* BYE Literal too large")
 			s.log.End = "literal too large"
-			return nil, false
+			return nil
 		case err != nil:
 			s.log.End = s.readFailure(err)
-			return nil, false
+			return nil
 		}
 		s.Log("C", cmd.redacted())
 		upstream, next := s.execute(ctx, cmd)
 		if upstream != nil || !next {
-			return upstream, upstream != nil
+			return upstream
 		}
 	}
 }
@@ -172,7 +133,7 @@ func (s *session) fail(answer string) bool {
 		s.log.End = "client closed"
 		return false
 	}
-	if s.errors >= s.srv.cfg.Limits.MaxErrors {
+	if s.errors >= s.f.Limits.MaxErrors {
 		s.Write("* BYE Too many errors")
 		s.log.End = "too many errors"
 		return false
@@ -197,13 +158,13 @@ func (s *session) execute(ctx context.Context, cmd *command) (upstream net.Conn,
 		s.log.End = "logout"
 		return nil, false
 	case "STARTTLS":
-		if s.srv.cfg.Listener.TLS != config.TLSStartTLS || s.TLS() {
+		if !s.f.StartTLSOffered(s.Client) {
 			return nil, s.fail(cmd.tag + " BAD STARTTLS not available")
 		}
 		if !ok("Begin TLS negotiation now") {
 			return nil, false
 		}
-		if err := s.StartTLS(ctx, s.srv.cfg.TLS()); err != nil {
+		if err := s.StartTLS(ctx, s.f.TLS()); err != nil {
 			s.log.End = "TLS handshake failed"
 			return nil, false
 		}
@@ -222,10 +183,10 @@ func (s *session) execute(ctx context.Context, cmd *command) (upstream net.Conn,
 // capabilities lists what the client may use before login.
 func (s *session) capabilities() string {
 	caps := []string{"IMAP4rev1", "ID", "LITERAL+", "SASL-IR"}
-	if s.srv.cfg.Listener.TLS == config.TLSStartTLS && !s.TLS() {
+	if s.f.StartTLSOffered(s.Client) {
 		caps = append(caps, "STARTTLS")
 	}
-	if s.loginAllowed() {
+	if s.f.LoginAllowed(s.Client) {
 		caps = append(caps, "AUTH=PLAIN")
 	} else {
 		caps = append(caps, "LOGINDISABLED")
@@ -233,18 +194,12 @@ func (s *session) capabilities() string {
 	return strings.Join(caps, " ")
 }
 
-// loginAllowed: passwords travel only under TLS, unless the listener says
-// otherwise (allow_insecure_auth).
-func (s *session) loginAllowed() bool {
-	return s.TLS() || s.srv.cfg.Listener.AllowInsecureAuth
-}
-
 // login checks the password, logs in upstream and answers the client.
 func (s *session) login(ctx context.Context, tag, user, pass string) (net.Conn, bool) {
-	if !s.loginAllowed() {
+	if !s.f.LoginAllowed(s.Client) {
 		return nil, s.fail(tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
 	}
-	upstream, caps := s.srv.cfg.Backend.Open(ctx, s.Conn(), s.log, user, pass)
+	upstream, caps := s.f.Backend.Open(ctx, s.Conn(), s.log, user, pass)
 	switch s.log.Login {
 	case relay.LoginOK:
 		code := ""
@@ -267,7 +222,7 @@ func (s *session) login(ctx context.Context, tag, user, pass string) (net.Conn, 
 		s.Write(tag + " NO [UNAVAILABLE] Exchange Online cannot be reached now; try again later")
 	}
 	s.authFailures++
-	if s.authFailures >= s.srv.cfg.MaxAuthFailures {
+	if s.authFailures >= s.f.MaxAuthFailures {
 		s.Write("* BYE Too many failed logins")
 		s.log.End = "too many failed logins"
 		return nil, false

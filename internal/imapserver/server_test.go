@@ -1,7 +1,6 @@
 package imapserver
 
 import (
-	"encoding/base64"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,34 +8,25 @@ import (
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
 
-func plain(user, pass string) string {
-	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
-}
-
-// quote writes s as an IMAP quoted string.
-func quote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
-
 func TestPreLoginCommands(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
 	c := h.dial(t)
-	c.expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN] ")
-	c.send("a1 CAPABILITY\r\n")
-	c.expect("* CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN")
-	c.expect("a1 OK ")
-	c.send("a2 NOOP\r\na3 ID (\"name\" \"imaplib\" \"version\" NIL)\r\n")
-	c.expect("a2 OK ")
-	c.expect("* ID NIL")
-	c.expect("a3 OK ")
-	c.send("a4 SELECT INBOX\r\n")
-	c.expect("a4 BAD ")
-	c.send("a5 STARTTLS\r\n")
-	c.expect("a5 BAD ")
-	c.send("a6 LOGOUT\r\n")
-	c.expect("* BYE")
-	c.expect("a6 OK ")
-	c.expectClosed()
+	c.Expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN] ")
+	c.Send("a1 CAPABILITY\r\n")
+	c.Expect("* CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN")
+	c.Expect("a1 OK ")
+	c.Send("a2 NOOP\r\na3 ID (\"name\" \"imaplib\" \"version\" NIL)\r\n")
+	c.Expect("a2 OK ")
+	c.Expect("* ID NIL")
+	c.Expect("a3 OK ")
+	c.Send("a4 SELECT INBOX\r\n")
+	c.Expect("a4 BAD ")
+	c.Send("a5 STARTTLS\r\n")
+	c.Expect("a5 BAD ")
+	c.Send("a6 LOGOUT\r\n")
+	c.Expect("* BYE")
+	c.Expect("a6 OK ")
+	c.ExpectClosed()
 	if h.up.Logins() != 0 {
 		t.Error("a password was checked")
 	}
@@ -46,38 +36,38 @@ func TestPreLoginCommands(t *testing.T) {
 // whole, and after the answer bytes go both ways untouched, the commands
 // the client pipelined behind LOGIN first.
 func TestLoginForms(t *testing.T) {
-	tests := map[string]func(c *client){
-		"quoted": func(c *client) { c.send("a LOGIN app " + quote(testPassword) + "\r\n") },
-		"literal": func(c *client) {
-			c.send("a LOGIN {3}\r\n")
-			c.expect("+ ")
-			c.send("app {" + strconv.Itoa(len(testPassword)) + "}\r\n")
-			c.expect("+ ")
-			c.send(testPassword + "\r\n")
+	tests := map[string]func(c *relaytest.Client){
+		"quoted": func(c *relaytest.Client) { c.Send("a LOGIN app " + quote(testPassword) + "\r\n") },
+		"literal": func(c *relaytest.Client) {
+			c.Send("a LOGIN {3}\r\n")
+			c.Expect("+ ")
+			c.Send("app {" + strconv.Itoa(len(testPassword)) + "}\r\n")
+			c.Expect("+ ")
+			c.Send(testPassword + "\r\n")
 		},
-		"non-synchronizing literal": func(c *client) {
-			c.send("a LOGIN app {" + strconv.Itoa(len(testPassword)) + "+}\r\n" + testPassword + "\r\n")
+		"non-synchronizing literal": func(c *relaytest.Client) {
+			c.Send("a LOGIN app {" + strconv.Itoa(len(testPassword)) + "+}\r\n" + testPassword + "\r\n")
 		},
-		"authenticate with initial response": func(c *client) {
-			c.send("a AUTHENTICATE PLAIN " + plain("app", testPassword) + "\r\n")
+		"authenticate with initial response": func(c *relaytest.Client) {
+			c.Send("a AUTHENTICATE PLAIN " + plain("app", testPassword) + "\r\n")
 		},
-		"authenticate with continuation": func(c *client) {
-			c.send("a AUTHENTICATE plain\r\n")
-			c.expect("+ ")
-			c.send(plain("app", testPassword) + "\r\n")
+		"authenticate with continuation": func(c *relaytest.Client) {
+			c.Send("a AUTHENTICATE plain\r\n")
+			c.Expect("+ ")
+			c.Send(plain("app", testPassword) + "\r\n")
 		},
 	}
 	for name, login := range tests {
 		t.Run(name, func(t *testing.T) {
 			h := start(t, "allow_insecure_auth = true")
 			c := h.dial(t)
-			c.expect("* OK ")
+			c.Expect("* OK ")
 			login(c)
-			c.expect("a OK [CAPABILITY IMAP4rev1 IDLE UIDPLUS] Logged in")
+			c.Expect("a OK [CAPABILITY IMAP4rev1 IDLE UIDPLUS] Logged in")
 			// The fake Exchange echoes: what the client sends comes back.
-			c.send("b SELECT INBOX\r\nc FETCH 1 BODY[]\r\n")
-			c.expect("b SELECT INBOX")
-			c.expect("c FETCH 1 BODY[]")
+			c.Send("b SELECT INBOX\r\nc FETCH 1 BODY[]\r\n")
+			c.Expect("b SELECT INBOX")
+			c.Expect("c FETCH 1 BODY[]")
 			if h.up.Dials() != 1 {
 				t.Errorf("%d upstream logins, want 1", h.up.Dials())
 			}
@@ -88,10 +78,10 @@ func TestLoginForms(t *testing.T) {
 func TestPipelinedAfterLogin(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
 	c := h.dial(t)
-	c.expect("* OK ")
-	c.send("a LOGIN app " + quote(testPassword) + "\r\nb NOOP\r\n")
-	c.expect("a OK ")
-	c.expect("b NOOP")
+	c.Expect("* OK ")
+	c.Send("a LOGIN app " + quote(testPassword) + "\r\nb NOOP\r\n")
+	c.Expect("a OK ")
+	c.Expect("b NOOP")
 }
 
 func TestLoginFailures(t *testing.T) {
@@ -112,17 +102,17 @@ func TestLoginFailures(t *testing.T) {
 			h := start(t, "allow_insecure_auth = true")
 			h.up.Fail = tt.fail
 			c := h.dial(t)
-			c.expect("* OK ")
-			c.send("a LOGIN app " + quote(tt.pass) + "\r\n")
-			c.expect(tt.answer)
-			c.send("z LOGOUT\r\n")
-			c.expect("* BYE")
-			c.expect("z OK")
-			c.expectClosed()
+			c.Expect("* OK ")
+			c.Send("a LOGIN app " + quote(tt.pass) + "\r\n")
+			c.Expect(tt.answer)
+			c.Send("z LOGOUT\r\n")
+			c.Expect("* BYE")
+			c.Expect("z OK")
+			c.ExpectClosed()
 			if h.up.Dials() != tt.dials {
 				t.Errorf("%d upstream logins, want %d", h.up.Dials(), tt.dials)
 			}
-			waitForLog(t, h, tt.log)
+			relaytest.WaitForLog(t, h.log, tt.log)
 		})
 	}
 }
@@ -130,23 +120,23 @@ func TestLoginFailures(t *testing.T) {
 func TestTooManyFailedLogins(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
 	c := h.dial(t)
-	c.expect("* OK ")
+	c.Expect("* OK ")
 	for i := range 3 {
-		c.send("a" + strconv.Itoa(i) + " LOGIN app wrong\r\n")
-		c.expect("a" + strconv.Itoa(i) + " NO [AUTHENTICATIONFAILED]")
+		c.Send("a" + strconv.Itoa(i) + " LOGIN app wrong\r\n")
+		c.Expect("a" + strconv.Itoa(i) + " NO [AUTHENTICATIONFAILED]")
 	}
-	c.expect("* BYE")
-	c.expectClosed()
+	c.Expect("* BYE")
+	c.ExpectClosed()
 }
 
 func TestPasswordsNeedTLS(t *testing.T) {
 	h := start(t, "")
 	c := h.dial(t)
-	c.expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR LOGINDISABLED]")
-	c.send("a LOGIN app " + quote(testPassword) + "\r\n")
-	c.expect("a NO [PRIVACYREQUIRED]")
-	c.send("b AUTHENTICATE PLAIN " + plain("app", testPassword) + "\r\n")
-	c.expect("b NO [PRIVACYREQUIRED]")
+	c.Expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR LOGINDISABLED]")
+	c.Send("a LOGIN app " + quote(testPassword) + "\r\n")
+	c.Expect("a NO [PRIVACYREQUIRED]")
+	c.Send("b AUTHENTICATE PLAIN " + plain("app", testPassword) + "\r\n")
+	c.Expect("b NO [PRIVACYREQUIRED]")
 	if h.up.Logins() != 0 {
 		t.Error("a password was checked without TLS")
 	}
@@ -155,15 +145,15 @@ func TestPasswordsNeedTLS(t *testing.T) {
 func TestStartTLS(t *testing.T) {
 	h := start(t, `tls = "starttls"`)
 	c := h.dial(t)
-	c.expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR STARTTLS LOGINDISABLED]")
-	c.send("a STARTTLS\r\n")
-	c.expect("a OK ")
-	c.startTLS(h.clientTLS)
-	c.send("b CAPABILITY\r\n")
-	c.expect("* CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN")
-	c.expect("b OK")
-	c.send("c LOGIN app " + quote(testPassword) + "\r\n")
-	c.expect("c OK ")
+	c.Expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR STARTTLS LOGINDISABLED]")
+	c.Send("a STARTTLS\r\n")
+	c.Expect("a OK ")
+	c.StartTLS(h.clientTLS)
+	c.Send("b CAPABILITY\r\n")
+	c.Expect("* CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN")
+	c.Expect("b OK")
+	c.Send("c LOGIN app " + quote(testPassword) + "\r\n")
+	c.Expect("c OK ")
 }
 
 // A command sent in plaintext behind STARTTLS never runs: the session
@@ -171,10 +161,10 @@ func TestStartTLS(t *testing.T) {
 func TestStartTLSInjection(t *testing.T) {
 	h := start(t, `tls = "starttls"`+"\nallow_insecure_auth = true")
 	c := h.dial(t)
-	c.expect("* OK ")
-	c.send("a STARTTLS\r\nb LOGIN app " + quote(testPassword) + "\r\n")
-	c.expect("a OK ")
-	c.expectClosed()
+	c.Expect("* OK ")
+	c.Send("a STARTTLS\r\nb LOGIN app " + quote(testPassword) + "\r\n")
+	c.Expect("a OK ")
+	c.ExpectClosed()
 	if h.up.Logins() != 0 {
 		t.Error("the injected LOGIN ran")
 	}
@@ -183,48 +173,48 @@ func TestStartTLSInjection(t *testing.T) {
 func TestImplicitTLS(t *testing.T) {
 	h := start(t, `tls = "implicit"`)
 	c := h.dialTLS(t)
-	c.expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN]")
-	c.send("a AUTHENTICATE PLAIN " + plain("app", testPassword) + "\r\n")
-	c.expect("a OK ")
+	c.Expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN]")
+	c.Send("a AUTHENTICATE PLAIN " + plain("app", testPassword) + "\r\n")
+	c.Expect("a OK ")
 }
 
 func TestLimits(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
 	c := h.dial(t)
-	c.expect("* OK ")
-	c.send("a LOGIN app {5000}\r\n")
-	c.expect("a NO [TOOBIG]")
-	c.send("b LOGIN app {5000+}\r\n")
-	c.expect("* BYE")
-	c.expectClosed()
+	c.Expect("* OK ")
+	c.Send("a LOGIN app {5000}\r\n")
+	c.Expect("a NO [TOOBIG]")
+	c.Send("b LOGIN app {5000+}\r\n")
+	c.Expect("* BYE")
+	c.ExpectClosed()
 
 	c = h.dial(t)
-	c.expect("* OK ")
-	c.send("a NOOP " + strings.Repeat("x", 9000) + "\r\n")
-	c.expect("* BYE")
-	c.expectClosed()
+	c.Expect("* OK ")
+	c.Send("a NOOP " + strings.Repeat("x", 9000) + "\r\n")
+	c.Expect("* BYE")
+	c.ExpectClosed()
 
 	c = h.dial(t)
-	c.expect("* OK ")
+	c.Expect("* OK ")
 	for i := range 5 {
-		c.send("a" + strconv.Itoa(i) + " FROB\r\n")
-		c.expect("a" + strconv.Itoa(i) + " BAD")
+		c.Send("a" + strconv.Itoa(i) + " FROB\r\n")
+		c.Expect("a" + strconv.Itoa(i) + " BAD")
 	}
-	c.expect("* BYE")
-	c.expectClosed()
+	c.Expect("* BYE")
+	c.ExpectClosed()
 }
 
 func TestSyntaxErrors(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
 	c := h.dial(t)
-	c.expect("* OK ")
-	for _, line := range []string{"", "+x NOOP", "a LOGIN \"secret", "a LOGIN app {x}"} {
-		c.send(line + "\r\n")
-		c.expect("")
+	c.Expect("* OK ")
+	for _, line := range []string{"", "+x NOOP", "a LOGIN\tapp\tsecret", "a LOGIN app {x}"} {
+		c.Send(line + "\r\n")
+		c.Expect("")
 	}
-	c.send("a LOGIN {3} app\r\n")
-	c.expect("a BAD")
-	c.expect("* BYE")
+	c.Send("a LOGIN {3} app\r\n")
+	c.Expect("a BAD")
+	c.Expect("* BYE")
 	if strings.Contains(h.log.String(), "secret") || strings.Contains(h.log.String(), "{x}") {
 		t.Errorf("the debug log shows the words after the command of a refused line:\n%s", h.log)
 	}

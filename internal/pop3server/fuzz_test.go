@@ -1,0 +1,42 @@
+package pop3server
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+
+	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
+)
+
+// FuzzSession feeds arbitrary client bytes to a session over net.Pipe,
+// below the network, on a plaintext listener that allows passwords and on
+// an STLS one, with the debug log on.
+func FuzzSession(f *testing.F) {
+	seeds := []string{
+		"CAPA\r\nNOOP\r\nAUTH\r\nQUIT\r\n",
+		"USER app\r\nPASS " + relaytest.Password + "\r\nSTAT\r\n",
+		"AUTH PLAIN " + relaytest.Plain("app", relaytest.Password) + "\r\n",
+		"AUTH PLAIN\r\n*\r\nAUTH PLAIN =\r\nAUTH LOGIN\r\n",
+		"STLS\r\n\x16\x03\x01\x00",
+		"PASS\twörd\r\n\n\r\x00\r\n",
+	}
+	for _, s := range seeds {
+		f.Add(false, []byte(s))
+		f.Add(true, []byte(s))
+	}
+	serverTLS, _ := relaytest.TLS(f)
+	none := relaytest.Config(f, config.ProtocolPOP3, "allow_insecure_auth = true")
+	stls := relaytest.Config(f, config.ProtocolPOP3, `tls = "starttls"`)
+	f.Fuzz(func(t *testing.T, useSTLS bool, input []byte) {
+		cfg := none
+		if useSTLS {
+			cfg = stls
+		}
+		up := relaytest.NewUpstream()
+		relaytest.RunSession(up, func(ctx context.Context, conn net.Conn, log *slog.Logger) {
+			testServer(cfg, up, serverTLS, log).Serve(ctx, conn, "fuzz", log)
+		}, input)
+	})
+}

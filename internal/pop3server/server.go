@@ -1,0 +1,264 @@
+// Package pop3server is the POP3 front end: it speaks the commands before
+// login itself (greeting, CAPA, STLS, NOOP, QUIT, USER/PASS, AUTH PLAIN),
+// checks the local password, logs in to Exchange as the user's
+// read_mailbox and from then on relays bytes untouched.
+package pop3server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/relay"
+)
+
+// maxLine bounds a command line: RFC 2449 allows 255 octets, an AUTH
+// PLAIN initial response needs more.
+const maxLine = 4 << 10
+
+// idleAfterLogin is how long a logged-in session may be silent both ways:
+// RFC 1939 asks for an autologout timer of at least 10 minutes.
+const idleAfterLogin = 10 * time.Minute
+
+// Server serves POP3 connections of one listener.
+type Server struct {
+	f *relay.Frontend
+}
+
+// New returns a server for the listener f describes.
+func New(f relay.Frontend) *Server {
+	f.Protocol = config.ProtocolPOP3
+	return &Server{f: &f}
+}
+
+// session is the state of one connection before login.
+type session struct {
+	*relay.Client
+	f            *relay.Frontend
+	log          *relay.Session
+	user         string // given by USER, waiting for PASS
+	errors       int
+	authFailures int
+}
+
+// Serve runs one client connection to its end and closes it: until ctx
+// is done (shutdown) or either side leaves. id names the connection in
+// the log; debug, when not nil, receives the conversation before login.
+func (s *Server) Serve(ctx context.Context, conn net.Conn, id string, debug *slog.Logger) {
+	s.f.Serve(ctx, conn, id, debug, idleAfterLogin, func(ctx context.Context, c *relay.Client, info *relay.Session) net.Conn {
+		return (&session{Client: c, f: s.f, log: info}).preLogin(ctx)
+	})
+}
+
+// preLogin answers commands until a login succeeds upstream (then it
+// returns the upstream connection) or the session ends.
+func (s *session) preLogin(ctx context.Context) net.Conn {
+	if s.Write("+OK POP3 gateway ready") != nil {
+		s.log.End = "client closed"
+		return nil
+	}
+	for {
+		line, err := s.ReadLine(maxLine)
+		if err != nil {
+			s.log.End = s.readFailure(err)
+			return nil
+		}
+		verb, arg, _ := strings.Cut(string(line), " ")
+		verb = strings.ToUpper(verb)
+		s.Log("C", redacted(verb, arg))
+		upstream, next := s.execute(ctx, verb, arg)
+		if upstream != nil || !next {
+			return upstream
+		}
+	}
+}
+
+// redacted is a command as the debug log shows it: PASS and AUTH without
+// their secrets, an unknown command by its name only.
+func redacted(verb, arg string) string {
+	switch verb {
+	case "PASS":
+		return "PASS <credentials>"
+	case "AUTH":
+		if mech, _, ok := strings.Cut(arg, " "); ok {
+			return "AUTH " + mech + " <credentials>"
+		}
+		return "AUTH " + arg
+	case "USER", "CAPA", "STLS", "NOOP", "QUIT":
+		return strings.TrimSpace(verb + " " + arg)
+	}
+	// A client that sends "PASS\tsecret" must not see it logged either.
+	if end := strings.IndexFunc(verb, func(r rune) bool { return r < 'A' || r > 'Z' }); end >= 0 {
+		return verb[:end] + " …"
+	}
+	return verb[:min(len(verb), 16)] + " …"
+}
+
+// readFailure answers a failed read where an answer helps, and says how
+// the session ended.
+func (s *session) readFailure(err error) string {
+	switch {
+	case errors.Is(err, relay.ErrLineTooLong):
+		s.Write("-ERR Line too long")
+		return "line too long"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.Write("-ERR Idle for too long")
+		return "idle timeout"
+	}
+	return "client closed"
+}
+
+// fail sends an error answer and counts it; past max_errors the session
+// ends (false).
+func (s *session) fail(answer string) bool {
+	s.errors++
+	if s.Write(answer) != nil {
+		s.log.End = "client closed"
+		return false
+	}
+	if s.errors >= s.f.Limits.MaxErrors {
+		s.log.End = "too many errors"
+		return false
+	}
+	return true
+}
+
+// execute answers one command. It returns the upstream connection after
+// a successful login, and next = false when the session must end.
+func (s *session) execute(ctx context.Context, verb, arg string) (upstream net.Conn, next bool) {
+	user := s.user
+	s.user = "" // PASS must follow USER at once
+	switch verb {
+	case "CAPA":
+		return nil, s.writeLines(append([]string{"+OK Capability list follows"}, s.capabilities()...))
+	case "NOOP":
+		return nil, s.Write("+OK") == nil
+	case "QUIT":
+		s.Write("+OK Bye")
+		s.log.End = "logout"
+		return nil, false
+	case "STLS":
+		if !s.f.StartTLSOffered(s.Client) {
+			return nil, s.fail("-ERR STLS not available")
+		}
+		if s.Write("+OK Begin TLS negotiation") != nil {
+			return nil, false
+		}
+		if err := s.StartTLS(ctx, s.f.TLS()); err != nil {
+			s.log.End = "TLS handshake failed"
+			return nil, false
+		}
+		return nil, true
+	case "USER":
+		if !s.f.LoginAllowed(s.Client) {
+			return nil, s.fail("-ERR [AUTH] Use STLS before logging in")
+		}
+		if arg == "" {
+			return nil, s.fail("-ERR USER needs a name")
+		}
+		s.user = arg
+		return nil, s.Write("+OK Send the password") == nil
+	case "PASS":
+		if user == "" {
+			return nil, s.fail("-ERR USER first")
+		}
+		return s.login(ctx, user, arg)
+	case "AUTH":
+		return s.auth(ctx, arg)
+	}
+	return nil, s.fail("-ERR Command unknown or not allowed before login")
+}
+
+// writeLines sends a multi-line answer and its terminating dot.
+func (s *session) writeLines(lines []string) bool {
+	for _, l := range append(lines, ".") {
+		if s.Write(l) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// capabilities lists what the client may use: before login, and after,
+// what every Exchange offers.
+func (s *session) capabilities() []string {
+	caps := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE"}
+	if s.f.StartTLSOffered(s.Client) {
+		caps = append(caps, "STLS")
+	}
+	if s.f.LoginAllowed(s.Client) {
+		caps = append(caps, "USER", "SASL PLAIN")
+	}
+	return caps
+}
+
+// auth runs AUTH: without a mechanism it lists them; PLAIN takes its
+// response on the command line or after a continuation.
+func (s *session) auth(ctx context.Context, arg string) (net.Conn, bool) {
+	if arg == "" {
+		return nil, s.writeLines([]string{"+OK", "PLAIN"})
+	}
+	mech, response, hasResponse := strings.Cut(arg, " ")
+	if !strings.EqualFold(mech, "PLAIN") {
+		return nil, s.fail("-ERR Unsupported mechanism; use PLAIN or USER and PASS")
+	}
+	if !s.f.LoginAllowed(s.Client) {
+		return nil, s.fail("-ERR [AUTH] Use STLS before logging in")
+	}
+	if !hasResponse {
+		if s.Write("+ ") != nil {
+			return nil, false
+		}
+		line, err := s.ReadLine(maxLine)
+		if err != nil {
+			s.log.End = s.readFailure(err)
+			return nil, false
+		}
+		s.Log("C", "<credentials>")
+		response = string(line)
+	}
+	if response == "*" {
+		return nil, s.fail("-ERR Authentication cancelled")
+	}
+	if response == "=" { // RFC 5034: an empty initial response
+		response = ""
+	}
+	user, pass, ok := relay.DecodePlain(response)
+	if !ok {
+		return nil, s.fail("-ERR Invalid PLAIN response")
+	}
+	return s.login(ctx, user, pass)
+}
+
+// login checks the password, logs in upstream and answers the client.
+func (s *session) login(ctx context.Context, user, pass string) (net.Conn, bool) {
+	upstream, _ := s.f.Backend.Open(ctx, s.Conn(), s.log, user, pass)
+	switch s.log.Login {
+	case relay.LoginOK:
+		if s.Write("+OK Logged in") != nil {
+			upstream.Close()
+			s.log.End = "client closed"
+			return nil, false
+		}
+		return upstream, true
+	case relay.LoginRefused:
+		s.Write("-ERR [AUTH] Authentication failed")
+	case relay.LoginThrottled:
+		s.Write("-ERR [SYS/TEMP] Too many failed logins; try again later")
+	case relay.UpstreamRefused:
+		s.Write("-ERR [SYS/TEMP] The mailbox cannot be opened now; the administrator finds why in the gateway's log")
+	default:
+		s.Write("-ERR [SYS/TEMP] Exchange Online cannot be reached now; try again later")
+	}
+	s.authFailures++
+	if s.authFailures >= s.f.MaxAuthFailures {
+		s.log.End = "too many failed logins"
+		return nil, false
+	}
+	return nil, true
+}
