@@ -10,8 +10,8 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/smtpgw/smtpgw/internal/certs"
 	"github.com/smtpgw/smtpgw/internal/config"
-	"github.com/smtpgw/smtpgw/internal/smtpserver"
 )
 
 // checkListeners finds what would stop serve from listening: an address
@@ -36,7 +36,7 @@ func checkListeners(cfg *config.Config, f *findings) {
 	}
 	if cfg.TLS.CertFile == "" {
 		f.info("TLS: a self-signed certificate, made once and kept in the spool (set [tls] cert_file and key_file for one clients can verify)")
-		fingerprints, err := smtpserver.SelfSignedFingerprints(cfg.Queue.Dir)
+		fingerprints, err := certs.SelfSignedFingerprints(cfg.Queue.Dir)
 		if err != nil {
 			f.fail("TLS: the self-signed certificate in the spool: %v", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/delivery"
 	"github.com/smtpgw/smtpgw/internal/queue"
@@ -50,6 +51,7 @@ type gateway struct {
 	cfg    *config.Config
 	log    *slog.Logger
 	level  *slog.LevelVar
+	gate   *clients.Gate // identities, admission and logins of every front end
 	server *smtpserver.Server
 	target upstream.Target
 }
@@ -110,7 +112,13 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 		Logger:   logger,
 		Metrics:  registry,
 	})
-	if g.server, err = smtpserver.New(cfg, spool, logger); err != nil {
+	if g.gate, err = clients.New(cfg, logger); err != nil {
+		return err
+	}
+	if err := g.gate.Register(registry); err != nil {
+		return err
+	}
+	if g.server, err = smtpserver.New(cfg, spool, g.gate, logger); err != nil {
 		return err
 	}
 	if err := g.server.Register(registry); err != nil {

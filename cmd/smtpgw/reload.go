@@ -29,8 +29,13 @@ func (g *gateway) reload() {
 	for _, w := range cfg.Warnings {
 		g.log.Warn("configuration", "warning", w)
 	}
-	if err := g.server.Reload(cfg); err != nil {
+	// The gate first: its identities are the part most likely refused.
+	if err := g.gate.Reload(cfg); err != nil {
 		g.log.Error("reload refused; the running configuration stays", "error", err)
+		return
+	}
+	if err := g.server.Reload(cfg); err != nil {
+		g.log.Error("reload of the TLS certificate refused; the running certificate stays", "error", err)
 		return
 	}
 	if cfg.Graph != nil && g.cfg.Graph != nil {

@@ -155,8 +155,8 @@ type Network struct {
 	AllowedSenders []string `toml:"allowed_senders"` // default [Mailbox]
 	Policy
 
-	// A network behind NAT (a branch office) is many devices on one
-	// address: it may raise the [limits] per address. 0: [limits] applies.
+	// A network's clients are exempt from the per-address limits of
+	// [limits]; a network may set its own. 0: no per-address limit.
 	ConnectionsPerAddress int `toml:"connections_per_address"`
 	ConnectionsPerMinute  int `toml:"connections_per_minute"`
 
@@ -182,14 +182,18 @@ type Policy struct {
 // Limits is the [limits] section: what one client may cost the gateway.
 // The keys follow Postfix's anvil and smtpd error limits (see README).
 type Limits struct {
+	// Per address (IPv6: per /64) of a client neither in a [[network]] nor
+	// logged in; [[network]] clients are exempt unless theirs sets its own.
 	ConnectionsPerAddress int      `toml:"connections_per_address"` // open at once, default 20
-	ConnectionsPerMinute  int      `toml:"connections_per_minute"`  // new ones per address, default 60
+	ConnectionsPerMinute  int      `toml:"connections_per_minute"`  // ended without a login, default 60
 	MaxErrors             int      `toml:"max_errors"`              // error replies per connection before 421, default 10
 	ErrorsBeforeDelay     int      `toml:"errors_before_delay"`     // error replies answered at once, default 3
 	ErrorDelay            Duration `toml:"error_delay"`             // added per further error reply, default 1s
 	SessionLifetime       Duration `toml:"session_lifetime"`        // default 30m, not extended by NOOP or RSET
 	IdleTimeout           Duration `toml:"idle_timeout"`            // waiting for a command, default 5m
-	AuthFailures          int      `toml:"auth_failures"`           // per address and per /24 or /64, default 10
+	AuthFailures          int      `toml:"auth_failures"`           // per address (IPv6: per /64), default 10
+	AuthFailingAddresses  int      `toml:"auth_failing_addresses"`  // addresses failing in one /24 or /48 before all of it waits, default 5
+	AuthFailuresGlobal    int      `toml:"auth_failures_global"`    // of all clients; then every failing address waits, default 100
 	AuthFailureWindow     Duration `toml:"auth_failure_window"`     // default 15m
 	AuthMinDuration       Duration `toml:"auth_min_duration"`       // every AUTH answer takes this long at least, default 400ms
 	AuthWorkers           int      `toml:"auth_workers"`            // concurrent bcrypt checks, default 2 per CPU

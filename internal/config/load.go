@@ -114,6 +114,8 @@ const (
 	defaultSessionLifetime       = Duration(30 * 60e9)
 	defaultIdleTimeout           = Duration(5 * 60e9)
 	defaultAuthFailures          = 10
+	defaultAuthFailingAddresses  = 5
+	defaultAuthFailuresGlobal    = 100
 	defaultAuthFailureWindow     = Duration(15 * 60e9)
 	defaultAuthMinDuration       = Duration(400e6)
 )
@@ -163,6 +165,8 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.SessionLifetime, defaultSessionLifetime)
 	setDefault(&l.IdleTimeout, defaultIdleTimeout)
 	setDefault(&l.AuthFailures, defaultAuthFailures)
+	setDefault(&l.AuthFailingAddresses, defaultAuthFailingAddresses)
+	setDefault(&l.AuthFailuresGlobal, defaultAuthFailuresGlobal)
 	setDefault(&l.AuthFailureWindow, defaultAuthFailureWindow)
 	setDefault(&l.AuthMinDuration, defaultAuthMinDuration)
 	setDefault(&l.AuthWorkers, 2*runtime.NumCPU())

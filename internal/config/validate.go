@@ -337,6 +337,8 @@ func (v *validator) checkLimits(l *Limits) {
 		{"limits.max_errors", l.MaxErrors},
 		{"limits.errors_before_delay", l.ErrorsBeforeDelay},
 		{"limits.auth_failures", l.AuthFailures},
+		{"limits.auth_failing_addresses", l.AuthFailingAddresses},
+		{"limits.auth_failures_global", l.AuthFailuresGlobal},
 		{"limits.auth_workers", l.AuthWorkers},
 	} {
 		if n.value < 1 {

@@ -80,3 +80,9 @@ func EscapeLines(s string) string {
 	}
 	return strings.Join(lines, "")
 }
+
+// HasControl reports whether s holds an ASCII control character (C0 or
+// DEL): a name or address holding one is refused rather than escaped.
+func HasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}

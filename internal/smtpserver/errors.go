@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/smtpgw/smtpgw/internal/clients"
 )
 
 // Internal reasons for refusing a command, connection or message. Session
@@ -20,26 +22,20 @@ var (
 	errHeaderSender        = errors.New("header sender not allowed for this identity")
 	errEmptyMessage        = errors.New("empty message")
 	errRateLimited         = errors.New("identity over its sending rate")
-	errAuthFailed          = errors.New("invalid credentials")
-	errAuthMalformed       = errors.New("malformed authentication exchange")
-	errTooManyAuthFailures = errors.New("too many authentication failures")
-	errAuthThrottled       = errors.New("too many failed logins from this network")
+	errAuthAbandoned       = errors.New("exchange abandoned by the client")
 	errAuthNeedsTLS        = errors.New("AUTH attempted without TLS")
 	errAuthUnavailable     = errors.New("AUTH attempted but no accounts are configured")
 	errUnknownMechanism    = errors.New("unsupported authentication mechanism")
 	errSpool               = errors.New("spool failure")
 	errNoRoom              = errors.New("spool below min_free_space")
 	errClientData          = errors.New("reading the message from the client failed")
-	errShuttingDown        = errors.New("server shutting down")
-	errTooManyConnections  = errors.New("too many connections")
-	errAddressConnections  = errors.New("too many connections from this address")
-	errAddressRate         = errors.New("too many new connections from this address")
+	errShuttingDown        = clients.ErrShuttingDown
 	errTooManyErrors       = errors.New("too many errors on this connection")
 )
 
 // errHTTPRequest ends a connection whose first command is an HTTP request;
 // it gets no reply.
-var errHTTPRequest = errors.New("HTTP request on an SMTP port: connection closed")
+var errHTTPRequest = clients.ErrHTTPRequest
 
 // reply is how one internal reason reaches the client. The SMTP code decides
 // whether the client may retry: 4xx is temporary, 5xx is permanent.
@@ -72,15 +68,17 @@ var replies = []reply{
 	{smtp.ErrTooLongLine, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}, "line_length"},
 
 	// Authentication (RFC 4954 section 6).
-	{errAuthFailed, &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}, "auth"},
-	{errAuthMalformed, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Malformed authentication response"}, "auth"},
 	// 421 closes the connection, so a guesser must reconnect for each batch.
-	{errTooManyAuthFailures, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many authentication failures, closing connection"}, "auth_limit"},
+	// First: it wraps the failure that reached the limit.
+	{clients.ErrTooManyFailures, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many authentication failures, closing connection"}, "auth_limit"},
+	{clients.ErrBadCredentials, &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}, "auth"},
+	{clients.ErrMalformed, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Malformed authentication response"}, "auth"},
+	{errAuthAbandoned, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Malformed authentication response"}, "auth"},
 	// 538 5.7.11 is RFC 4954's reply for a mechanism that needs encryption.
 	// go-smtp's own refusal (523 5.7.10) uses a reply code outside RFC 5321,
 	// so the session makes this decision instead of go-smtp.
 	// 454 is temporary: the client may log in once the window has passed.
-	{errAuthThrottled, &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed logins, try later"}, "auth_throttled"},
+	{clients.ErrThrottled, &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed logins, try later"}, "auth_throttled"},
 	{errAuthNeedsTLS, &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}, "auth_tls"},
 	{errAuthUnavailable, &smtp.SMTPError{Code: 502, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Authentication not available"}, "auth"},
 	{errUnknownMechanism, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unrecognized authentication type"}, "auth"},
@@ -91,9 +89,9 @@ var replies = []reply{
 	{errRateLimited, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Sending rate limit reached, try again later"}, "rate"},
 	{errClientData, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message transfer interrupted, try again"}, "transfer"},
 	{errShuttingDown, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}, "shutdown"},
-	{errTooManyConnections, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections, try again later"}, "connections"},
-	{errAddressConnections, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, try again later"}, "address_connections"},
-	{errAddressRate, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, try again later"}, "address_rate"},
+	{clients.ErrTooManyConnections, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections, try again later"}, "connections"},
+	{clients.ErrAddressConnections, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, try again later"}, "address_connections"},
+	{clients.ErrAddressRate, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, try again later"}, "address_rate"},
 	{errTooManyErrors, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors, closing connection"}, "errors"},
 }
 

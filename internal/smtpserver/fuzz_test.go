@@ -81,7 +81,7 @@ func FuzzSession(f *testing.F) {
 			t.Fatal(err)
 		}
 		logs := &testlog.Buffer{}
-		srv, err := New(fuzzConfig(t), spool, slog.New(slog.NewTextHandler(logs, nil)))
+		srv, err := New(fuzzConfig(t), spool, testGate(t, fuzzConfig(t)), slog.New(slog.NewTextHandler(logs, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/envelope"
 	"github.com/smtpgw/smtpgw/internal/queue"
@@ -149,6 +150,7 @@ auth_min_duration = "1ms"
 // testServer is a running server on loopback with a real spool.
 type testServer struct {
 	*Server
+	gate  *clients.Gate
 	spool *queue.Spool
 	logs  *testlog.Buffer
 	addrs []string
@@ -167,14 +169,19 @@ func startServerLogging(t *testing.T, cfg *config.Config, level slog.Level) *tes
 		t.Fatal(err)
 	}
 	logs := &testlog.Buffer{}
-	srv, err := New(cfg, spool, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})))
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
+	gate, err := clients.New(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, spool, gate, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{Server: srv, spool: spool, logs: logs}
+	ts := &testServer{Server: srv, gate: gate, spool: spool, logs: logs}
 	for _, a := range srv.Addrs() {
 		ts.addrs = append(ts.addrs, a.String())
 	}
@@ -186,6 +193,24 @@ func startServerLogging(t *testing.T, cfg *config.Config, level slog.Level) *tes
 		}
 	})
 	return ts
+}
+
+// testGate is a gate for cfg that logs nothing.
+func testGate(t *testing.T, cfg *config.Config) *clients.Gate {
+	t.Helper()
+	gate, err := clients.New(cfg, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gate
+}
+
+// reload applies cfg as the gateway does: the gate, then the server.
+func (ts *testServer) reload(cfg *config.Config) error {
+	if err := ts.gate.Reload(cfg); err != nil {
+		return err
+	}
+	return ts.Reload(cfg)
 }
 
 // clientTLS trusts the self-signed certificate.

@@ -1,44 +1,34 @@
 package smtpserver
 
 import (
-	"crypto/tls"
-
+	"github.com/smtpgw/smtpgw/internal/certs"
 	"github.com/smtpgw/smtpgw/internal/config"
 )
 
-// Reload applies the parts of cfg that take effect without a restart: the
-// users and networks with their mailboxes and allowed senders, the TLS
-// certificate (read again from its files, so a renewed one applies),
-// max_connections, and [limits] except idle_timeout (the counts so far
-// stay). Sessions already open keep the identity they
-// authenticated as and the certificate they negotiated with; new
-// connections and new AUTHs see the new configuration. Listener addresses,
-// TLS modes and the other [server] settings keep their start-up values.
+// Reload applies the TLS certificate of cfg (read again from its files, so
+// a renewed one applies) to new connections; those already open keep the
+// certificate they negotiated with. Identities and limits are the gate's:
+// reload it first. Listener addresses, TLS modes and the [server] settings
+// keep their start-up values.
 //
-// When any part cannot be prepared, nothing changes and the error says why.
-// Reload must not run concurrently with itself.
+// When the certificate cannot be loaded, nothing changes and the error
+// says why. Reload must not run concurrently with itself.
 func (s *Server) Reload(cfg *config.Config) error {
-	ids, err := newIdentities(cfg)
-	if err != nil {
-		return err
-	}
 	// A generated self-signed certificate stays: clients may have pinned it.
-	certs := s.certs
+	served := s.certs
 	if s.servesTLS() && (cfg.TLS.CertFile != "" || s.tlsFiles.CertFile != "") {
-		if certs, err = certificates(cfg, s.spool, s.log); err != nil {
+		var err error
+		if served, err = certs.Load(cfg, spoolDir(s.spool), s.log); err != nil {
 			return err
 		}
 	}
-	s.ids.Store(ids)
-	s.settings.Store(&cfg.Limits)
 	for _, l := range s.listeners {
 		if l.tls != nil {
-			l.liveTLS.Store(listenerTLSConfig(l.cfg, certs))
+			l.tls.Store(certs.ListenerConfig(l.cfg, served))
 		}
 	}
-	s.certs, s.tlsFiles = certs, cfg.TLS
-	s.metrics.certExpiry.set(certs)
-	s.conns.setMax(cfg.Server.MaxConnections)
+	s.certs, s.tlsFiles = served, cfg.TLS
+	s.metrics.certExpiry.set(served)
 	return nil
 }
 
@@ -50,21 +40,4 @@ func (s *Server) servesTLS() bool {
 		}
 	}
 	return false
-}
-
-// swappableTLS returns the tls.Config a listener serves with: each
-// handshake gets the configuration stored last, so that Reload can change
-// the certificate for new connections.
-func (l *listener) swappableTLS(initial *tls.Config) *tls.Config {
-	l.liveTLS.Store(initial)
-	return &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		return l.liveTLS.Load(), nil
-	}}
-}
-
-// setMax changes max_connections; connections already open stay.
-func (t *connTracker) setMax(max int) {
-	t.mu.Lock()
-	t.max = max
-	t.mu.Unlock()
 }

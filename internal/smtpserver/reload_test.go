@@ -29,7 +29,7 @@ func TestReloadIdentities(t *testing.T) {
 	}
 	next := testConfig(t)
 	next.Users = []config.User{{Username: "mfp-new", PasswordHash: string(hash), Mailbox: "new@contoso.com"}}
-	if err := ts.Reload(next); err != nil {
+	if err := ts.reload(next); err != nil {
 		t.Fatal(err)
 	}
 
@@ -52,7 +52,7 @@ func TestReloadIdentities(t *testing.T) {
 func TestReloadKeepsSelfSignedCertificate(t *testing.T) {
 	ts := startServer(t, testConfig(t))
 	first := peerCertificate(t, ts)
-	if err := ts.Reload(testConfig(t)); err != nil {
+	if err := ts.reload(testConfig(t)); err != nil {
 		t.Fatal(err)
 	}
 	if second := peerCertificate(t, ts); !first.Equal(second) {

@@ -10,15 +10,17 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/smtpgw/smtpgw/internal/certs"
+	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/safetext"
@@ -29,68 +31,71 @@ type Server struct {
 	cfg       *config.Config
 	spool     *queue.Spool
 	log       *slog.Logger
-	ids       atomic.Pointer[identities] // replaced by Reload
-	certs     []tls.Certificate          // served by TLS listeners; replaced by Reload
-	tlsFiles  config.TLS                 // where certs came from
+	gate      *clients.Gate     // identities, admission, logins; shared with other front ends
+	certs     []tls.Certificate // served by TLS listeners; replaced by Reload
+	tlsFiles  config.TLS        // where certs came from
 	metrics   *metrics
-	conns     *connTracker
-	limits    *clientLimits
-	settings  atomic.Pointer[config.Limits] // [limits]; replaced by Reload
+	conns     *registry
+	rates     *identityRates
 	listeners []*listener
-	connIDs   atomic.Uint64  // numbers the connections in the log
-	wg        sync.WaitGroup // accept loops, go-smtp servers, refusals
+	wg        sync.WaitGroup // accept loops, go-smtp servers, goodbyes
 }
 
 // listener is one [[listener]]: a go-smtp server of its own, since TLS and
 // AUTH settings differ per listener.
 type listener struct {
 	cfg     config.Listener
-	tls     *tls.Config // nil for tls = "none"; hands out liveTLS
-	liveTLS atomic.Pointer[tls.Config]
+	tls     *certs.Swappable // nil for tls = "none"
 	smtp    *smtp.Server
 	raw     net.Listener
 	handoff *handoffListener
 }
 
-// New prepares a server for cfg; Start binds the listeners. Listener
-// MinVersion and network Prefixes are read as config.Load sets them.
-func New(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (*Server, error) {
-	ids, err := newIdentities(cfg)
-	if err != nil {
-		return nil, err
-	}
+// New prepares a server for cfg, whose clients gate admits and logs in;
+// Start binds the listeners. Listener MinVersion and network Prefixes are
+// read as config.Load sets them.
+func New(cfg *config.Config, spool *queue.Spool, gate *clients.Gate, logger *slog.Logger) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		spool:    spool,
 		log:      logger,
+		gate:     gate,
 		tlsFiles: cfg.TLS,
 		metrics:  newMetrics(),
-		conns:    newConnTracker(cfg.Server.MaxConnections),
-		limits:   newClientLimits(),
+		conns:    newRegistry(),
+		rates:    newIdentityRates(),
 	}
-	s.ids.Store(ids)
-	s.settings.Store(&cfg.Limits)
-	var certs []tls.Certificate
+	var served []tls.Certificate
 	for _, lc := range cfg.Listeners {
 		l := &listener{cfg: lc}
 		switch lc.TLS {
 		case config.TLSNone, "":
 		case config.TLSStartTLS, config.TLSImplicit:
-			if certs == nil {
-				if certs, err = certificates(cfg, spool, logger); err != nil {
+			if served == nil {
+				var err error
+				if served, err = certs.Load(cfg, spoolDir(spool), logger); err != nil {
 					return nil, err
 				}
 			}
-			l.tls = l.swappableTLS(listenerTLSConfig(lc, certs))
+			l.tls = certs.NewSwappable(certs.ListenerConfig(lc, served))
 		default:
 			return nil, fmt.Errorf("listener %s: unknown tls mode %q", lc.Address, lc.TLS)
 		}
 		l.smtp = s.newSMTPServer(l)
 		s.listeners = append(s.listeners, l)
 	}
-	s.certs = certs
-	s.metrics.certExpiry.set(certs)
+	s.certs = served
+	s.metrics.certExpiry.set(served)
 	return s, nil
+}
+
+// spoolDir is where self-signed certificates are kept; none without a
+// spool.
+func spoolDir(spool *queue.Spool) string {
+	if spool == nil {
+		return ""
+	}
+	return spool.Dir()
 }
 
 func (s *Server) newSMTPServer(l *listener) *smtp.Server {
@@ -107,13 +112,13 @@ func (s *Server) newSMTPServer(l *listener) *smtp.Server {
 	// go-smtp sets this deadline before each command; the message body
 	// gets read_timeout (session.Data) and trackedConn caps both at the
 	// session's lifetime.
-	srv.ReadTimeout = s.cfg.Limits.IdleTimeout.D()
+	srv.ReadTimeout = s.gate.Limits().IdleTimeout.D()
 	srv.WriteTimeout = s.cfg.Server.WriteTimeout.D()
 	// The session decides whether AUTH is allowed without TLS (see
 	// session.authAllowed), so that the refusal carries our reply code.
 	srv.AllowInsecureAuth = true
 	if l.cfg.TLS == config.TLSStartTLS {
-		srv.TLSConfig = l.tls
+		srv.TLSConfig = l.tls.Config()
 	}
 	srv.ErrorLog = smtpLog{s.log.With("listener", l.cfg.Address)}
 	return srv
@@ -162,8 +167,8 @@ func (s *Server) Addrs() []net.Addr {
 	return addrs
 }
 
-// accept admits connections to the go-smtp server of l, or answers 421
-// when the server is over max_connections or shutting down.
+// accept admits connections to the go-smtp server of l, or refuses them
+// (see refuse) when the gate says so or the server is shutting down.
 func (s *Server) accept(l *listener) {
 	var delay time.Duration
 	for {
@@ -179,42 +184,57 @@ func (s *Server) accept(l *listener) {
 			continue
 		}
 		delay = 0
-		tc, err := s.admit(raw)
+		limits := s.gate.Limits()
+		c, err := s.gate.Admit(raw, clients.Admission{
+			Protocol:  protocol,
+			Lifetime:  limits.SessionLifetime.D(),
+			FirstRead: limits.IdleTimeout.D(),
+			SniffHTTP: true,
+			Closed:    s.conns.remove,
+		})
 		if err != nil {
-			s.refuseConn(l, raw, err)
+			s.refuse(l, raw, err)
 			continue
 		}
-		tc.log = s.log.With("conn", s.connIDs.Add(1), "client", raw.RemoteAddr().String())
-		var conn net.Conn = tc
+		// The watch goes above TLS, where the replies can be read; go-smtp
+		// finds the TLS state under it (see newSession).
+		lines := &smtpLines{conn: c}
+		watch := c.Watch(lines)
+		var conn net.Conn = c
 		if l.cfg.TLS == config.TLSImplicit {
-			conn = tls.Server(tc, l.tls)
+			conn = tls.Server(c, l.tls.Config())
 		}
-		conn = s.debugConversation(conn, tc.log)
-		tc.setOuter(conn)
+		conn = watch.Conn(conn)
+		c.SetOuter(conn)
+		if !s.conns.add(c, &connState{watch: watch, lines: lines}) {
+			c.SayGoodbye(replyLine(replyFor(errShuttingDown).smtp))
+			continue
+		}
 		if !l.handoff.deliver(conn) {
-			tc.Close()
+			c.Close()
 		}
 	}
 }
 
-// refuseConn answers a connection that will not be served with a 421 and
-// closes it, without holding up the accept loop.
-func (s *Server) refuseConn(l *listener, raw net.Conn, reason error) {
+// protocol names SMTP connections in the gate's logs and metrics.
+const protocol = "smtp"
+
+// refuse answers a connection that will not be served: 421 on a plain
+// listener, written at once (a fresh connection's socket buffer takes it),
+// and nothing on an implicit TLS listener, where a reply would need a
+// handshake first. The gate logs refusals as a summary.
+func (s *Server) refuse(l *listener, raw net.Conn, reason error) {
 	r := replyFor(reason)
 	s.metrics.refused.WithLabelValues(r.reason).Inc()
-	s.log.Info("connection refused", "client", raw.RemoteAddr().String(), "code", r.smtp.Code, "reason", reason.Error())
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		conn := raw
-		if l.cfg.TLS == config.TLSImplicit {
-			conn = tls.Server(raw, l.tls)
-		}
-		conn.SetDeadline(time.Now().Add(goodbyeTimeout))
-		conn.Write([]byte(replyLine(r.smtp)))
-		conn.Close()
-	}()
+	if l.cfg.TLS != config.TLSImplicit {
+		raw.SetWriteDeadline(time.Now().Add(refusalWriteTimeout))
+		io.WriteString(raw, replyLine(r.smtp))
+	}
+	raw.Close()
 }
+
+// refusalWriteTimeout bounds the write of a refused connection's 421.
+const refusalWriteTimeout = 100 * time.Millisecond
 
 // Shutdown stops the server. From the moment it is called, new connections
 // are answered 421 4.3.2 and closed, and idle sessions are told the same;
@@ -229,7 +249,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			c.drain(goodbye)
+			c.Drain(goodbye)
 		}()
 	}
 	var err error

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/envelope"
@@ -29,7 +29,8 @@ type session struct {
 	srv    *Server
 	lis    *listener
 	smtp   *smtp.Conn
-	conn   *trackedConn
+	conn   *clients.Conn
+	state  *connState
 	tls    bool
 	client string       // "IP:port" as the spool records it
 	addr   netip.Addr   // client IP, for [[network]] matching
@@ -38,25 +39,31 @@ type session struct {
 	// mu guards the fields below: with BDAT, go-smtp runs Data in its own
 	// goroutine while Reset or Logout may be called.
 	mu      sync.Mutex
-	user    *identity     // set by a successful AUTH
-	tx      *transaction  // nil outside a mail transaction
-	pending *authExchange // an AUTH exchange not finished yet
+	user    *clients.Identity // set by a successful AUTH
+	tx      *transaction      // nil outside a mail transaction
+	pending *authExchange     // an AUTH exchange not finished yet
 }
 
 // transaction is what MAIL FROM and RCPT TO decided.
 type transaction struct {
-	id         *identity
+	id         *clients.Identity
 	mailFrom   string
 	recipients []string
 }
 
 func (s *Server) newSession(lis *listener, c *smtp.Conn) (smtp.Session, error) {
 	netConn := c.Conn()
-	_, isTLS := c.TLSConnectionState()
-	tc := trackedOf(netConn)
+	conn := clients.Of(netConn)
+	state := s.conns.state(conn)
+	if conn == nil || state == nil {
+		return nil, errors.New("connection not admitted through the gate")
+	}
+	_, isTLS := clients.TLSState(netConn)
+	state.lines.helo.Store(true)
 	// After STARTTLS, goodbyes at shutdown must go through TLS.
-	tc.setOuter(netConn)
-	return &session{srv: s, lis: lis, smtp: c, conn: tc, tls: isTLS, client: netConn.RemoteAddr().String(), addr: tc.client, log: tc.log}, nil
+	conn.SetOuter(netConn)
+	return &session{srv: s, lis: lis, smtp: c, conn: conn, state: state, tls: isTLS,
+		client: netConn.RemoteAddr().String(), addr: conn.Addr(), log: conn.Log()}, nil
 }
 
 // refuse logs and counts a refusal and returns the reply for the client.
@@ -64,34 +71,27 @@ func (s *session) refuse(err error) error {
 	return s.refuseLogged(slog.LevelInfo, "refused", err)
 }
 
-// refuseLogged is refuse with its own log message. Every refusal counts
-// against the connection's limits: beyond errors_before_delay each reply
-// waits a little longer, and beyond max_errors the client gets 421 and the
-// connection closes, so that a client cannot make the gateway refuse (and
-// log) thousands of commands.
+// refuseLogged is refuse with its own log message. The connection's watch
+// counts the reply once it is written: beyond errors_before_delay each
+// error reply waits a little longer, and beyond max_errors the client gets
+// 421 and the connection closes, so that a client cannot make the gateway
+// refuse (and log) thousands of commands.
 func (s *session) refuseLogged(level slog.Level, msg string, err error) error {
-	limits := *s.srv.settings.Load()
-	n := s.conn.countError()
 	r := replyFor(err)
-	if n > limits.MaxErrors && r.smtp.Code != 421 {
-		err = fmt.Errorf("%w, the last: %v", errTooManyErrors, err)
-		r = replyFor(errTooManyErrors)
-	}
 	if r.smtp.Code == 421 {
-		s.conn.closeAfterNextWrite()
+		s.conn.CloseAfterNextWrite()
 	}
 	s.srv.metrics.refused.WithLabelValues(r.reason).Inc()
 	s.log.Log(context.Background(), level, msg, "code", r.smtp.Code, "reason", safetext.Log(err.Error()))
-	s.conn.pause(errorDelay(n, limits))
 	return r.smtp
 }
 
 // identityLocked returns the AUTH account, else the client's network, else nil.
-func (s *session) identityLocked() *identity {
+func (s *session) identityLocked() *clients.Identity {
 	if s.user != nil {
 		return s.user
 	}
-	return s.srv.ids.Load().network(s.addr)
+	return s.srv.gate.Network(s.addr)
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -107,7 +107,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.tx != nil {
 		// A second MAIL FROM starts over.
 		s.tx = nil
-		s.conn.endTransaction()
+		s.conn.End()
 	}
 	id := s.identityLocked()
 	maxSize := int64(s.srv.cfg.Server.MaxMessageSize)
@@ -115,15 +115,15 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	case id == nil:
 		return fmt.Errorf("%w (MAIL FROM <%s>)", errNoIdentity, from)
 	case from == "":
-		return fmt.Errorf("%w (identity %s)", errNullSender, id.name)
+		return fmt.Errorf("%w (identity %s)", errNullSender, id.Name)
 	case !sizedAddress(from):
 		return fmt.Errorf("%w: <%s>", errBadSender, from)
-	case !envelope.SenderAllowed(id.allowedSenders, from):
-		return fmt.Errorf("%w: <%s> (identity %s)", errSenderNotAllowed, from, id.name)
+	case !envelope.SenderAllowed(id.AllowedSenders, from):
+		return fmt.Errorf("%w: <%s> (identity %s)", errSenderNotAllowed, from, id.Name)
 	case opts != nil && opts.Size > maxSize:
 		return fmt.Errorf("%w: SIZE=%d declared, more than %d bytes", smtp.ErrDataTooLarge, opts.Size, maxSize)
-	case s.srv.overRate(id, 0):
-		return fmt.Errorf("%w: %s", errRateLimited, id.name)
+	case s.srv.rates.over(id, 0):
+		return fmt.Errorf("%w: %s", errRateLimited, id.Name)
 	}
 	if err := s.srv.spool.HasRoom(int64(s.srv.cfg.Queue.MinFreeSpace)); err != nil {
 		if errors.Is(err, queue.ErrNoRoom) {
@@ -131,7 +131,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		}
 		return fmt.Errorf("%w: %v", errSpool, err)
 	}
-	if !s.conn.beginTransaction() {
+	if !s.conn.Begin() {
 		return errShuttingDown
 	}
 	s.tx = &transaction{id: id, mailFrom: from}
@@ -154,10 +154,10 @@ func (s *session) rcpt(to string) error {
 	case s.tx == nil:
 		// go-smtp only calls Rcpt after a successful Mail.
 		return errors.New("RCPT without a transaction")
-	case !s.tx.id.recipientAllowed(to):
-		return fmt.Errorf("%w: <%s> (identity %s)", errRecipientNotAllowed, to, s.tx.id.name)
-	case s.srv.overRate(s.tx.id, len(s.tx.recipients)+1):
-		return fmt.Errorf("%w: %s", errRateLimited, s.tx.id.name)
+	case !recipientAllowed(s.tx.id, to):
+		return fmt.Errorf("%w: <%s> (identity %s)", errRecipientNotAllowed, to, s.tx.id.Name)
+	case s.srv.rates.over(s.tx.id, len(s.tx.recipients)+1):
+		return fmt.Errorf("%w: %s", errRateLimited, s.tx.id.Name)
 	}
 	s.tx.recipients = append(s.tx.recipients, to)
 	return nil
@@ -166,7 +166,7 @@ func (s *session) rcpt(to string) error {
 // Data streams the message into the spool; it is acknowledged only once
 // the spool has it durably.
 func (s *session) Data(r io.Reader) error {
-	defer s.conn.endTransaction()
+	defer s.conn.End()
 	defer liftLineLimit(s.smtp, r)()
 	// go-smtp gives a BDAT transfer to Data through a pipe.
 	_, bdat := r.(*io.PipeReader)
@@ -180,7 +180,7 @@ func (s *session) Data(r io.Reader) error {
 	if bdat && errors.Is(err, smtp.ErrDataTooLarge) {
 		// go-smtp would read the rest of the chunk, up to 4 GB, before
 		// answering: answer now and close instead.
-		s.conn.sayGoodbye(replyLine(reply.(*smtp.SMTPError)))
+		s.conn.SayGoodbye(replyLine(reply.(*smtp.SMTPError)))
 	}
 	return reply
 }
@@ -194,11 +194,11 @@ func (s *session) data(r io.Reader) (string, error) {
 		return "", errors.New("DATA without a transaction")
 	}
 	// The body may take read_timeout, longer than a command may.
-	s.conn.allowRead(s.srv.cfg.Server.ReadTimeout.D())
+	s.conn.AllowRead(s.srv.cfg.Server.ReadTimeout.D())
 	env := &envelope.Envelope{
-		Identity:       tx.id.name,
-		Mailbox:        tx.id.mailboxFor(tx.mailFrom),
-		AllowedSenders: tx.id.allowedSenders,
+		Identity:       tx.id.Name,
+		Mailbox:        mailboxFor(tx.id, tx.mailFrom),
+		AllowedSenders: tx.id.AllowedSenders,
 		MailFrom:       tx.mailFrom,
 		Recipients:     tx.recipients,
 		ClientAddr:     s.client,
@@ -231,7 +231,7 @@ func (s *session) data(r io.Reader) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", errSpool, err)
 	}
-	s.srv.sent(tx.id, len(tx.recipients))
+	s.srv.rates.sent(tx.id, len(tx.recipients))
 	s.srv.metrics.accepted.Inc()
 	s.log.Info("accepted", "id", id, "identity", env.Identity,
 		"mailbox", env.Mailbox, "size", size, "recipients", len(env.Recipients))
@@ -241,22 +241,22 @@ func (s *session) data(r io.Reader) (string, error) {
 // checkMessage refuses what must not be queued once the whole message is
 // in: an empty message (DATA with nothing, or BDAT 0 LAST alone), and for
 // header_from = "reject" a sender field the identity may not use.
-func (s *session) checkMessage(id *identity, size int64, header *headerCapture) error {
+func (s *session) checkMessage(id *clients.Identity, size int64, header *headerCapture) error {
 	if size == 0 {
 		return errEmptyMessage
 	}
-	if id.policy.HeaderFrom != config.HeaderFromReject {
+	if id.Policy.HeaderFrom != config.HeaderFromReject {
 		return nil
 	}
 	if header.overflow {
-		return fmt.Errorf("%w: header over %d bytes, not checked (identity %s)", errHeaderSender, maxCheckedHeader, id.name)
+		return fmt.Errorf("%w: header over %d bytes, not checked (identity %s)", errHeaderSender, maxCheckedHeader, id.Name)
 	}
-	foreign, err := convert.ForeignSenders(bytes.NewReader(header.buf), id.allowedSenders)
+	foreign, err := convert.ForeignSenders(bytes.NewReader(header.buf), id.AllowedSenders)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w: %v (identity %s)", errHeaderSender, err, id.name)
+		return fmt.Errorf("%w: %v (identity %s)", errHeaderSender, err, id.Name)
 	case len(foreign) > 0:
-		return fmt.Errorf("%w: %q (identity %s)", errHeaderSender, foreign, id.name)
+		return fmt.Errorf("%w: %q (identity %s)", errHeaderSender, foreign, id.Name)
 	}
 	return nil
 }
@@ -329,11 +329,21 @@ func (s *session) Reset() {
 	s.mu.Lock()
 	s.tx = nil
 	s.mu.Unlock()
-	s.conn.endTransaction()
+	s.conn.End()
 }
 
+// Logout ends the session: at QUIT or close, and right after STARTTLS,
+// when go-smtp has put TLS over the connection and the watch must follow
+// it above (see watchAboveTLS).
 func (s *session) Logout() error {
 	s.abandonAuth()
+	if _, nowTLS := clients.TLSState(s.smtp.Conn()); nowTLS && !s.tls && !s.state.aboveTLS {
+		s.state.aboveTLS = true
+		if !watchAboveTLS(s.smtp, s.state.watch) {
+			s.log.Error("closing the connection: cannot watch the conversation after STARTTLS with this go-smtp version")
+			s.conn.Close()
+		}
+	}
 	return nil
 }
 
@@ -350,11 +360,7 @@ func sizedAddress(addr string) bool {
 	if len(addr) > maxAddress || at > maxLocalPart {
 		return false
 	}
-	return !hasControl(addr)
-}
-
-func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+	return !safetext.HasControl(addr)
 }
 
 // validAddress checks a forward path that go-smtp has split into
@@ -380,15 +386,4 @@ func validAddress(addr string) bool {
 		}
 	}
 	return true
-}
-
-// trackedOf finds the trackedConn under a connection go-smtp hands over,
-// with or without TLS and conversation logging on top.
-func trackedOf(c net.Conn) *trackedConn {
-	for {
-		if tc, ok := c.(*trackedConn); ok {
-			return tc
-		}
-		c = c.(interface{ NetConn() net.Conn }).NetConn()
-	}
 }

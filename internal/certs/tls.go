@@ -1,4 +1,9 @@
-package smtpserver
+// Package certs provides the TLS certificates every listener serves: the
+// admin's [tls] files, or self-signed ones kept beside the spool so that
+// devices that pin them keep trusting the gateway across restarts. A
+// Swappable configuration lets a reload change the certificate for new
+// connections.
+package certs
 
 import (
 	"crypto"
@@ -24,7 +29,6 @@ import (
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/config"
-	"github.com/smtpgw/smtpgw/internal/queue"
 )
 
 // minVersion is the listener's lowest TLS version; TLS 1.2 when unset.
@@ -50,7 +54,8 @@ func legacyCipherSuites() []uint16 {
 	return append(ids, tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_RSA_WITH_AES_256_CBC_SHA)
 }
 
-func listenerTLSConfig(l config.Listener, certs []tls.Certificate) *tls.Config {
+// ListenerConfig is the TLS configuration listener l serves certs with.
+func ListenerConfig(l config.Listener, certs []tls.Certificate) *tls.Config {
 	c := &tls.Config{Certificates: certs, MinVersion: minVersion(l)}
 	if c.MinVersion < tls.VersionTLS12 {
 		c.CipherSuites = legacyCipherSuites()
@@ -58,14 +63,14 @@ func listenerTLSConfig(l config.Listener, certs []tls.Certificate) *tls.Config {
 	return c
 }
 
-// certificates loads [tls] cert_file/key_file or, when both are empty,
+// Load loads [tls] cert_file/key_file or, when both are empty,
 // the self-signed certificates kept beside the spool (selfSignedFiles),
 // generating them on first use. The set holds an ECDSA certificate and,
 // when a listener accepts TLS below 1.2, an RSA one too: the RSA key
 // exchange suites those clients need require an RSA key. Keeping them
 // lets devices that pin a certificate keep trusting the gateway across
-// restarts; without a spool (tests), they live in memory only.
-func certificates(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) ([]tls.Certificate, error) {
+// restarts; with spoolDir empty (tests), they live in memory only.
+func Load(cfg *config.Config, spoolDir string, logger *slog.Logger) ([]tls.Certificate, error) {
 	if cfg.TLS.CertFile != "" || cfg.TLS.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err != nil {
@@ -92,8 +97,8 @@ func certificates(cfg *config.Config, spool *queue.Spool, logger *slog.Logger) (
 	var certs []tls.Certificate
 	for _, kind := range kinds {
 		path := ""
-		if spool != nil {
-			path = selfSignedFile(spool.Dir(), kind)
+		if spoolDir != "" {
+			path = selfSignedFile(spoolDir, kind)
 		}
 		cert, err := keptSelfSigned(path, kind, cfg.Server.Hostname, ips)
 		if err != nil {

@@ -1,0 +1,283 @@
+package clients
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/smtpgw/smtpgw/internal/config"
+)
+
+const (
+	printerUser     = "mfp-floor3"
+	printerPassword = "correct horse"
+)
+
+// testConfig has one account, a /31 network and a /32 inside it, and
+// whatever TOML extra adds.
+func testConfig(t *testing.T, extra string) *config.Config {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(printerPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+[server]
+max_connections = 8
+[[listener]]
+address = "127.0.0.1:0"
+[outbox]
+dir = "unused"
+[[user]]
+username = %q
+password_hash = %q
+mailbox = "scanner@contoso.com"
+[[network]]
+cidrs = ["127.0.0.0/31"]
+mailbox = "wrong@contoso.com"
+[[network]]
+cidrs = ["127.0.0.1"]
+mailbox = "noreply@contoso.com"
+%s`, printerUser, hash, extra)), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func testGate(t *testing.T, extra string) *Gate {
+	t.Helper()
+	g, err := New(testConfig(t, extra), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// fakeConn is a connection from addr that nothing reads or writes.
+type fakeConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c fakeConn) RemoteAddr() net.Addr             { return c.remote }
+func (c fakeConn) Close() error                     { return nil }
+func (c fakeConn) SetReadDeadline(time.Time) error  { return nil }
+func (c fakeConn) SetWriteDeadline(time.Time) error { return nil }
+func (c fakeConn) Write(p []byte) (int, error)      { return len(p), nil }
+
+func from(addr string) net.Conn {
+	return fakeConn{remote: net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(addr), 2525))}
+}
+
+var smtpAdmission = Admission{Protocol: "smtp", Lifetime: time.Minute}
+
+func TestIdentities(t *testing.T) {
+	g := testGate(t, "")
+	dir := g.dir.Load()
+	for _, tc := range []struct{ user, password string }{
+		{printerUser, "wrong"}, {"nobody", printerPassword}, {"", ""},
+	} {
+		if id, err := dir.check(tc.user, tc.password); id != nil || !errors.Is(err, ErrBadCredentials) {
+			t.Errorf("check(%q): %v, %v", tc.user, id, err)
+		}
+	}
+	if id, err := dir.check(printerUser, printerPassword); err != nil || id.Name != "user:"+printerUser || id.Mailbox != "scanner@contoso.com" {
+		t.Errorf("check: %+v, %v", id, err)
+	}
+	for _, tc := range []struct{ addr, want string }{
+		{"127.0.0.1", "network:127.0.0.1/32"},
+		{"::ffff:127.0.0.1", "network:127.0.0.1/32"},
+		{"127.0.0.0", "network:127.0.0.0/31"},
+		{"127.0.0.2", ""},
+		{"::1", ""},
+	} {
+		got := ""
+		if id := g.Network(netip.MustParseAddr(tc.addr)); id != nil {
+			got = id.Name
+		}
+		if got != tc.want {
+			t.Errorf("Network(%s) = %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+	cfg := testConfig(t, "")
+	cfg.Users[0].PasswordHash = "plain text"
+	if err := g.Reload(cfg); err == nil || !strings.Contains(err.Error(), printerUser) {
+		t.Errorf("bad hash: %v", err)
+	}
+}
+
+func TestLogin(t *testing.T) {
+	g := testGate(t, "[limits]\nauth_min_duration = \"50ms\"\n")
+	c, err := g.Admit(from("192.0.2.7"), smtpAdmission)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := g.Login(c, "nobody", "guess"); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("unknown user: %v", err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Errorf("failure answered after %v, want auth_min_duration", d)
+	}
+	if _, err := g.Login(c, strings.Repeat("x", MaxUsername+1), "guess"); !errors.Is(err, ErrMalformed) {
+		t.Errorf("overlong username: %v", err)
+	}
+	id, err := g.Login(c, printerUser, printerPassword)
+	if err != nil || id.Name != "user:"+printerUser {
+		t.Fatalf("login: %v, %v", id, err)
+	}
+	// A third failure on one connection (max_auth_failures 3) ends it.
+	if _, err := g.Login(c, printerUser, "x"); !errors.Is(err, ErrTooManyFailures) || !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("third failure: %v", err)
+	}
+}
+
+// TestAdmit: clients outside every [[network]] are limited per address
+// (an IPv6 client per /64) and together to three quarters of
+// max_connections; a network's clients are not, and a login lifts a
+// connection out of the per-address count.
+func TestAdmit(t *testing.T) {
+	g := testGate(t, "[limits]\nconnections_per_address = 2\n")
+	admit := func(addr string) (*Conn, error) { return g.Admit(from(addr), smtpAdmission) }
+	var held []*Conn
+	for _, addr := range []string{"2001:db8::1", "2001:db8::2"} {
+		c, err := admit(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	if _, err := admit("2001:db8::3"); !errors.Is(err, ErrAddressConnections) {
+		t.Errorf("third from one /64: %v", err)
+	}
+	// A login frees its address's room.
+	if _, err := g.Login(held[0], printerUser, printerPassword); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admit("2001:db8::3"); err != nil {
+		t.Errorf("after a login: %v", err)
+	}
+	for _, addr := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"} {
+		if _, err := admit(addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 6 of 8 unidentified: the rest is kept for networks and logins.
+	if _, err := admit("192.0.2.5"); !errors.Is(err, ErrTooManyConnections) {
+		t.Errorf("unidentified past three quarters: %v", err)
+	}
+	if _, err := admit("127.0.0.1"); err != nil {
+		t.Errorf("network client: %v", err)
+	}
+	if _, err := admit("127.0.0.1"); !errors.Is(err, ErrTooManyConnections) {
+		t.Errorf("past max_connections: %v", err)
+	}
+}
+
+func TestRefused(t *testing.T) {
+	g := testGate(t, "[limits]\nerrors_before_delay = 3\nerror_delay = \"1s\"\nmax_errors = 10\n")
+	c, err := g.Admit(from("192.0.2.7"), smtpAdmission)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]time.Duration{1: 0, 3: 0, 4: time.Second, 5: 2 * time.Second, 10: 7 * time.Second}
+	for n := 1; n <= 10; n++ {
+		delay, closeNow := c.Refused()
+		if w, ok := want[n]; ok && delay != w || closeNow {
+			t.Errorf("error %d: delay %v close %v", n, delay, closeNow)
+		}
+	}
+	if _, closeNow := c.Refused(); !closeNow {
+		t.Error("error 11 past max_errors 10 does not close")
+	}
+}
+
+func TestGuessingKeys(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.77":          "192.0.2.77 net 192.0.2.0/24",
+		"2001:db8:1:2:3::4":   "2001:db8:1:2::/64 net 2001:db8:1::/48",
+		"::ffff:198.51.100.9": "198.51.100.9 net 198.51.100.0/24",
+	} {
+		a, n := guessingKeys(netip.MustParseAddr(addr).Unmap())
+		if got := a + " " + n; got != want {
+			t.Errorf("guessingKeys(%s) = %s, want %s", addr, got, want)
+		}
+	}
+}
+
+// TestCheckPoolTakesTurns: a flood of checks from one address waits behind
+// itself while another address is served next; addresses that failed lately
+// wait behind the others.
+func TestCheckPoolTakesTurns(t *testing.T) {
+	p := newCheckPool()
+	flood, printer, guesser := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("203.0.113.9")
+	never := make(chan struct{})
+	if !p.acquire(flood, clean, 1, never) {
+		t.Fatal("free pool refused")
+	}
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	queued := 0
+	enqueue := func(client netip.Addr, line int, name string) {
+		queued++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.run(client, line, 1, never, func() {
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+			})
+		}()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			p.mu.Lock()
+			n := 0
+			for _, q := range p.waiting {
+				n += len(q)
+			}
+			p.mu.Unlock()
+			if n == queued {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never waits", name)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	enqueue(guesser, suspect, "guesser")
+	enqueue(flood, clean, "flood1")
+	enqueue(flood, clean, "flood2")
+	enqueue(flood, clean, "flood3")
+	enqueue(printer, clean, "printer")
+	p.release(1)
+	wg.Wait()
+	if got := strings.Join(order, " "); got != "flood1 printer flood2 flood3 guesser" {
+		t.Errorf("served %s", got)
+	}
+	// A waiting check that gives up leaves the pool usable.
+	if !p.acquire(flood, clean, 1, never) {
+		t.Fatal("pool not free after the checks")
+	}
+	cancel := make(chan struct{})
+	close(cancel)
+	if p.acquire(printer, clean, 1, cancel) {
+		t.Error("cancelled wait acquired a busy slot")
+	}
+	p.release(1)
+	if p.busy != 0 || len(p.turns[clean])+len(p.turns[suspect]) != 0 || len(p.waiting) != 0 {
+		t.Errorf("pool left busy=%d turns=%v waiting=%v", p.busy, p.turns, p.waiting)
+	}
+}
