@@ -1,11 +1,11 @@
 package imapserver
 
 import (
-	"context"
+	"io"
 	"log/slog"
-	"net"
 	"testing"
 
+	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
@@ -29,16 +29,20 @@ func FuzzSession(f *testing.F) {
 		f.Add(true, []byte(s))
 	}
 	serverTLS, _ := relaytest.TLS(f)
-	none := relaytest.Config(f, config.ProtocolIMAP, "allow_insecure_auth = true")
-	starttls := relaytest.Config(f, config.ProtocolIMAP, `tls = "starttls"`)
+	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var servers [2]*Server
+	var gates [2]*clients.Gate
+	up := testUpstream()
+	for i, keys := range []string{"allow_insecure_auth = true", `tls = "starttls"`} {
+		cfg := relaytest.Config(f, config.ProtocolIMAP, keys)
+		gates[i] = relaytest.Gate(f, cfg, logger)
+		servers[i] = testServer(cfg, gates[i], up, serverTLS, logger)
+	}
 	f.Fuzz(func(t *testing.T, useStartTLS bool, input []byte) {
-		cfg := none
+		i := 0
 		if useStartTLS {
-			cfg = starttls
+			i = 1
 		}
-		up := testUpstream()
-		relaytest.RunSession(up, func(ctx context.Context, conn net.Conn, log *slog.Logger) {
-			testServer(cfg, up, serverTLS, log).Serve(ctx, conn, "fuzz", log)
-		}, input)
+		relaytest.RunSession(t, gates[i], up, config.ProtocolIMAP, servers[i].Serve, input)
 	})
 }

@@ -7,12 +7,12 @@ package imapserver
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"net"
+		"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/relay"
 )
@@ -42,12 +42,17 @@ type session struct {
 	authFailures int
 }
 
-// Serve runs one client connection to its end and closes it: until ctx
-// is done (shutdown) or either side leaves. id names the connection in
-// the log; debug, when not nil, receives the conversation before login.
-func (s *Server) Serve(ctx context.Context, conn net.Conn, id string, debug *slog.Logger) {
-	s.f.Serve(ctx, conn, id, debug, idleAfterLogin, func(ctx context.Context, c *relay.Client, info *relay.Session) net.Conn {
-		return (&session{Client: c, f: s.f, log: info}).preLogin(ctx)
+// Accept serves the connections of ln until it is closed, then waits for
+// their sessions, which end when ctx is done.
+func (s *Server) Accept(ctx context.Context, ln net.Listener) {
+	s.f.Accept(ctx, ln, "* BYE [UNAVAILABLE] Too many connections; try again later", s.Serve)
+}
+
+// Serve runs one admitted connection to its end and closes it: until ctx
+// is done (shutdown) or either side leaves.
+func (s *Server) Serve(ctx context.Context, c *clients.Conn) {
+	s.f.Serve(ctx, c, idleAfterLogin, func(ctx context.Context, client *relay.Client, info *relay.Session) net.Conn {
+		return (&session{Client: client, f: s.f, log: info}).preLogin(ctx)
 	})
 }
 
@@ -133,7 +138,7 @@ func (s *session) fail(answer string) bool {
 		s.log.End = "client closed"
 		return false
 	}
-	if s.errors >= s.f.Limits.MaxErrors {
+	if s.errors >= s.f.Backend.Gate.Limits().MaxErrors {
 		s.Write("* BYE Too many errors")
 		s.log.End = "too many errors"
 		return false
@@ -199,7 +204,7 @@ func (s *session) login(ctx context.Context, tag, user, pass string) (net.Conn, 
 	if !s.f.LoginAllowed(s.Client) {
 		return nil, s.fail(tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
 	}
-	upstream, caps := s.f.Backend.Open(ctx, s.Conn(), s.log, user, pass)
+	upstream, caps, closeNow := s.f.Backend.Open(ctx, s.Conn(), s.log, user, pass)
 	switch s.log.Login {
 	case relay.LoginOK:
 		code := ""
@@ -222,7 +227,7 @@ func (s *session) login(ctx context.Context, tag, user, pass string) (net.Conn, 
 		s.Write(tag + " NO [UNAVAILABLE] Exchange Online cannot be reached now; try again later")
 	}
 	s.authFailures++
-	if s.authFailures >= s.f.MaxAuthFailures {
+	if closeNow || s.authFailures >= s.f.MaxAuthFailures {
 		s.Write("* BYE Too many failed logins")
 		s.log.End = "too many failed logins"
 		return nil, false

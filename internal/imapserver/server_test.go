@@ -27,8 +27,8 @@ func TestPreLoginCommands(t *testing.T) {
 	c.Expect("* BYE")
 	c.Expect("a6 OK ")
 	c.ExpectClosed()
-	if h.up.Logins() != 0 {
-		t.Error("a password was checked")
+	if h.up.Dials() != 0 {
+		t.Error("the gateway went upstream")
 	}
 }
 
@@ -68,8 +68,8 @@ func TestLoginForms(t *testing.T) {
 			c.Send("b SELECT INBOX\r\nc FETCH 1 BODY[]\r\n")
 			c.Expect("b SELECT INBOX")
 			c.Expect("c FETCH 1 BODY[]")
-			if h.up.Dials() != 1 {
-				t.Errorf("%d upstream logins, want 1", h.up.Dials())
+			if h.up.Dials() != 1 || h.up.Mailbox() != relaytest.Mailbox {
+				t.Errorf("%d upstream logins, to %q; want 1 to %s", h.up.Dials(), h.up.Mailbox(), relaytest.Mailbox)
 			}
 		})
 	}
@@ -87,15 +87,18 @@ func TestPipelinedAfterLogin(t *testing.T) {
 func TestLoginFailures(t *testing.T) {
 	tests := []struct {
 		name   string
+		user   string
 		pass   string
 		fail   error
 		answer string
 		dials  int
 		log    string
 	}{
-		{"wrong password", "wrong", nil, "a NO [AUTHENTICATIONFAILED] ", 0, "login=bad_credentials"},
-		{"mailbox refused upstream", testPassword, relaytest.Refused(), "a NO [UNAVAILABLE] ", 1, "level=ERROR msg=\"imap session\""},
-		{"upstream down", testPassword, errUnreachable, "a NO [UNAVAILABLE] ", 1, "login=upstream_unavailable"},
+		{"wrong password", relaytest.User, "wrong", nil, "a NO [AUTHENTICATIONFAILED] ", 0, "login=bad_credentials"},
+		{"unknown user", "nobody", testPassword, nil, "a NO [AUTHENTICATIONFAILED] ", 0, "login=bad_credentials"},
+		{"user who may only send", relaytest.Sender, testPassword, nil, "a NO [AUTHENTICATIONFAILED] ", 0, "has no read_mailbox"},
+		{"mailbox refused upstream", relaytest.User, testPassword, relaytest.Refused(), "a NO [UNAVAILABLE] ", 1, "Add-MailboxPermission"},
+		{"upstream down", relaytest.User, testPassword, errUnreachable, "a NO [UNAVAILABLE] ", 1, "login=upstream_unavailable"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,7 +106,7 @@ func TestLoginFailures(t *testing.T) {
 			h.up.Fail = tt.fail
 			c := h.dial(t)
 			c.Expect("* OK ")
-			c.Send("a LOGIN app " + quote(tt.pass) + "\r\n")
+			c.Send("a LOGIN " + tt.user + " " + quote(tt.pass) + "\r\n")
 			c.Expect(tt.answer)
 			c.Send("z LOGOUT\r\n")
 			c.Expect("* BYE")
@@ -113,6 +116,9 @@ func TestLoginFailures(t *testing.T) {
 				t.Errorf("%d upstream logins, want %d", h.up.Dials(), tt.dials)
 			}
 			relaytest.WaitForLog(t, h.log, tt.log)
+			if tt.fail != nil && tt.fail != errUnreachable { // an admin must act
+				relaytest.WaitForLog(t, h.log, "level=ERROR msg=\"imap session\"")
+			}
 		})
 	}
 }
@@ -137,8 +143,8 @@ func TestPasswordsNeedTLS(t *testing.T) {
 	c.Expect("a NO [PRIVACYREQUIRED]")
 	c.Send("b AUTHENTICATE PLAIN " + plain("app", testPassword) + "\r\n")
 	c.Expect("b NO [PRIVACYREQUIRED]")
-	if h.up.Logins() != 0 {
-		t.Error("a password was checked without TLS")
+	if h.up.Dials() != 0 {
+		t.Error("the gateway went upstream without TLS")
 	}
 }
 
@@ -165,7 +171,7 @@ func TestStartTLSInjection(t *testing.T) {
 	c.Send("a STARTTLS\r\nb LOGIN app " + quote(testPassword) + "\r\n")
 	c.Expect("a OK ")
 	c.ExpectClosed()
-	if h.up.Logins() != 0 {
+	if h.up.Dials() != 0 {
 		t.Error("the injected LOGIN ran")
 	}
 }

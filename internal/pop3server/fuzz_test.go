@@ -1,11 +1,11 @@
 package pop3server
 
 import (
-	"context"
+	"io"
 	"log/slog"
-	"net"
 	"testing"
 
+	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
@@ -27,16 +27,20 @@ func FuzzSession(f *testing.F) {
 		f.Add(true, []byte(s))
 	}
 	serverTLS, _ := relaytest.TLS(f)
-	none := relaytest.Config(f, config.ProtocolPOP3, "allow_insecure_auth = true")
-	stls := relaytest.Config(f, config.ProtocolPOP3, `tls = "starttls"`)
+	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var servers [2]*Server
+	var gates [2]*clients.Gate
+	up := relaytest.NewUpstream()
+	for i, keys := range []string{"allow_insecure_auth = true", `tls = "starttls"`} {
+		cfg := relaytest.Config(f, config.ProtocolPOP3, keys)
+		gates[i] = relaytest.Gate(f, cfg, logger)
+		servers[i] = testServer(cfg, gates[i], up, serverTLS, logger)
+	}
 	f.Fuzz(func(t *testing.T, useSTLS bool, input []byte) {
-		cfg := none
+		i := 0
 		if useSTLS {
-			cfg = stls
+			i = 1
 		}
-		up := relaytest.NewUpstream()
-		relaytest.RunSession(up, func(ctx context.Context, conn net.Conn, log *slog.Logger) {
-			testServer(cfg, up, serverTLS, log).Serve(ctx, conn, "fuzz", log)
-		}, input)
+		relaytest.RunSession(t, gates[i], up, config.ProtocolPOP3, servers[i].Serve, input)
 	})
 }

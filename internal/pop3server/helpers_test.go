@@ -1,12 +1,11 @@
 package pop3server
 
 import (
-	"context"
 	"crypto/tls"
 	"log/slog"
-	"net"
 	"testing"
 
+	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/relay"
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
@@ -20,14 +19,14 @@ type harness struct {
 	clientTLS *tls.Config
 }
 
-// testServer is the server of cfg's listener, with up as Exchange.
-func testServer(cfg *config.Config, up *relaytest.Upstream, serverTLS *tls.Config, logger *slog.Logger) *Server {
+// testServer is the server of cfg's listener, with the real gate and up
+// as Exchange.
+func testServer(cfg *config.Config, gate *clients.Gate, up *relaytest.Upstream, serverTLS *tls.Config, logger *slog.Logger) *Server {
 	return New(relay.Frontend{
 		Listener:        cfg.Listeners[0],
 		TLS:             func() *tls.Config { return serverTLS },
-		Limits:          cfg.Limits,
 		MaxAuthFailures: cfg.Server.MaxAuthFailures,
-		Backend:         up.Backend(relay.NewMetrics()),
+		Backend:         up.Backend(gate, relay.NewMetrics()),
 		Logger:          logger,
 	})
 }
@@ -40,10 +39,8 @@ func start(t *testing.T, listenerKeys string) *harness {
 	serverTLS, clientTLS := relaytest.TLS(t)
 	h := &harness{up: relaytest.NewUpstream(), log: &testlog.Buffer{}, clientTLS: clientTLS}
 	logger := slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := testServer(cfg, h.up, serverTLS, logger)
-	h.addr = relaytest.Serve(t, cfg.Listeners[0].Address, h.log, func(ctx context.Context, conn net.Conn) {
-		srv.Serve(ctx, conn, "c1", logger)
-	})
+	srv := testServer(cfg, relaytest.Gate(t, cfg, logger), h.up, serverTLS, logger)
+	h.addr = relaytest.Serve(t, cfg.Listeners[0].Address, h.log, srv.Accept)
 	t.Cleanup(h.up.Wait)
 	return h
 }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"net"
-)
 
-// ErrThrottled is what a Login returns (wrapped) when the client's address
-// has failed too often: the front end answers it as a temporary refusal.
-var ErrThrottled = errors.New("too many failed logins from this address")
+	"github.com/smtpgw/smtpgw/internal/clients"
+)
 
 // ErrUpstreamRefused is what a Dial returns (wrapped, with the admin step
 // that fixes it) when Exchange refused the token or the mailbox: never
@@ -16,12 +14,15 @@ var ErrThrottled = errors.New("too many failed logins from this address")
 // whose logins fail.
 var ErrUpstreamRefused = errors.New("exchange refused the login")
 
+// errNoReadRight is a correct password of a user without read_mailbox:
+// answered as a failed login, logged so that the admin sees why.
+var errNoReadRight = errors.New("the user has no read_mailbox: it may send, not read")
+
 // Backend is what a reading front end needs from the rest of the gateway.
 type Backend struct {
-	// Login checks a local password and returns the user's read_mailbox;
-	// any error but ErrThrottled is a wrong password, unknown user or a
-	// user without read_mailbox, and then nothing goes upstream.
-	Login func(ctx context.Context, client net.Conn, user, pass string) (mailbox string, err error)
+	// Gate checks local passwords: the same identities, bcrypt pool,
+	// fixed-time answers and guessing throttle as SMTP AUTH.
+	Gate *clients.Gate
 	// Dial logs in to Exchange as mailbox over protocol ("imap", "pop3")
 	// and returns the connection past authentication with the upstream's
 	// capabilities.
@@ -32,28 +33,33 @@ type Backend struct {
 // Open checks the client's password, then logs in upstream, recording the
 // outcome in s and the metrics. On success s.Login is LoginOK and conn is
 // the upstream connection; otherwise s.Login says which failure the front
-// end must answer.
-func (b *Backend) Open(ctx context.Context, client net.Conn, s *Session, user, pass string) (conn net.Conn, capabilities []string) {
-	s.User = user
-	mailbox, err := b.Login(ctx, client, user, pass)
+// end must answer, and closeNow that the connection must end after the
+// answer (too many failed logins on it). Nothing goes upstream unless the
+// password was right and the user may read.
+func (b *Backend) Open(ctx context.Context, client net.Conn, s *Session, user, pass string) (conn net.Conn, capabilities []string, closeNow bool) {
+	s.User = b.Gate.Loggable(user)
+	id, err := b.Gate.Login(clients.Of(client), user, pass)
+	closeNow = errors.Is(err, clients.ErrTooManyFailures) || errors.Is(err, clients.ErrClosed)
 	switch {
-	case errors.Is(err, ErrThrottled):
+	case errors.Is(err, clients.ErrThrottled):
 		s.Login = LoginThrottled
 	case err != nil:
 		s.Login = LoginRefused
+	case id.ReadMailbox == "":
+		s.Login, s.Err = LoginRefused, errNoReadRight
 	default:
-		conn, capabilities, err = b.Dial(ctx, s.Protocol, mailbox)
+		conn, capabilities, err = b.Dial(ctx, s.Protocol, id.ReadMailbox)
 		switch {
 		case err == nil:
-			s.Login, s.Mailbox = LoginOK, mailbox
+			s.Login, s.Mailbox = LoginOK, id.ReadMailbox
 		case errors.Is(err, ErrUpstreamRefused):
-			s.Login, s.Mailbox, s.Err = UpstreamRefused, mailbox, err
+			s.Login, s.Mailbox, s.Err = UpstreamRefused, id.ReadMailbox, err
 		default:
-			s.Login, s.Mailbox, s.Err = UpstreamDown, mailbox, err
+			s.Login, s.Mailbox, s.Err = UpstreamDown, id.ReadMailbox, err
 		}
 	}
 	if b.Metrics != nil {
 		b.Metrics.Login(s.Protocol, s.Login)
 	}
-	return conn, capabilities
+	return conn, capabilities, closeNow
 }

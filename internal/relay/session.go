@@ -18,14 +18,11 @@ const (
 )
 
 // Session is one client connection to an IMAP or POP3 listener, for its
-// log line.
+// log line (whose logger names the connection and the client).
 type Session struct {
-	ID       string // connection id, shared with the debug log
 	Protocol string // "imap" or "pop3"
-	Client   string // address:port
-	User     string // the local user, once a login was tried
+	User     string // the local user, once a login was tried, as safe to log
 	Mailbox  string // read_mailbox, once logged in
-	Start    time.Time
 	Login    string // one of the Login and Upstream outcomes
 	Err      error  // why the login failed upstream: names the admin step
 	Relay    Result
@@ -35,21 +32,19 @@ type Session struct {
 // Log writes the session's one line: at ERROR when Exchange refused the
 // login (an admin must act), else at INFO. It never holds a password,
 // token or message content.
-func (s *Session) Log(ctx context.Context, l *slog.Logger) {
+func (s *Session) Log(ctx context.Context, l *slog.Logger, duration time.Duration) {
 	end := s.End
 	if s.Relay.End != "" {
 		end = s.Relay.End
 	}
 	attrs := []slog.Attr{
-		slog.String("conn", s.ID),
 		slog.String("protocol", s.Protocol),
-		slog.String("client", s.Client),
 		slog.String("user", s.User),
 		slog.String("mailbox", s.Mailbox),
 		slog.String("login", s.Login),
 		slog.Int64("bytes_in", s.Relay.Up),
 		slog.Int64("bytes_out", s.Relay.Down),
-		slog.Duration("duration", time.Since(s.Start).Round(time.Millisecond)),
+		slog.Duration("duration", duration.Round(time.Millisecond)),
 		slog.String("end", end),
 	}
 	level := slog.LevelInfo

@@ -14,29 +14,35 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/testlog"
 )
 
-// User and Password are the one account of Config and NewUpstream;
+// The accounts of Config: User reads Mailbox; Sender may only send.
 // Password has a space, a quote and a non-ASCII letter so that every
 // quoting path is taken, and no log may ever show it.
 const (
 	User     = "app"
+	Sender   = "printer"
 	Password = "pa ss\"wörd"
 	Mailbox  = "helpdesk@example.com"
 )
 
-// passwordHash is a bcrypt hash (of another password: the fake upstream
-// checks passwords itself; the hash only makes the configuration valid).
-const passwordHash = "$2a$04$uV9ZIi0T0p1Ij1Bj9m0UNu3c7tTpVxgPOUUhpPCWq.C8tvUOwXO0m"
-
 // Config loads, through the real loader, a configuration with one
 // listener of protocol on a free loopback port with the given extra keys
-// (for example `tls = "starttls"`), max_errors = 5, and a reading user.
+// (for example `tls = "starttls"`), max_errors = 5, per-address limits
+// that a fuzzer's thousands of sessions a second stay under, a reading
+// user and a sending one, both with Password.
 func Config(t testing.TB, protocol, listenerKeys string) *config.Config {
 	t.Helper()
 	t.Setenv(config.ClientSecretEnv, "test-secret")
+	hash, err := bcrypt.GenerateFromPassword([]byte(Password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := config.Parse([]byte(`
 [[listener]]
 address = "127.0.0.1:0"
@@ -49,11 +55,19 @@ client_id = "00000000-0000-0000-0000-000000000001"
 
 [limits]
 max_errors = 5
+auth_min_duration = "1ms"
+connections_per_address = 100000
+connections_per_minute = 100000000
 
 [[user]]
 username = "`+User+`"
-password_hash = "`+passwordHash+`"
+password_hash = "`+string(hash)+`"
 read_mailbox = "`+Mailbox+`"
+
+[[user]]
+username = "`+Sender+`"
+password_hash = "`+string(hash)+`"
+mailbox = "printer@example.com"
 `), "test.toml")
 	if err != nil {
 		t.Fatal(err)
@@ -61,16 +75,25 @@ read_mailbox = "`+Mailbox+`"
 	return cfg
 }
 
-// NewUpstream is an Exchange that knows User with Password and offers
-// capabilities.
+// NewUpstream is an Exchange that offers capabilities after login.
 func NewUpstream(capabilities ...string) *Upstream {
-	return &Upstream{Users: map[string]string{User: Password}, Mailbox: Mailbox, Capabilities: capabilities}
+	return &Upstream{Capabilities: capabilities}
 }
 
-// Serve listens on address and runs serve for each connection until the
-// test ends; then it stops, waits for the sessions, and checks that log
-// never held Password. It returns the address listened on.
-func Serve(t *testing.T, address string, log *testlog.Buffer, serve func(context.Context, net.Conn)) string {
+// Gate is the real gate of cfg, logging to logger.
+func Gate(t testing.TB, cfg *config.Config, logger *slog.Logger) *clients.Gate {
+	t.Helper()
+	gate, err := clients.New(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gate
+}
+
+// Serve listens on address and runs accept (a front end's Accept) until
+// the test ends; then it stops, waits for the sessions, and checks that
+// log never held Password. It returns the address listened on.
+func Serve(t *testing.T, address string, log *testlog.Buffer, accept func(context.Context, net.Listener)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", address)
 	if err != nil {
@@ -78,15 +101,7 @@ func Serve(t *testing.T, address string, log *testlog.Buffer, serve func(context
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { serve(ctx, conn) })
-		}
-	})
+	wg.Go(func() { accept(ctx, ln) })
 	t.Cleanup(func() {
 		cancel()
 		ln.Close()
@@ -175,17 +190,21 @@ func WaitForLog(t *testing.T, log *testlog.Buffer, want string) {
 	t.Errorf("the log lacks %q:\n%s", want, log)
 }
 
-// RunSession runs serve on one end of a net.Pipe while input is written
-// to the other, then closed, with the debug log on: the body of the front
-// ends' fuzz targets. (Whether the log shows a password is checked by the
-// unit tests: a fuzzer soon sends the password as a user name.)
-func RunSession(up *Upstream, serve func(context.Context, net.Conn, *slog.Logger), input []byte) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
+// RunSession admits one end of a net.Pipe through gate and runs serve
+// on it while input is written to the other end, then closed: the body of
+// the front ends' fuzz targets. (Whether the log shows a password is
+// checked by the unit tests: a fuzzer soon sends the password as a user
+// name.)
+func RunSession(t *testing.T, gate *clients.Gate, up *Upstream, protocol string, serve func(context.Context, *clients.Conn), input []byte) {
 	clientEnd, serverEnd := net.Pipe()
+	c, err := gate.Admit(serverEnd, clients.Admission{Protocol: protocol})
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		serve(context.Background(), serverEnd, logger)
+		serve(context.Background(), c)
 	}()
 	go io.Copy(io.Discard, clientEnd)
 	clientEnd.Write(input)

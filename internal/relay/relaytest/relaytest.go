@@ -11,7 +11,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -21,48 +20,46 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/relay"
 )
 
 // Upstream is a scripted Exchange: Dial fails as Fail says, or returns a
 // connection past login whose far end echoes every byte back.
 type Upstream struct {
-	Users        map[string]string // user name → password
-	Mailbox      string            // every user's read_mailbox
-	Capabilities []string          // returned by a successful Dial
-	Fail         error             // when set, Dial returns it
+	Capabilities []string // returned by a successful Dial
+	Fail         error    // when set, Dial returns it
 
-	logins atomic.Int32 // password checks
-	dials  atomic.Int32
-	wg     sync.WaitGroup
+	dials   atomic.Int32
+	mu      sync.Mutex
+	mailbox string // of the last Dial
+	wg      sync.WaitGroup
 }
 
-// Backend returns the relay.Backend the front end under test uses.
-func (u *Upstream) Backend(m *relay.Metrics) *relay.Backend {
-	return &relay.Backend{Login: u.login, Dial: u.dial, Metrics: m}
+// Backend returns the relay.Backend the front end under test uses: the
+// real gate and this upstream.
+func (u *Upstream) Backend(gate *clients.Gate, m *relay.Metrics) *relay.Backend {
+	return &relay.Backend{Gate: gate, Dial: u.dial, Metrics: m}
 }
 
-// Logins is how many passwords were checked; Dials how many upstream
-// logins were tried.
-func (u *Upstream) Logins() int { return int(u.logins.Load()) }
-func (u *Upstream) Dials() int  { return int(u.dials.Load()) }
+// Dials is how many upstream logins were tried.
+func (u *Upstream) Dials() int { return int(u.dials.Load()) }
+
+// Mailbox is the mailbox of the last upstream login.
+func (u *Upstream) Mailbox() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.mailbox
+}
 
 // Wait waits for the echo goroutines to end (their connections closed).
 func (u *Upstream) Wait() { u.wg.Wait() }
 
-// ErrWrongPassword is the fake's answer to a wrong password.
-var ErrWrongPassword = errors.New("wrong password")
-
-func (u *Upstream) login(_ context.Context, _ net.Conn, user, pass string) (string, error) {
-	u.logins.Add(1)
-	if want, ok := u.Users[user]; !ok || want != pass {
-		return "", ErrWrongPassword
-	}
-	return u.Mailbox, nil
-}
-
 func (u *Upstream) dial(_ context.Context, protocol, mailbox string) (net.Conn, []string, error) {
 	u.dials.Add(1)
+	u.mu.Lock()
+	u.mailbox = mailbox
+	u.mu.Unlock()
 	if u.Fail != nil {
 		return nil, nil, u.Fail
 	}
