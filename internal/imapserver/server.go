@@ -7,7 +7,7 @@ package imapserver
 import (
 	"context"
 	"errors"
-		"net"
+	"net"
 	"os"
 	"strings"
 	"time"

@@ -7,7 +7,7 @@ package pop3server
 import (
 	"context"
 	"errors"
-		"net"
+	"net"
 	"os"
 	"strings"
 	"time"
