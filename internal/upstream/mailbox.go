@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -256,7 +255,7 @@ func (u *upstreamLogin) pop3() error {
 // a missing Exchange registration or mailbox grant, and give the ids
 // those cmdlets need.
 func (u *upstreamLogin) refused(protocol, answer string) error {
-	claims := tokenClaims(u.token)
+	claims, _ := readClaims(u.token) // a token that is not a JWT gives no ids
 	role := map[string]string{"IMAP": "IMAP.AccessAsApp", "POP3": "POP.AccessAsApp"}[protocol]
 	var step string
 	switch {
@@ -269,28 +268,6 @@ func (u *upstreamLogin) refused(protocol, answer string) error {
 			claims.AppID, claims.ObjectID, u.mailbox, claims.ObjectID, claims.ObjectID, protocol, u.mailbox)
 	}
 	return fmt.Errorf("%w: %s login to %s as %s refused (%q): %s", relay.ErrUpstreamRefused, protocol, u.address, u.mailbox, clip(answer), step)
-}
-
-// claims are the parts of the app's token that name what to fix.
-type claims struct {
-	AppID    string   `json:"appid"`
-	ObjectID string   `json:"oid"` // the service principal's (Enterprise application's) object id
-	Roles    []string `json:"roles"`
-}
-
-// tokenClaims reads a JWT's claims without checking them: only to explain
-// a refusal. A token that is not a JWT gives empty claims.
-func tokenClaims(token string) claims {
-	var c claims
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return c
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err == nil {
-		json.Unmarshal(payload, &c)
-	}
-	return c
 }
 
 // clip shortens an upstream's answer for a log line.
