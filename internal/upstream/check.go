@@ -38,19 +38,6 @@ func (g *Graph) Check(ctx context.Context) (TokenInfo, error) {
 	return TokenInfo{TenantID: claims.TID, AppID: claims.AppID, Roles: claims.Roles}, nil
 }
 
-// Token returns the app's token for scope (Exchange Online's, for IMAP and
-// POP3) from the credential's cache: one token per credential and scope,
-// shared by every session and renewed before it expires.
-func (g *Graph) Token(ctx context.Context, scope string) (string, error) {
-	tok, err := g.client.Load().cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}})
-	if err != nil {
-		err := classify(ctx, err, nil)
-		g.metrics.countTokenFailure(err)
-		return "", err
-	}
-	return tok.Token, nil
-}
-
 // tokenClaims are the claims of an app-only token that say what the app
 // is and may do.
 type tokenClaims struct {
