@@ -16,6 +16,7 @@ type Config struct {
 	TLS       TLS        `toml:"tls"`
 	Graph     *Graph     `toml:"graph"`  // nil when absent; exactly one of Graph and Outbox is set
 	Outbox    *Outbox    `toml:"outbox"` // nil when absent
+	Exchange  Exchange   `toml:"exchange"`
 	Queue     Queue      `toml:"queue"`
 	Users     []User     `toml:"user"`
 	Networks  []Network  `toml:"network"`

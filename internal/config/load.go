@@ -147,6 +147,7 @@ func (c *Config) applyDefaults() {
 			setDefault(&g.Scope, root+"/.default")
 		}
 	}
+	c.Exchange.applyDefaults(c.Graph)
 	c.Queue.applyDefaults()
 	for i := range c.Users {
 		defaultSenders(&c.Users[i].AllowedSenders, c.Users[i].Mailbox)

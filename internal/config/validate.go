@@ -68,6 +68,7 @@ func (v *validator) check(c *Config) {
 			v.add("outbox.dir", "is required")
 		}
 	}
+	v.checkExchange(c)
 	v.checkQueue(&c.Queue)
 	v.checkUsers(c.Users)
 	v.checkNetworks(c.Networks)
@@ -227,9 +228,7 @@ func (v *validator) checkGraph(g *Graph) {
 	}
 	v.httpsURL("graph.authority_host", g.AuthorityHost)
 	v.httpsURL("graph.endpoint", g.Endpoint)
-	if u, err := url.Parse(g.Scope); g.Scope != "" && (err != nil || u.Scheme != "https" || !strings.HasSuffix(u.Path, "/.default")) {
-		v.add("graph.scope", "must be a resource's https URL ending in /.default, such as https://graph.microsoft.com/.default, not %q", g.Scope)
-	}
+	v.defaultScope("graph.scope", g.Scope, "https://graph.microsoft.com/.default")
 }
 
 func (v *validator) httpsURL(key, s string) {

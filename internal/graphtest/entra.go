@@ -90,15 +90,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	audience := strings.TrimSuffix(graphScope(r.Form.Get("scope")), "/.default")
-	claims := map[string]any{
-		"aud": audience, "iss": origin(r) + "/" + s.TenantID + "/",
-		"tid": s.TenantID, "appid": s.ClientID, "azp": s.ClientID, "roles": s.opts.roles,
-		"exp": time.Now().Add(tokenLifetime * time.Second).Unix(), "jti": randomHex(8),
-	}
-	access := fakeJWT(claims)
-	s.mu.Lock()
-	s.tokens[access] = audience
-	s.mu.Unlock()
+	access := s.issueToken(audience, time.Now().Add(tokenLifetime*time.Second))
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token_type": "Bearer", "expires_in": tokenLifetime, "ext_expires_in": tokenLifetime, "access_token": access,
 	})
@@ -205,15 +197,6 @@ func entraError(w http.ResponseWriter, status int, code string, aadsts int, desc
 		"error": code, "error_description": description, "error_codes": []int{aadsts},
 		"timestamp": time.Now().UTC().Format(time.DateTime), "trace_id": newGUID(), "correlation_id": newGUID(),
 	})
-}
-
-// fakeJWT is JWT-shaped with an unverifiable signature: clients only read
-// access tokens' claims, never check them.
-func fakeJWT(claims map[string]any) string {
-	header, _ := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
-	payload, _ := json.Marshal(claims)
-	enc := base64.RawURLEncoding
-	return enc.EncodeToString(header) + "." + enc.EncodeToString(payload) + "." + enc.EncodeToString([]byte(randomHex(16)))
 }
 
 // NewCertificate makes a self-signed RSA client certificate and returns it

@@ -31,6 +31,8 @@ type Server struct {
 	ClientSecret   string
 	IdentityHeader string // IDENTITY_HEADER for IdentityEndpoint
 
+	servicePrincipalID string
+
 	ts      *httptest.Server
 	opts    options
 	issuer  *issuer       // signs service account tokens; nil without WithFederatedCredential
@@ -105,19 +107,20 @@ func WithCertificate(cert *x509.Certificate) Option { return func(o *options) { 
 // New starts a fake; t's cleanup stops it.
 func New(t testing.TB, opts ...Option) *Server {
 	s := &Server{
-		TenantID:       newGUID(),
-		ClientID:       newGUID(),
-		ClientSecret:   "fake-secret-" + randomHex(8),
-		IdentityHeader: "fake-identity-header-" + randomHex(8),
-		opts:           options{roles: []string{"Mail.Send", "Mail.ReadWrite"}},
-		closing:        make(chan struct{}),
-		tokens:         map[string]string{},
-		calls:          map[string]int{},
-		failures:       map[string][]Failure{},
-		inFlight:       map[string]int{},
-		peak:           map[string]int{},
-		drafts:         map[string]*draft{},
-		uploads:        map[string]*upload{},
+		TenantID:           newGUID(),
+		ClientID:           newGUID(),
+		ClientSecret:       "fake-secret-" + randomHex(8),
+		IdentityHeader:     "fake-identity-header-" + randomHex(8),
+		servicePrincipalID: newGUID(),
+		opts:               options{roles: []string{"Mail.Send", "Mail.ReadWrite"}},
+		closing:            make(chan struct{}),
+		tokens:             map[string]string{},
+		calls:              map[string]int{},
+		failures:           map[string][]Failure{},
+		inFlight:           map[string]int{},
+		peak:               map[string]int{},
+		drafts:             map[string]*draft{},
+		uploads:            map[string]*upload{},
 	}
 	for _, o := range opts {
 		o(&s.opts)

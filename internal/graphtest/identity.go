@@ -151,13 +151,7 @@ func (s *Server) managedIdentityToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	expires := time.Now().Add(tokenLifetime * time.Second)
-	access := fakeJWT(map[string]any{
-		"aud": q.Get("resource"), "iss": origin(r) + "/" + s.TenantID + "/", "tid": s.TenantID,
-		"appid": s.ClientID, "roles": s.opts.roles, "exp": expires.Unix(), "jti": randomHex(8),
-	})
-	s.mu.Lock()
-	s.tokens[access] = q.Get("resource")
-	s.mu.Unlock()
+	access := s.issueToken(q.Get("resource"), expires)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": access, "expires_on": strconv.FormatInt(expires.Unix(), 10),
 		"resource": q.Get("resource"), "token_type": "Bearer", "client_id": s.ClientID,

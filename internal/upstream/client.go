@@ -63,6 +63,7 @@ type Graph struct {
 // the credential files. It never changes once built.
 type graphClient struct {
 	cred       azcore.TokenCredential
+	tokens     *tokenCache // of cred, for scopes other than Graph's
 	scope      string
 	adapter    *msgraphsdk.GraphRequestAdapter
 	baseURL    string       // Graph root + "/v1.0"
@@ -201,7 +202,7 @@ func newGraphClient(cfg *config.Graph, files credentialFiles, opts Options) (*gr
 	adapter.SetBaseUrl(baseURL)
 
 	return &graphClient{
-		cred: cred, scope: scope, adapter: adapter, baseURL: baseURL, plain: plain,
+		cred: cred, tokens: newTokenCache(cred), scope: scope, adapter: adapter, baseURL: baseURL, plain: plain,
 		timeout: cfg.Timeout.D(), saveToSent: cfg.SaveToSent(), certExpiry: certExpiry, log: opts.Logger,
 	}, nil
 }
