@@ -115,7 +115,7 @@ func (u *upstreamLogin) write(s string) error {
 
 // xoauth2 is the SASL XOAUTH2 initial response for the mailbox.
 func (u *upstreamLogin) xoauth2() string {
-	return base64.StdEncoding.EncodeToString([]byte("user=" + u.mailbox + "\x01auth=Bearer " + u.token + "\x01\x01"))
+	return base64.StdEncoding.EncodeToString(XOAUTH2(u.mailbox, u.token))
 }
 
 // imap logs in over IMAP: AUTHENTICATE XOAUTH2 with the initial response
