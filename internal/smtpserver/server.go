@@ -67,6 +67,9 @@ func New(cfg *config.Config, spool *queue.Spool, gate *clients.Gate, logger *slo
 	}
 	var served []tls.Certificate
 	for _, lc := range cfg.Listeners {
+		if lc.Protocol != config.ProtocolSMTP {
+			continue // IMAP and POP3 listeners are served by their own packages
+		}
 		l := &listener{cfg: lc}
 		switch lc.TLS {
 		case config.TLSNone, "":

@@ -42,10 +42,7 @@ const maxUpstreamLine = 64 << 10
 // (and names the admin step), else the service was unreachable,
 // throttling or the token could not be had: temporary.
 func (d *MailboxDialer) Dial(ctx context.Context, protocol, mailbox string) (net.Conn, []string, error) {
-	address := d.IMAPAddress
-	if protocol == config.ProtocolPOP3 {
-		address = d.POP3Address
-	}
+	address := d.Address(protocol)
 	timeout := d.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
@@ -86,6 +83,14 @@ func (d *MailboxDialer) Dial(ctx context.Context, protocol, mailbox string) (net
 	}
 	conn.SetDeadline(time.Time{})
 	return &bufferedConn{Conn: conn, r: u.r}, caps, nil
+}
+
+// Address is where protocol's logins go.
+func (d *MailboxDialer) Address(protocol string) string {
+	if protocol == config.ProtocolPOP3 {
+		return d.POP3Address
+	}
+	return d.IMAPAddress
 }
 
 // upstreamLogin is one login conversation with Exchange.
