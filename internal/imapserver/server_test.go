@@ -117,7 +117,7 @@ func TestLoginFailures(t *testing.T) {
 			}
 			relaytest.WaitForLog(t, h.log, tt.log)
 			if tt.fail != nil && tt.fail != errUnreachable { // an admin must act
-				relaytest.WaitForLog(t, h.log, "level=ERROR msg=\"imap session\"")
+				relaytest.WaitForLog(t, h.log, "level=ERROR msg=\"imap login refused by Exchange Online\"")
 			}
 		})
 	}

@@ -38,7 +38,8 @@ type Backend struct {
 // password was right and the user may read.
 func (b *Backend) Open(ctx context.Context, client net.Conn, s *Session, user, pass string) (conn net.Conn, capabilities []string, closeNow bool) {
 	s.User = b.Gate.Loggable(user)
-	id, err := b.Gate.Login(clients.Of(client), user, pass)
+	c := clients.Of(client)
+	id, err := b.Gate.Login(c, user, pass)
 	closeNow = errors.Is(err, clients.ErrTooManyFailures) || errors.Is(err, clients.ErrClosed)
 	switch {
 	case errors.Is(err, clients.ErrThrottled):
@@ -46,16 +47,21 @@ func (b *Backend) Open(ctx context.Context, client net.Conn, s *Session, user, p
 	case err != nil:
 		s.Login = LoginRefused
 	case id.ReadMailbox == "":
-		s.Login, s.Err = LoginRefused, errNoReadRight
+		s.Login = LoginRefused
+		c.Log().Warn(s.Protocol+" login refused", "user", s.User, "error", errNoReadRight)
 	default:
+		s.Mailbox = id.ReadMailbox
 		conn, capabilities, err = b.Dial(ctx, s.Protocol, id.ReadMailbox)
 		switch {
 		case err == nil:
-			s.Login, s.Mailbox = LoginOK, id.ReadMailbox
+			s.Login = LoginOK
 		case errors.Is(err, ErrUpstreamRefused):
-			s.Login, s.Mailbox, s.Err = UpstreamRefused, id.ReadMailbox, err
+			// At once, not when the session ends: an admin must act.
+			s.Login = UpstreamRefused
+			c.Log().Error(s.Protocol+" login refused by Exchange Online", "user", s.User, "mailbox", s.Mailbox, "error", err)
 		default:
-			s.Login, s.Mailbox, s.Err = UpstreamDown, id.ReadMailbox, err
+			s.Login = UpstreamDown
+			c.Log().Warn(s.Protocol+" login failed: Exchange Online unavailable", "user", s.User, "mailbox", s.Mailbox, "error", err)
 		}
 	}
 	if b.Metrics != nil {

@@ -24,14 +24,13 @@ type Session struct {
 	User     string // the local user, once a login was tried, as safe to log
 	Mailbox  string // read_mailbox, once logged in
 	Login    string // one of the Login and Upstream outcomes
-	Err      error  // why the login failed upstream: names the admin step
 	Relay    Result
 	End      string // how the session ended, when not relayed
 }
 
-// Log writes the session's one line: at ERROR when Exchange refused the
-// login (an admin must act), else at INFO. It never holds a password,
-// token or message content.
+// Log writes the session's one line, at INFO; why a login failed was
+// logged when it happened. It never holds a password, token or message
+// content.
 func (s *Session) Log(ctx context.Context, l *slog.Logger, duration time.Duration) {
 	end := s.End
 	if s.Relay.End != "" {
@@ -47,16 +46,7 @@ func (s *Session) Log(ctx context.Context, l *slog.Logger, duration time.Duratio
 		slog.Duration("duration", duration.Round(time.Millisecond)),
 		slog.String("end", end),
 	}
-	level := slog.LevelInfo
-	if s.Err != nil {
-		attrs = append(attrs, slog.String("error", s.Err.Error()))
-		if s.Login == UpstreamRefused {
-			level = slog.LevelError
-		} else {
-			level = slog.LevelWarn
-		}
-	}
-	l.LogAttrs(ctx, level, s.Protocol+" session", attrs...)
+	l.LogAttrs(ctx, slog.LevelInfo, s.Protocol+" session", attrs...)
 }
 
 // Metrics are the reading front ends' counters, labelled by protocol.
