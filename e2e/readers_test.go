@@ -310,3 +310,25 @@ m.logout()
 		t.Errorf("got %s, want %s", out, sha(raw))
 	}
 }
+
+// check -read-test logs in upstream over IMAP and POP3 and says what is
+// missing for a mailbox the app was not granted.
+func TestCheckReadTest(t *testing.T) {
+	r := startReaders(t, graphtest.ExchangeAudience+"/.default")
+	config := filepath.Join(r.g.dir, "smtpgw.toml")
+	caFile := filepath.Join(r.g.dir, "ca.pem")
+	run := func(mailbox string) (string, error) {
+		cmd := exec.Command(binary, "check", "-config", config, "-read-test", mailbox)
+		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+caFile)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run(readMailbox)
+	if err != nil || !strings.Contains(out, "imap login to "+r.d.IMAPAddress+" as "+readMailbox+": OK") || !strings.Contains(out, "pop3 login to "+r.d.POP3Address+" as "+readMailbox+": OK") {
+		t.Errorf("check -read-test %s: %v\n%s", readMailbox, err, out)
+	}
+	out, err = run(deniedMailbox)
+	if err == nil || !strings.Contains(out, "Add-MailboxPermission -Identity "+deniedMailbox+" -User "+r.fake.ServicePrincipalID()) {
+		t.Errorf("check -read-test %s: %v\n%s", deniedMailbox, err, out)
+	}
+}

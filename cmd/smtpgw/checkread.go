@@ -41,9 +41,9 @@ func checkExchange(cfg *config.Config, mailbox string, f *findings) {
 		return
 	}
 	f.info("Exchange token OK (scope %s): application roles %v", scope, info.Roles)
-	for protocol, role := range map[string]string{"IMAP": "IMAP.AccessAsApp", "POP3": "POP.AccessAsApp"} {
-		if !slices.Contains(info.Roles, role) {
-			f.warn("the token carries no %s: add that application permission of \"Office 365 Exchange Online\" and grant admin consent, or reading over %s fails", role, protocol)
+	for _, need := range []struct{ protocol, role string }{{"IMAP", "IMAP.AccessAsApp"}, {"POP3", "POP.AccessAsApp"}} {
+		if !slices.Contains(info.Roles, need.role) {
+			f.warn("the token carries no %s: add that application permission of \"Office 365 Exchange Online\" and grant admin consent, or reading over %s fails", need.role, need.protocol)
 		}
 	}
 	if mailbox == "" {
