@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/graphtest"
+	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
@@ -137,4 +140,95 @@ func BenchmarkReaders(b *testing.B) {
 	d, g := timeLogin(direct), timeLogin(gateway)
 	b.ReportMetric(float64(d.Microseconds())/1000, "login-direct-ms")
 	b.ReportMetric(float64(g.Microseconds())/1000, "login-gateway-ms")
+}
+
+// BenchmarkIdleIMAPSessions reports what 1,000 logged-in, idle IMAP
+// sessions cost the gateway (VmRSS over its idle footprint). Exchange is
+// a stand-in that accepts any XOAUTH2 and then stays silent: a thousand
+// Dovecot processes would measure Dovecot.
+func BenchmarkIdleIMAPSessions(b *testing.B) {
+	const sessions = 1000
+	fake := graphtest.New(b)
+	dir := b.TempDir()
+	serverTLS, _ := relaytest.TLS(b)
+	exchange, err := tls.Listen("tcp", "127.0.0.1:0", serverTLS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer exchange.Close()
+	go silentExchange(exchange)
+	caFile := filepath.Join(dir, "ca.pem")
+	fakeCA, _ := os.ReadFile(fake.WriteCAFile(dir))
+	if err := os.WriteFile(caFile, append(fakeCA, relaytest.CertificatePEM(serverTLS)...), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	config := fmt.Sprintf(`
+[server]
+max_connections = 2000
+
+[[listener]]
+address = "127.0.0.1:0"
+protocol = "imap"
+tls = "implicit"
+
+[queue]
+dir = %q
+
+[exchange]
+imap_address = %q
+
+[limits]
+connections_per_address = 2000
+connections_per_minute = 100000
+auth_min_duration = "1ms"
+
+[[user]]
+username = "helpdesk-app"
+password_hash = %q
+read_mailbox = %q
+
+%s`, filepath.Join(dir, "spool"), exchange.Addr().String(), bcryptHash(b, readPassword), readMailbox, fake.GraphTOML(b))
+	g := startGateway(b, dir, config, "SSL_CERT_FILE="+caFile)
+	login := fmt.Sprintf("LOGIN helpdesk-app %q", readPassword)
+	first := dialIMAP(b, g.Addr[0]) // the token is cached from here on
+	first.command(b, login)
+	time.Sleep(time.Second)
+	idle := procStatus(b, g, "VmRSS")
+	b.ResetTimer()
+	for range b.N {
+		clients := make([]*imapClient, 0, sessions)
+		for range sessions {
+			c := dialIMAP(b, g.Addr[0])
+			c.command(b, login)
+			clients = append(clients, c)
+		}
+		time.Sleep(time.Second)
+		b.StopTimer()
+		b.ReportMetric(float64(procStatus(b, g, "VmRSS")-idle)/(1<<20), "MB-per-1000-sessions")
+		for _, c := range clients {
+			c.conn.Close()
+		}
+		b.StartTimer()
+	}
+}
+
+// silentExchange accepts every XOAUTH2 login and then says nothing more,
+// as an idle mailbox.
+func silentExchange(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			io.WriteString(conn, "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 IDLE] ready\r\n")
+			r := bufio.NewReader(conn)
+			if _, err := r.ReadString('\n'); err != nil {
+				return
+			}
+			io.WriteString(conn, "g1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n")
+			io.Copy(io.Discard, r)
+		}()
+	}
 }

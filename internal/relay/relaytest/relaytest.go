@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -104,4 +105,10 @@ func TLS(t testing.TB) (server, client *tls.Config) {
 	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 	return server, client
+}
+
+// CertificatePEM is the certificate of a configuration from TLS, as PEM:
+// for the SSL_CERT_FILE of a gateway running as a separate process.
+func CertificatePEM(server *tls.Config) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: server.Certificates[0].Certificate[0]})
 }
