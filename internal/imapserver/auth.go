@@ -21,26 +21,13 @@ func (s *session) authenticate(ctx context.Context, cmd *command) (net.Conn, boo
 	if !s.f.LoginAllowed(s.Client) {
 		return nil, s.fail(cmd.tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
 	}
-	var response string
-	if len(cmd.args) == 2 {
-		response = cmd.args[1]
-	} else {
-		if s.Write("+ ") != nil {
-			return nil, false
-		}
-		line, err := s.ReadLine(maxLine)
-		if err != nil {
-			s.log.End = s.readFailure(err)
-			return nil, false
-		}
-		s.Log("C", "<credentials>")
-		response = string(line)
-	}
-	if response == "*" {
+	response, cancelled, err := s.PlainResponse(cmd.args[len(cmd.args)-1], len(cmd.args) == 2)
+	switch {
+	case err != nil:
+		s.log.End = s.readFailure(err)
+		return nil, false
+	case cancelled:
 		return nil, s.fail(cmd.tag + " BAD AUTHENTICATE cancelled")
-	}
-	if response == "=" { // RFC 4959: an empty initial response
-		response = ""
 	}
 	user, pass, ok := relay.DecodePlain(response)
 	if !ok {

@@ -215,23 +215,13 @@ func (s *session) auth(ctx context.Context, arg string) (net.Conn, bool) {
 	if !s.f.LoginAllowed(s.Client) {
 		return nil, s.fail("-ERR [AUTH] Use STLS before logging in")
 	}
-	if !hasResponse {
-		if s.Write("+ ") != nil {
-			return nil, false
-		}
-		line, err := s.ReadLine(maxLine)
-		if err != nil {
-			s.log.End = s.readFailure(err)
-			return nil, false
-		}
-		s.Log("C", "<credentials>")
-		response = string(line)
-	}
-	if response == "*" {
+	response, cancelled, err := s.PlainResponse(response, hasResponse)
+	switch {
+	case err != nil:
+		s.log.End = s.readFailure(err)
+		return nil, false
+	case cancelled:
 		return nil, s.fail("-ERR Authentication cancelled")
-	}
-	if response == "=" { // RFC 5034: an empty initial response
-		response = ""
 	}
 	user, pass, ok := relay.DecodePlain(response)
 	if !ok {

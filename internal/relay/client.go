@@ -135,3 +135,32 @@ func (c *Client) HandOver() (net.Conn, []byte) {
 	c.conn.SetDeadline(time.Time{})
 	return c.conn, append([]byte(nil), pending...)
 }
+
+// PlainResponse returns the client's SASL PLAIN response: initial, when
+// the command carried it (SASL-IR; "=" is an empty one), else the line the
+// client sends after an empty continuation request, which the debug log
+// shows as <credentials>. cancelled: the client sent "*".
+func (c *Client) PlainResponse(initial string, hasInitial bool) (response string, cancelled bool, err error) {
+	if !hasInitial {
+		if err := c.Write("+ "); err != nil {
+			return "", false, err
+		}
+		line, err := c.ReadLine(maxSASLLine)
+		if err != nil {
+			return "", false, err
+		}
+		c.Log("C", "<credentials>")
+		initial = string(line)
+	}
+	switch initial {
+	case "*":
+		return "", true, nil
+	case "=": // RFC 4959 and 5034: an empty initial response
+		return "", false, nil
+	}
+	return initial, false, nil
+}
+
+// maxSASLLine bounds a SASL response line: a PLAIN response of a 256-byte
+// user name and a long password, in base64.
+const maxSASLLine = 4 << 10
