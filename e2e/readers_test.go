@@ -332,3 +332,24 @@ func TestCheckReadTest(t *testing.T) {
 		t.Errorf("check -read-test %s: %v\n%s", deniedMailbox, err, out)
 	}
 }
+
+// A reload gives a user another read_mailbox: the next session opens it.
+func TestReadersReloadReadMailbox(t *testing.T) {
+	r := startReaders(t, graphtest.ExchangeAudience+"/.default")
+	path := filepath.Join(r.g.dir, "smtpgw.toml")
+	config, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// billing-app's mailbox becomes the granted one.
+	updated := strings.Replace(string(config), "read_mailbox = \""+deniedMailbox+"\"", "read_mailbox = \""+readMailbox+"\"", 1)
+	if err := os.WriteFile(path, []byte(updated), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.g.reload(t, 1)
+	c := relaytest.Dial(t, r.imapTLS)
+	c.StartTLS(&tls.Config{InsecureSkipVerify: true})
+	c.Expect("* OK ")
+	c.Send("a LOGIN billing-app \"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\"\r\n")
+	c.Expect("a OK ")
+}
