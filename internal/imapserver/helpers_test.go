@@ -43,9 +43,9 @@ func testUpstream() *relaytest.Upstream {
 
 // start serves an IMAP listener with the given extra listener keys on a
 // free loopback port, with the debug log.
-func start(t *testing.T, listenerKeys string) *harness {
+func start(t *testing.T, listenerKeys string, limitKeys ...string) *harness {
 	t.Helper()
-	cfg := relaytest.Config(t, config.ProtocolIMAP, listenerKeys)
+	cfg := relaytest.Config(t, config.ProtocolIMAP, listenerKeys, limitKeys...)
 	serverTLS, clientTLS := relaytest.TLS(t)
 	h := &harness{up: testUpstream(), log: &testlog.Buffer{}, clientTLS: clientTLS}
 	logger := slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))

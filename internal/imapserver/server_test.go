@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
@@ -224,4 +225,29 @@ func TestSyntaxErrors(t *testing.T) {
 	if strings.Contains(h.log.String(), "secret") || strings.Contains(h.log.String(), "{x}") {
 		t.Errorf("the debug log shows the words after the command of a refused line:\n%s", h.log)
 	}
+}
+
+// Before login a silent client is dropped after idle_timeout, and a busy
+// one after session_lifetime.
+func TestTimeoutsBeforeLogin(t *testing.T) {
+	h := start(t, "allow_insecure_auth = true", `idle_timeout = "200ms"`, `session_lifetime = "1s"`)
+	c := h.dial(t)
+	c.Expect("* OK ")
+	c.Expect("* BYE Idle")
+	c.ExpectClosed()
+
+	c = h.dial(t)
+	c.Expect("* OK ")
+	start := time.Now()
+	for time.Since(start) < 3*time.Second {
+		time.Sleep(100 * time.Millisecond)
+		c.Send("a NOOP\r\n")
+		if line := c.Expect(""); strings.HasPrefix(line, "* BYE") {
+			if time.Since(start) < 900*time.Millisecond {
+				t.Errorf("closed after %s, before session_lifetime", time.Since(start))
+			}
+			return
+		}
+	}
+	t.Error("a session that only sends NOOP outlived session_lifetime")
 }

@@ -34,9 +34,9 @@ const (
 // Config loads, through the real loader, a configuration with one
 // listener of protocol on a free loopback port with the given extra keys
 // (for example `tls = "starttls"`), max_errors = 5, per-address limits
-// that a fuzzer's thousands of sessions a second stay under, a reading
-// user and a sending one, both with Password.
-func Config(t testing.TB, protocol, listenerKeys string) *config.Config {
+// that a fuzzer's thousands of sessions a second stay under (and
+// limitKeys), a reading user and a sending one, both with Password.
+func Config(t testing.TB, protocol, listenerKeys string, limitKeys ...string) *config.Config {
 	t.Helper()
 	t.Setenv(config.ClientSecretEnv, "test-secret")
 	hash, err := bcrypt.GenerateFromPassword([]byte(Password), bcrypt.MinCost)
@@ -58,6 +58,7 @@ max_errors = 5
 auth_min_duration = "1ms"
 connections_per_address = 100000
 connections_per_minute = 100000000
+`+strings.Join(limitKeys, "\n")+`
 
 [[user]]
 username = "`+User+`"
