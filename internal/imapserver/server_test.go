@@ -207,7 +207,8 @@ func TestLimits(t *testing.T) {
 		c.Send("a" + strconv.Itoa(i) + " FROB\r\n")
 		c.Expect("a" + strconv.Itoa(i) + " BAD")
 	}
-	c.Expect("* BYE")
+	c.Send("a5 FROB\r\n")
+	c.Expect("* BYE Too many errors")
 	c.ExpectClosed()
 }
 
@@ -221,6 +222,7 @@ func TestSyntaxErrors(t *testing.T) {
 	}
 	c.Send("a LOGIN {3} app\r\n")
 	c.Expect("a BAD")
+	c.Send("b FROB\r\n")
 	c.Expect("* BYE")
 	if strings.Contains(h.log.String(), "secret") || strings.Contains(h.log.String(), "{x}") {
 		t.Errorf("the debug log shows the words after the command of a refused line:\n%s", h.log)

@@ -42,7 +42,6 @@ type session struct {
 	f            *relay.Frontend
 	log          *relay.Session
 	user         string // given by USER, waiting for PASS
-	errors       int
 	authFailures int
 }
 
@@ -118,16 +117,14 @@ func (s *session) readFailure(err error) string {
 	return "client closed"
 }
 
-// fail sends an error answer and counts it; past max_errors the session
-// ends (false).
+// fail sends an error answer; past max_errors the session ends (false).
 func (s *session) fail(answer string) bool {
-	s.errors++
-	if s.Write(answer) != nil {
-		s.log.End = "client closed"
-		return false
-	}
-	if s.errors >= s.f.Backend.Gate.Limits().MaxErrors {
+	switch err := s.Refuse(answer, "-ERR Too many errors"); {
+	case errors.Is(err, relay.ErrTooManyErrors):
 		s.log.End = "too many errors"
+		return false
+	case err != nil:
+		s.log.End = "client closed"
 		return false
 	}
 	return true

@@ -193,8 +193,10 @@ func TestLimits(t *testing.T) {
 	c.Expect("+OK ")
 	for range 5 {
 		c.Send("FROB\r\n")
-		c.Expect("-ERR")
+		c.Expect("-ERR Command unknown")
 	}
+	c.Send("FROB\r\n")
+	c.Expect("-ERR Too many errors")
 	c.ExpectClosed()
 }
 

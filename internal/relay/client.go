@@ -9,7 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/smtpgw/smtpgw/internal/clients"
 )
+
+// ErrTooManyErrors ends a session whose client received more error
+// answers than max_errors allows.
+var ErrTooManyErrors = errors.New("too many errors")
 
 // ErrLineTooLong is returned by ReadLine for a line over the limit; the
 // front end answers it and closes, since the rest of the line cannot be
@@ -26,7 +32,13 @@ type Client struct {
 	idle  time.Duration // for each read
 	ends  time.Time     // the pre-login phase ends here at the latest
 	debug *slog.Logger  // nil unless the conversation is logged
+	// logged counts the lines of the conversation logged so far.
+	logged int
 }
+
+// maxLoggedLines bounds the debug log of one conversation, as the gate's
+// Watch does for SMTP: NOOP in a loop must not fill the disk.
+const maxLoggedLines = 500
 
 // NewClient reads and writes conn. Each read waits at most idle, and none
 // goes past deadline. When debug is not nil, each line both ways is logged
@@ -98,11 +110,36 @@ func (c *Client) Log(direction, line string) {
 	if c.debug == nil {
 		return
 	}
+	c.logged++
+	switch {
+	case c.logged == maxLoggedLines:
+		c.debug.Debug("conversation log stops here", "lines", maxLoggedLines)
+		return
+	case c.logged > maxLoggedLines:
+		return
+	}
 	const maxLogged = 512
 	if len(line) > maxLogged {
 		line = line[:maxLogged] + "…"
 	}
 	c.debug.Debug("conversation", "dir", direction, "line", line)
+}
+
+// Refuse sends an error answer, as late as the gate says
+// (errors_before_delay, error_delay), or past max_errors sends goodbye
+// instead (when not empty) and returns ErrTooManyErrors: the session ends.
+// It is the same error count the gate keeps for SMTP.
+func (c *Client) Refuse(answer, goodbye string) error {
+	gc := clients.Of(c.conn)
+	delay, closeNow := gc.Refused()
+	if closeNow {
+		if goodbye != "" {
+			c.Write(goodbye)
+		}
+		return ErrTooManyErrors
+	}
+	gc.Pause(delay)
+	return c.Write(answer)
 }
 
 // StartTLS begins TLS on the connection after the front end answered the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -55,6 +56,7 @@ client_id = "00000000-0000-0000-0000-000000000001"
 
 [limits]
 max_errors = 5
+errors_before_delay = 5
 auth_min_duration = "1ms"
 connections_per_address = 100000
 connections_per_minute = 100000000
@@ -173,8 +175,13 @@ func (c *Client) Expect(prefix string) string {
 // ExpectClosed checks that the server closed the connection.
 func (c *Client) ExpectClosed() {
 	c.t.Helper()
-	if line, err := c.r.ReadString('\n'); err == nil {
+	line, err := c.r.ReadString('\n')
+	var timeout net.Error
+	switch {
+	case err == nil:
 		c.t.Fatalf("got %q, want the connection closed", line)
+	case errors.As(err, &timeout) && timeout.Timeout():
+		c.t.Fatal("the connection stayed open")
 	}
 }
 
