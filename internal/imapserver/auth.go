@@ -13,25 +13,25 @@ import (
 // command line (SASL-IR) or after a continuation request.
 func (s *session) authenticate(ctx context.Context, cmd *command) (net.Conn, bool) {
 	if len(cmd.args) == 0 || len(cmd.args) > 2 {
-		return nil, s.fail(cmd.tag + " BAD AUTHENTICATE needs a mechanism")
+		return nil, s.Fail(cmd.tag + " BAD AUTHENTICATE needs a mechanism")
 	}
 	if !strings.EqualFold(cmd.args[0], "PLAIN") {
-		return nil, s.fail(cmd.tag + " NO Unsupported authentication mechanism; use PLAIN or LOGIN")
+		return nil, s.Fail(cmd.tag + " NO Unsupported authentication mechanism; use PLAIN or LOGIN")
 	}
 	if !s.f.LoginAllowed(s.Client) {
-		return nil, s.fail(cmd.tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
+		return nil, s.Fail(cmd.tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
 	}
 	response, cancelled, err := s.PlainResponse(cmd.args[len(cmd.args)-1], len(cmd.args) == 2)
 	switch {
 	case err != nil:
-		s.log.End = s.readFailure(err)
+		s.ReadFailed(err)
 		return nil, false
 	case cancelled:
-		return nil, s.fail(cmd.tag + " BAD AUTHENTICATE cancelled")
+		return nil, s.Fail(cmd.tag + " BAD AUTHENTICATE cancelled")
 	}
 	user, pass, ok := relay.DecodePlain(response)
 	if !ok {
-		return nil, s.fail(cmd.tag + " BAD Invalid PLAIN response")
+		return nil, s.Fail(cmd.tag + " BAD Invalid PLAIN response")
 	}
 	return s.login(ctx, cmd.tag, user, pass)
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -29,7 +28,7 @@ type Server struct {
 
 // New returns a server for the listener f describes.
 func New(f relay.Frontend) *Server {
-	f.Protocol = config.ProtocolIMAP
+	f.Protocol, f.Goodbye = config.ProtocolIMAP, "* BYE "
 	return &Server{f: &f}
 }
 
@@ -65,7 +64,7 @@ func (s *session) preLogin(ctx context.Context) net.Conn {
 	for {
 		line, err := s.ReadLine(maxLine)
 		if err != nil {
-			s.log.End = s.readFailure(err)
+			s.ReadFailed(err)
 			return nil
 		}
 		cmd, err := parseCommand(line, s)
@@ -74,13 +73,13 @@ func (s *session) preLogin(ctx context.Context) net.Conn {
 		switch {
 		case errors.As(err, &syntax):
 			s.Log("C", redactedLine(line))
-			if !s.fail(syntax.tag + " BAD " + syntax.reason) {
+			if !s.Fail(syntax.tag + " BAD " + syntax.reason) {
 				return nil
 			}
 			continue
 		case errors.As(err, &tooLarge) && tooLarge.sync:
 			s.Log("C", redactedLine(line))
-			if !s.fail(tooLarge.tag + " NO [TOOBIG] Literal too large") {
+			if !s.Fail(tooLarge.tag + " NO [TOOBIG] Literal too large") {
 				return nil
 			}
 			continue
@@ -89,7 +88,7 @@ func (s *session) preLogin(ctx context.Context) net.Conn {
 			s.log.End = "literal too large"
 			return nil
 		case err != nil:
-			s.log.End = s.readFailure(err)
+			s.ReadFailed(err)
 			return nil
 		}
 		s.Log("C", cmd.redacted())
@@ -115,33 +114,6 @@ func (s *session) literal(n int, sync bool) (data, next []byte, err error) {
 	return data, next, err
 }
 
-// readFailure answers a failed read where an answer helps, and says how
-// the session ended.
-func (s *session) readFailure(err error) string {
-	switch {
-	case errors.Is(err, relay.ErrLineTooLong):
-		s.Write("* BYE Line too long")
-		return "line too long"
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.Write("* BYE Idle for too long")
-		return "idle timeout"
-	}
-	return "client closed"
-}
-
-// fail sends an error answer; past max_errors the session ends (false).
-func (s *session) fail(answer string) bool {
-	switch err := s.Refuse(answer, "* BYE Too many errors"); {
-	case errors.Is(err, relay.ErrTooManyErrors):
-		s.log.End = "too many errors"
-		return false
-	case err != nil:
-		s.log.End = "client closed"
-		return false
-	}
-	return true
-}
-
 // execute answers one command. It returns the upstream connection after
 // a successful login, and next = false when the session must end.
 func (s *session) execute(ctx context.Context, cmd *command) (upstream net.Conn, next bool) {
@@ -160,7 +132,7 @@ func (s *session) execute(ctx context.Context, cmd *command) (upstream net.Conn,
 		return nil, false
 	case "STARTTLS":
 		if !s.f.StartTLSOffered(s.Client) {
-			return nil, s.fail(cmd.tag + " BAD STARTTLS not available")
+			return nil, s.Fail(cmd.tag + " BAD STARTTLS not available")
 		}
 		if !ok("Begin TLS negotiation now") {
 			return nil, false
@@ -172,13 +144,13 @@ func (s *session) execute(ctx context.Context, cmd *command) (upstream net.Conn,
 		return nil, true
 	case "LOGIN":
 		if len(cmd.args) != 2 {
-			return nil, s.fail(cmd.tag + " BAD LOGIN needs a user name and a password")
+			return nil, s.Fail(cmd.tag + " BAD LOGIN needs a user name and a password")
 		}
 		return s.login(ctx, cmd.tag, cmd.args[0], cmd.args[1])
 	case "AUTHENTICATE":
 		return s.authenticate(ctx, cmd)
 	}
-	return nil, s.fail(cmd.tag + " BAD Command unknown or not allowed before login")
+	return nil, s.Fail(cmd.tag + " BAD Command unknown or not allowed before login")
 }
 
 // capabilities lists what the client may use before login.
@@ -198,7 +170,7 @@ func (s *session) capabilities() string {
 // login checks the password, logs in upstream and answers the client.
 func (s *session) login(ctx context.Context, tag, user, pass string) (net.Conn, bool) {
 	if !s.f.LoginAllowed(s.Client) {
-		return nil, s.fail(tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
+		return nil, s.Fail(tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
 	}
 	upstream, caps, closeNow := s.f.Backend.Open(ctx, s.Conn(), s.log, user, pass)
 	switch s.log.Login {

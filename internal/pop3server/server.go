@@ -6,9 +6,7 @@ package pop3server
 
 import (
 	"context"
-	"errors"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -32,7 +30,7 @@ type Server struct {
 
 // New returns a server for the listener f describes.
 func New(f relay.Frontend) *Server {
-	f.Protocol = config.ProtocolPOP3
+	f.Protocol, f.Goodbye = config.ProtocolPOP3, "-ERR "
 	return &Server{f: &f}
 }
 
@@ -69,7 +67,7 @@ func (s *session) preLogin(ctx context.Context) net.Conn {
 	for {
 		line, err := s.ReadLine(maxLine)
 		if err != nil {
-			s.log.End = s.readFailure(err)
+			s.ReadFailed(err)
 			return nil
 		}
 		verb, arg, _ := strings.Cut(string(line), " ")
@@ -103,33 +101,6 @@ func redacted(verb, arg string) string {
 	return verb[:min(len(verb), 16)] + " …"
 }
 
-// readFailure answers a failed read where an answer helps, and says how
-// the session ended.
-func (s *session) readFailure(err error) string {
-	switch {
-	case errors.Is(err, relay.ErrLineTooLong):
-		s.Write("-ERR Line too long")
-		return "line too long"
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.Write("-ERR Idle for too long")
-		return "idle timeout"
-	}
-	return "client closed"
-}
-
-// fail sends an error answer; past max_errors the session ends (false).
-func (s *session) fail(answer string) bool {
-	switch err := s.Refuse(answer, "-ERR Too many errors"); {
-	case errors.Is(err, relay.ErrTooManyErrors):
-		s.log.End = "too many errors"
-		return false
-	case err != nil:
-		s.log.End = "client closed"
-		return false
-	}
-	return true
-}
-
 // execute answers one command. It returns the upstream connection after
 // a successful login, and next = false when the session must end.
 func (s *session) execute(ctx context.Context, verb, arg string) (upstream net.Conn, next bool) {
@@ -146,7 +117,7 @@ func (s *session) execute(ctx context.Context, verb, arg string) (upstream net.C
 		return nil, false
 	case "STLS":
 		if !s.f.StartTLSOffered(s.Client) {
-			return nil, s.fail("-ERR STLS not available")
+			return nil, s.Fail("-ERR STLS not available")
 		}
 		if s.Write("+OK Begin TLS negotiation") != nil {
 			return nil, false
@@ -158,22 +129,22 @@ func (s *session) execute(ctx context.Context, verb, arg string) (upstream net.C
 		return nil, true
 	case "USER":
 		if !s.f.LoginAllowed(s.Client) {
-			return nil, s.fail("-ERR [AUTH] Use STLS before logging in")
+			return nil, s.Fail("-ERR [AUTH] Use STLS before logging in")
 		}
 		if arg == "" {
-			return nil, s.fail("-ERR USER needs a name")
+			return nil, s.Fail("-ERR USER needs a name")
 		}
 		s.user = arg
 		return nil, s.Write("+OK Send the password") == nil
 	case "PASS":
 		if user == "" {
-			return nil, s.fail("-ERR USER first")
+			return nil, s.Fail("-ERR USER first")
 		}
 		return s.login(ctx, user, arg)
 	case "AUTH":
 		return s.auth(ctx, arg)
 	}
-	return nil, s.fail("-ERR Command unknown or not allowed before login")
+	return nil, s.Fail("-ERR Command unknown or not allowed before login")
 }
 
 // writeLines sends a multi-line answer and its terminating dot.
@@ -207,22 +178,22 @@ func (s *session) auth(ctx context.Context, arg string) (net.Conn, bool) {
 	}
 	mech, response, hasResponse := strings.Cut(arg, " ")
 	if !strings.EqualFold(mech, "PLAIN") {
-		return nil, s.fail("-ERR Unsupported mechanism; use PLAIN or USER and PASS")
+		return nil, s.Fail("-ERR Unsupported mechanism; use PLAIN or USER and PASS")
 	}
 	if !s.f.LoginAllowed(s.Client) {
-		return nil, s.fail("-ERR [AUTH] Use STLS before logging in")
+		return nil, s.Fail("-ERR [AUTH] Use STLS before logging in")
 	}
 	response, cancelled, err := s.PlainResponse(response, hasResponse)
 	switch {
 	case err != nil:
-		s.log.End = s.readFailure(err)
+		s.ReadFailed(err)
 		return nil, false
 	case cancelled:
-		return nil, s.fail("-ERR Authentication cancelled")
+		return nil, s.Fail("-ERR Authentication cancelled")
 	}
 	user, pass, ok := relay.DecodePlain(response)
 	if !ok {
-		return nil, s.fail("-ERR Invalid PLAIN response")
+		return nil, s.Fail("-ERR Invalid PLAIN response")
 	}
 	return s.login(ctx, user, pass)
 }

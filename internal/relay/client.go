@@ -8,14 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/clients"
 )
-
-// ErrTooManyErrors ends a session whose client received more error
-// answers than max_errors allows.
-var ErrTooManyErrors = errors.New("too many errors")
 
 // ErrLineTooLong is returned by ReadLine for a line over the limit; the
 // front end answers it and closes, since the rest of the line cannot be
@@ -34,6 +31,11 @@ type Client struct {
 	debug *slog.Logger  // nil unless the conversation is logged
 	// logged counts the lines of the conversation logged so far.
 	logged int
+	// info is the session's log record; Fail and ReadFailed say in it how
+	// the session ended.
+	info *Session
+	// goodbye starts the protocol's last words: "* BYE " or "-ERR ".
+	goodbye string
 }
 
 // maxLoggedLines bounds the debug log of one conversation, as the gate's
@@ -125,21 +127,39 @@ func (c *Client) Log(direction, line string) {
 	c.debug.Debug("conversation", "dir", direction, "line", line)
 }
 
-// Refuse sends an error answer, as late as the gate says
-// (errors_before_delay, error_delay), or past max_errors sends goodbye
-// instead (when not empty) and returns ErrTooManyErrors: the session ends.
-// It is the same error count the gate keeps for SMTP.
-func (c *Client) Refuse(answer, goodbye string) error {
+// Fail sends an error answer, as late as the gate says
+// (errors_before_delay, error_delay), or past max_errors a goodbye
+// instead; it reports whether the session goes on. It is the same error
+// count the gate keeps for SMTP.
+func (c *Client) Fail(answer string) bool {
 	gc := clients.Of(c.conn)
 	delay, closeNow := gc.Refused()
 	if closeNow {
-		if goodbye != "" {
-			c.Write(goodbye)
-		}
-		return ErrTooManyErrors
+		c.Write(c.goodbye + "Too many errors")
+		c.info.End = "too many errors"
+		return false
 	}
 	gc.Pause(delay)
-	return c.Write(answer)
+	if c.Write(answer) != nil {
+		c.info.End = "client closed"
+		return false
+	}
+	return true
+}
+
+// ReadFailed notes how a failed read ended the session, after telling the
+// client where that helps.
+func (c *Client) ReadFailed(err error) {
+	switch {
+	case errors.Is(err, ErrLineTooLong):
+		c.Write(c.goodbye + "Line too long")
+		c.info.End = "line too long"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.Write(c.goodbye + "Idle for too long")
+		c.info.End = "idle timeout"
+	default:
+		c.info.End = "client closed"
+	}
 }
 
 // StartTLS begins TLS on the connection after the front end answered the

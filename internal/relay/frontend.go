@@ -20,6 +20,7 @@ import (
 // settings and the session's course around the protocol's own part.
 type Frontend struct {
 	Protocol        string // config.ProtocolIMAP or config.ProtocolPOP3
+	Goodbye         string // starts the protocol's last words: "* BYE " or "-ERR "
 	Listener        config.Listener
 	TLS             func() *tls.Config // the certificate in use; nil for tls = "none"
 	MaxAuthFailures int                // failed logins on one connection before it is closed
@@ -107,6 +108,7 @@ func (f *Frontend) Serve(ctx context.Context, c *clients.Conn, idleAfterLogin ti
 		debug = c.Log()
 	}
 	client := NewClient(conn, f.Listener.TLS == config.TLSImplicit, limits.IdleTimeout.D(), deadline, debug)
+	client.info, client.goodbye = info, f.Goodbye
 	upstream := preLogin(ctx, client, info)
 	if upstream == nil {
 		if info.End == "" {
