@@ -45,6 +45,7 @@ func check(args []string, stdout io.Writer) error {
 	path := fs.String("config", "", "configuration file (default: $"+configEnv+", else the built-in example)")
 	sendTo := fs.String("send-test", "", "send one test message to this address through each mapped mailbox")
 	only := fs.String("mailbox", "", "with -send-test: only through this mailbox")
+	readTest := fs.String("read-test", "", "log in to Exchange Online as this mailbox over IMAP and POP3")
 	if err := noArguments(fs, args, stdout); err != nil {
 		return err
 	}
@@ -73,8 +74,11 @@ func check(args []string, stdout io.Writer) error {
 		if *sendTo != "" && f.errors == 0 {
 			sendTests(cfg, *sendTo, *only, f)
 		}
-	} else if *sendTo != "" {
-		f.fail("-send-test needs [graph]: with [outbox] nothing is sent")
+		if readsMail(cfg) || *readTest != "" {
+			checkExchange(cfg, *readTest, f)
+		}
+	} else if *sendTo != "" || *readTest != "" {
+		f.fail("-send-test and -read-test need [graph]: with [outbox] nothing is sent or read")
 	}
 	if f.errors > 0 {
 		return fmt.Errorf("%d error(s) found", f.errors)

@@ -47,14 +47,15 @@ func (noLifecycle) Stopping()  {}
 
 // gateway is a running smtpgw: what reload and shutdown act on.
 type gateway struct {
-	path   string // as given to runGateway
-	source string // the file in use, for the log
-	cfg    *config.Config
-	log    *slog.Logger
-	level  *slog.LevelVar
-	gate   *clients.Gate // identities, admission and logins of every front end
-	server *smtpserver.Server
-	target upstream.Target
+	path    string // as given to runGateway
+	source  string // the file in use, for the log
+	cfg     *config.Config
+	log     *slog.Logger
+	level   *slog.LevelVar
+	gate    *clients.Gate // identities, admission and logins of every front end
+	readers *readers      // IMAP and POP3 listeners
+	server  *smtpserver.Server
+	target  upstream.Target
 }
 
 // runGateway loads the configuration at path ("" = SMTPGW_CONFIG or the
@@ -132,6 +133,9 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	if err := g.server.Register(registry); err != nil {
 		return err
 	}
+	if g.readers, err = newReaders(cfg, g.gate, g.target, spool.Dir(), logger, registry); err != nil {
+		return err
+	}
 	ready := &readiness{spool: spool, minFree: int64(cfg.Queue.MinFreeSpace)}
 	ready.register(registry)
 	metricsCtx, stopMetrics := context.WithCancel(context.Background())
@@ -151,8 +155,12 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	if err := g.server.Start(); err != nil {
 		return err
 	}
+	if err := g.readers.Start(); err != nil {
+		return err
+	}
+	defer g.readers.Shutdown()
 	var listeners []string
-	for _, a := range g.server.Addrs() {
+	for _, a := range append(g.server.Addrs(), g.readers.Addrs()...) {
 		listeners = append(listeners, a.String())
 	}
 	logger.Info("smtpgw started", "version", buildVersion(), "listeners", listeners, "target", targetName(cfg), "spool", cfg.Queue.Dir)
@@ -183,6 +191,7 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	if err := g.server.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("SMTP shutdown incomplete", "error", err)
 	}
+	g.readers.Shutdown()
 	if err := engine.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("delivery shutdown incomplete; unfinished messages stay in the spool", "error", err)
 	}

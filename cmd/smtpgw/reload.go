@@ -39,6 +39,10 @@ func (g *gateway) reload() {
 		g.log.Error("reload of the TLS certificate refused; the running certificate stays", "error", err)
 		return
 	}
+	if err := g.readers.Reload(cfg); err != nil {
+		g.log.Error("reload of the IMAP and POP3 certificate refused; the running certificate stays", "error", err)
+		return
+	}
 	if cfg.Graph != nil && g.cfg.Graph != nil {
 		g.applyGraph(cfg.Graph, !reflect.DeepEqual(cfg.Graph, g.cfg.Graph))
 	}

@@ -54,6 +54,11 @@ type Conn struct {
 	sniffed         bool
 }
 
+// Debug reports whether this connection's conversation is logged line by
+// line (level debug, and the client in debug_clients): for front ends
+// whose parser logs the lines itself instead of a Watch.
+func (c *Conn) Debug() bool { return c.debug }
+
 // Addr is the client's IP address.
 func (c *Conn) Addr() netip.Addr { return c.addr }
 

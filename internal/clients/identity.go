@@ -19,6 +19,7 @@ type Identity struct {
 	Mailbox        string   // empty: the envelope sender's own mailbox
 	AllowedSenders []string // patterns for envelope.SenderAllowed
 	Policy         config.Policy
+	ReadMailbox    string // the mailbox it reads over IMAP or POP3; empty: it cannot read
 }
 
 type account struct {
@@ -52,7 +53,7 @@ func newDirectory(cfg *config.Config) (*directory, error) {
 		}
 		maxCost = max(maxCost, cost)
 		d.accounts[u.Username] = &account{
-			id:   Identity{Name: "user:" + u.Username, Mailbox: u.Mailbox, AllowedSenders: u.AllowedSenders, Policy: u.Policy},
+			id:   Identity{Name: "user:" + u.Username, Mailbox: u.Mailbox, AllowedSenders: u.AllowedSenders, Policy: u.Policy, ReadMailbox: u.ReadMailbox},
 			hash: []byte(u.PasswordHash),
 		}
 	}

@@ -48,10 +48,18 @@ const (
 	TLSImplicit = "implicit"
 )
 
+// Listener protocols.
+const (
+	ProtocolSMTP = "smtp"
+	ProtocolIMAP = "imap"
+	ProtocolPOP3 = "pop3"
+)
+
 // Listener is one [[listener]] entry.
 type Listener struct {
 	Address           string `toml:"address"`
-	TLS               string `toml:"tls"` // TLSNone, TLSStartTLS or TLSImplicit; default none
+	Protocol          string `toml:"protocol"` // ProtocolSMTP, ProtocolIMAP or ProtocolPOP3; default smtp
+	TLS               string `toml:"tls"`      // TLSNone, TLSStartTLS or TLSImplicit; default none
 	AllowInsecureAuth bool   `toml:"allow_insecure_auth"`
 	MinTLSVersion     string `toml:"min_tls_version"` // "1.0" … "1.3"; default "1.2"
 
@@ -128,12 +136,16 @@ type Queue struct {
 // BounceEnabled reports the effective bounce setting (default true).
 func (q *Queue) BounceEnabled() bool { return q.Bounce == nil || *q.Bounce }
 
-// User is one [[user]] entry: an SMTP AUTH account.
+// User is one [[user]] entry: an account for SMTP AUTH (sending) and for
+// IMAP and POP3 (reading). Sending and reading are separate rights.
 type User struct {
 	Username       string   `toml:"username"`
 	PasswordHash   string   `toml:"password_hash"`   // bcrypt
 	Mailbox        string   `toml:"mailbox"`         // empty: the envelope sender's own mailbox
 	AllowedSenders []string `toml:"allowed_senders"` // default [Mailbox]
+	// ReadMailbox is the one mailbox this user opens over IMAP or POP3;
+	// empty: the user cannot read.
+	ReadMailbox string `toml:"read_mailbox"`
 	Policy
 }
 

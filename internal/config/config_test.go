@@ -49,6 +49,7 @@ func TestDefaults(t *testing.T) {
 		{"max_parts", cfg.Server.MaxParts, 10000},
 		{"max_recipients", cfg.Server.MaxRecipients, 500},
 		{"tls", cfg.Listeners[0].TLS, TLSNone},
+		{"protocol", cfg.Listeners[0].Protocol, ProtocolSMTP},
 		{"min_tls_version", cfg.Listeners[0].MinTLSVersion, "1.2"},
 		{"mailbox_concurrency", cfg.Queue.MailboxConcurrency, 4},
 		{"max_age", cfg.Queue.MaxAge.D(), 48 * time.Hour},
@@ -96,6 +97,10 @@ func TestProblems(t *testing.T) {
 		{"backoff over default", minimal + "\n[queue]\nmin_backoff = \"2h\"\n", []string{"x.toml:13: queue.min_backoff: is longer than max_backoff (1h0m0s)"}},
 		{"probe order", minimal + "\n[queue]\nmin_probe_interval = \"2m\"\nmax_probe_interval = \"1m\"\n", []string{"x.toml:13: queue.min_probe_interval: is longer than max_probe_interval (1m0s)"}},
 		{"probe over default", minimal + "\n[queue]\nmin_probe_interval = \"10m\"\n", []string{"x.toml:13: queue.min_probe_interval: is longer than max_probe_interval (5m0s)"}},
+		{"bad protocol", strings.Replace(minimal, `address = "127.0.0.1:2525"`, "address = \"127.0.0.1:2525\"\nprotocol = \"pop\"", 1), []string{`x.toml:4: listener[0].protocol: must be smtp, imap or pop3, not "pop"`}},
+		{"imap without graph", strings.Replace(minimal, `address = "127.0.0.1:2525"`, "address = \"127.0.0.1:2525\"\nprotocol = \"imap\"", 1), []string{`x.toml:4: listener[0].protocol: imap needs the [graph] app credential`}},
+		{"user with no right", minimal + "\n[[user]]\nusername = \"app\"\npassword_hash = \"" + testHash + "\"\n", []string{"user[0].mailbox: a user without mailbox", "or read_mailbox"}},
+		{"bad read_mailbox", minimal + "\n[[user]]\nusername = \"app\"\npassword_hash = \"" + testHash + "\"\nread_mailbox = \"helpdesk\"\n", []string{`x.toml:15: user[0].read_mailbox: must be a mailbox address like helpdesk@example.com, not "helpdesk"`}},
 		{"graph credential", strings.Replace(minimal, "[outbox]\ndir = \"out\"", "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nendpoint = \"http://graph\"", 1), []string{"graph: no credential", `graph.endpoint: must be an https URL`}},
 	}
 	for _, tt := range tests {
@@ -111,6 +116,23 @@ func TestProblems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A user may only read: read_mailbox without mailbox or allowed_senders.
+func TestReadOnlyUser(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+`
+[[user]]
+username = "helpdesk-app"
+password_hash = "`+testHash+`"
+read_mailbox = "helpdesk@example.com"
+`), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := cfg.Users[0]
+	if u.ReadMailbox != "helpdesk@example.com" || u.Mailbox != "" || len(u.AllowedSenders) != 0 {
+		t.Errorf("user = %+v, want a reader with no sending right", u)
 	}
 }
 

@@ -136,6 +136,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&s.ShutdownTimeout, defaultShutdownTimeout)
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
+		setDefault(&l.Protocol, ProtocolSMTP)
 		setDefault(&l.TLS, TLSNone)
 		setDefault(&l.MinTLSVersion, defaultMinTLSVersion)
 		l.MinVersion = tlsVersions[l.MinTLSVersion]

@@ -140,6 +140,15 @@ func (v *validator) checkListeners(c *Config) {
 			v.add(key+".address", "%s is used by another listener", l.Address)
 		}
 		seen[l.Address] = true
+		switch l.Protocol {
+		case ProtocolSMTP:
+		case ProtocolIMAP, ProtocolPOP3:
+			if c.Graph == nil {
+				v.add(key+".protocol", "%s needs the [graph] app credential to reach Exchange Online; [outbox] cannot read mail", l.Protocol)
+			}
+		default:
+			v.add(key+".protocol", "must be smtp, imap or pop3, not %q", l.Protocol)
+		}
 		switch l.TLS {
 		case TLSNone, TLSStartTLS, TLSImplicit:
 		default:
@@ -269,8 +278,12 @@ func (v *validator) checkUsers(users []User) {
 		} else if warning := WeakHashWarning(u.PasswordHash); warning != "" {
 			v.warn("user %q: %s", u.Username, warning)
 		}
-		if u.Mailbox == "" && len(u.AllowedSenders) == 0 {
-			v.add(key+".mailbox", "a user without mailbox sends as its envelope sender, so it needs allowed_senders")
+		// A user with only read_mailbox reads and cannot send.
+		if u.Mailbox == "" && len(u.AllowedSenders) == 0 && u.ReadMailbox == "" {
+			v.add(key+".mailbox", "a user without mailbox sends as its envelope sender, so it needs allowed_senders (or read_mailbox, to only read)")
+		}
+		if u.ReadMailbox != "" && !isAddress(u.ReadMailbox) {
+			v.add(key+".read_mailbox", "must be a mailbox address like helpdesk@example.com, not %q", u.ReadMailbox)
 		}
 		v.identityAddresses(key, u.Mailbox, u.AllowedSenders)
 		v.checkPolicy(key, &u.Policy)

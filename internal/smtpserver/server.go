@@ -70,6 +70,9 @@ func New(cfg *config.Config, spool *queue.Spool, gate *clients.Gate, logger *slo
 	}
 	var served []tls.Certificate
 	for _, lc := range cfg.Listeners {
+		if lc.Protocol == config.ProtocolIMAP || lc.Protocol == config.ProtocolPOP3 {
+			continue // served by imapserver and pop3server
+		}
 		l := &listener{cfg: lc}
 		switch lc.TLS {
 		case config.TLSNone, "":

@@ -31,27 +31,48 @@ func (g *Graph) Check(ctx context.Context) (TokenInfo, error) {
 		g.metrics.countTokenFailure(err)
 		return TokenInfo{}, err
 	}
-	parts := strings.Split(tok.Token, ".")
+	return ReadTokenInfo(tok.Token)
+}
+
+// ReadTokenInfo reads what a token says about the app, without checking
+// its signature: for `check` to explain, never to decide.
+func ReadTokenInfo(token string) (TokenInfo, error) {
+	claims, err := readClaims(token)
+	if err != nil {
+		return TokenInfo{}, err
+	}
+	return TokenInfo{TenantID: claims.TID, AppID: claims.AppID, Roles: claims.Roles}, nil
+}
+
+// tokenClaims are the claims of an app-only token that say what the app
+// is and may do.
+type tokenClaims struct {
+	TID      string   `json:"tid"`
+	AppID    string   `json:"appid"`
+	AZP      string   `json:"azp"`
+	ObjectID string   `json:"oid"` // the service principal's: the Enterprise application's object id
+	Roles    []string `json:"roles"`
+}
+
+// readClaims reads a JWT's claims without checking its signature: only to
+// explain, never to decide.
+func readClaims(token string) (tokenClaims, error) {
+	var claims tokenClaims
+	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return TokenInfo{}, fmt.Errorf("the access token is not a JWT")
+		return claims, fmt.Errorf("the access token is not a JWT")
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
 	if err != nil {
-		return TokenInfo{}, fmt.Errorf("decode access token: %w", err)
-	}
-	var claims struct {
-		TID   string   `json:"tid"`
-		AppID string   `json:"appid"`
-		AZP   string   `json:"azp"`
-		Roles []string `json:"roles"`
+		return claims, fmt.Errorf("decode access token: %w", err)
 	}
 	if err := json.Unmarshal(payload, &claims); err != nil {
-		return TokenInfo{}, fmt.Errorf("decode access token: %w", err)
+		return claims, fmt.Errorf("decode access token: %w", err)
 	}
 	if claims.AppID == "" {
 		claims.AppID = claims.AZP
 	}
-	return TokenInfo{TenantID: claims.TID, AppID: claims.AppID, Roles: claims.Roles}, nil
+	return claims, nil
 }
 
 // LoginHost is the Entra ID host the configuration gets tokens from, for

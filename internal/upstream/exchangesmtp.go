@@ -85,6 +85,12 @@ func (x *ExchangeSMTP) ReloadCredential() error {
 	return nil
 }
 
+// Token is the app credential's token for scope, so that the IMAP and
+// POP3 front ends reach Exchange with the same cached tokens as sending.
+func (x *ExchangeSMTP) Token(ctx context.Context, scope string) (string, error) {
+	return x.tokens.Token(ctx, scope)
+}
+
 // Apply hands a reloaded [graph] section to the token source when it
 // takes one: new sessions then log in with its tokens.
 func (x *ExchangeSMTP) Apply(cfg *config.Graph) error {

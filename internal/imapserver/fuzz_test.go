@@ -1,0 +1,48 @@
+package imapserver
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/smtpgw/smtpgw/internal/clients"
+	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
+)
+
+// FuzzSession feeds arbitrary client bytes to a session over net.Pipe,
+// below the network, on a plaintext listener that allows passwords and on
+// a STARTTLS one, with the debug log on.
+func FuzzSession(f *testing.F) {
+	seeds := []string{
+		"a CAPABILITY\r\nb NOOP\r\nc ID (\"name\" {3}\r\nabc)\r\nd LOGOUT\r\n",
+		"a LOGIN app \"" + testPassword[:5] + "\"\r\n",
+		"a LOGIN {3}\r\napp {2+}\r\nxy\r\nb SELECT INBOX\r\n",
+		"a AUTHENTICATE PLAIN\r\n" + plain("app", testPassword) + "\r\n",
+		"a AUTHENTICATE PLAIN =\r\na AUTHENTICATE PLAIN\r\n*\r\n",
+		"a LOGIN app {99999999999}\r\n",
+		"a STARTTLS\r\n\x16\x03\x01\x00",
+		"\r\n\n\x00 \"\\\r\n{1}\r\n",
+	}
+	for _, s := range seeds {
+		f.Add(false, []byte(s))
+		f.Add(true, []byte(s))
+	}
+	serverTLS, _ := relaytest.TLS(f)
+	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var servers [2]*Server
+	var gates [2]*clients.Gate
+	up := testUpstream()
+	for i, keys := range []string{"allow_insecure_auth = true", `tls = "starttls"`} {
+		cfg := relaytest.Config(f, config.ProtocolIMAP, keys)
+		gates[i] = relaytest.Gate(f, cfg, logger)
+		servers[i] = testServer(cfg, gates[i], up, serverTLS, logger)
+	}
+	f.Fuzz(func(t *testing.T, useStartTLS bool, input []byte) {
+		i := 0
+		if useStartTLS {
+			i = 1
+		}
+		relaytest.RunSession(t, gates[i], up, config.ProtocolIMAP, servers[i].Serve, input)
+	})
+}
