@@ -27,21 +27,6 @@ func commitFile(f *os.File, dst string, dir *dirSync) error {
 	return dir.sync()
 }
 
-// writeFile atomically replaces dst with data, through a temporary file in
-// tmpDir (same file system, cleaned at start).
-func writeFile(tmpDir, dst string, data []byte, dir *dirSync) error {
-	f, err := os.CreateTemp(tmpDir, "*.tmp")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	return commitFile(f, dst, dir)
-}
-
 // dirSync fsyncs a folder so that renames into it (and removals from it)
 // survive a crash. Callers that changed the folder before a sync started
 // share that sync, so a burst of commits costs one folder fsync rather than

@@ -5,16 +5,15 @@
 // Layout under the spool directory:
 //
 //	tmp/            files being written; leftovers are removed at start
-//	queue/ID.msg    one line of envelope JSON, then the raw message, unchanged
-//	queue/ID.state  delivery state (attempts, next attempt, last error);
-//	                absent for a message never tried
+//	queue/ID.msg    a header, one line of envelope JSON, the raw message
+//	                unchanged, then the delivery state records (attempts,
+//	                next attempt, last error), appended (see format.go)
 //	failed/         dead letters, same layout; the state names the reason
 //	poke            present when an admin command changed the spool
 //	smtpgw.lock     held by the gateway that delivers from the spool; its PID
 //
-// A .msg file is never modified after it is committed; everything that
-// changes lives in the small .state file, replaced atomically. A .state
-// without its .msg is a leftover of an interrupted removal and is ignored.
+// Once committed, a .msg file only grows by state records; its envelope and
+// raw message never change.
 package queue
 
 import (
@@ -25,11 +24,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -83,12 +80,8 @@ func Open(dir string) (*Spool, error) {
 	}
 	s := newSpool(dir)
 	for _, folder := range []string{queueDir, failedDir} {
-		states, _ := filepath.Glob(filepath.Join(dir, folder, "*"+stateExt))
-		for _, name := range states {
-			msg := strings.TrimSuffix(name, stateExt) + msgExt
-			if _, err := os.Stat(msg); errors.Is(err, fs.ErrNotExist) {
-				os.Remove(name)
-			}
+		if err := s.upgrade(folder); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
@@ -125,11 +118,12 @@ func (s *Spool) OnCommit(fn func(id string)) { s.onCommit.Store(&fn) }
 // Incoming is a message being received. Write the raw message to it, then
 // Commit or Abort exactly once.
 type Incoming struct {
-	spool *Spool
-	id    string
-	file  *os.File
-	buf   *bufio.Writer
-	err   error // first write error; Commit returns it
+	spool    *Spool
+	id       string
+	file     *os.File
+	buf      *bufio.Writer
+	rawStart int64 // where the raw message starts in the file
+	err      error // first write error; Commit returns it
 }
 
 // Create starts receiving a message with the given envelope and sets its ID.
@@ -145,8 +139,11 @@ func (s *Spool) Create(env *envelope.Envelope) (*Incoming, error) {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	in := &Incoming{spool: s, id: id, file: f, buf: bufio.NewWriterSize(f, 64<<10)}
+	// The header's size is written at Commit; until then it says 0.
+	in.buf.Write(encodeHeader(0))
 	in.buf.Write(header)
 	in.buf.WriteByte('\n')
+	in.rawStart = int64(headerLen + len(header) + 1)
 	return in, nil
 }
 
@@ -174,6 +171,9 @@ func (in *Incoming) Commit() (string, error) {
 		err = in.buf.Flush()
 	}
 	if err == nil {
+		err = in.writeSize()
+	}
+	if err == nil {
 		err = commitFile(in.file, in.spool.path(queueDir, in.id, msgExt), &in.spool.queueSync)
 	} else {
 		in.Abort()
@@ -185,6 +185,15 @@ func (in *Incoming) Commit() (string, error) {
 		(*fn)(in.id)
 	}
 	return in.id, nil
+}
+
+// writeSize puts the raw message's size, now known, into the header.
+func (in *Incoming) writeSize() error {
+	end, err := in.file.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = in.file.WriteAt(encodeHeader(end-in.rawStart), 0)
+	}
+	return err
 }
 
 // Abort discards a message that will not be acknowledged.

@@ -82,30 +82,6 @@ func readAll(t *testing.T, e *Entry) string {
 	return string(b)
 }
 
-func TestWriteFile(t *testing.T) {
-	dir := t.TempDir()
-	tmp := filepath.Join(dir, "tmp")
-	os.Mkdir(tmp, 0o750)
-	ds := &dirSync{path: dir}
-	dst := filepath.Join(dir, "x.state")
-	for _, content := range []string{"first", "second"} {
-		if err := writeFile(tmp, dst, []byte(content), ds); err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := os.ReadFile(dst); string(got) != content {
-			t.Errorf("content = %q, want %q", got, content)
-		}
-	}
-	// A destination that cannot be written (its folder is gone) is an
-	// error and leaves no temporary file.
-	if err := writeFile(tmp, filepath.Join(dir, "gone", "x.state"), []byte("x"), ds); err == nil {
-		t.Error("writeFile into a missing folder succeeded")
-	}
-	if left, _ := os.ReadDir(tmp); len(left) != 0 {
-		t.Errorf("temporary files left: %v", left)
-	}
-}
-
 func TestCommitAndGet(t *testing.T) {
 	s := openSpool(t)
 	var told []string

@@ -16,8 +16,8 @@ import (
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
 
-// State is the mutable delivery state of a message, kept beside it as
-// ID.state. The zero State is a message never tried.
+// State is the mutable delivery state of a message, appended to its file
+// at each change. The zero State is a message never tried.
 type State struct {
 	Attempts    int       `json:"attempts"`
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
@@ -114,15 +114,20 @@ func (s *Spool) load(folder, id string) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %s: %w", id, err)
 	}
-	env, offset, err := readEnvelope(f)
+	l, err := readLayout(f, fi.Size())
 	if err != nil {
 		return nil, fmt.Errorf("%w (message %s)", err, id)
 	}
-	st, err := s.readState(folder, id)
-	if err != nil {
-		return nil, err
+	var st State
+	if l.version1 {
+		st, err = s.readVersion1State(folder, id)
+	} else {
+		st, err = readStateRecords(f, l.stateStart(), fi.Size())
 	}
-	return &Entry{Envelope: env, State: st, Size: fi.Size() - offset, path: path, offset: offset}, nil
+	if err != nil {
+		return nil, fmt.Errorf("%w (message %s)", err, id)
+	}
+	return &Entry{Envelope: l.env, State: st, Size: l.rawSize, path: path, offset: l.rawStart}, nil
 }
 
 // State reads the current state of a queued message. A message never
@@ -130,6 +135,16 @@ func (s *Spool) load(folder, id string) (*Entry, error) {
 func (s *Spool) State(id string) (State, error) { return s.readState(queueDir, id) }
 
 func (s *Spool) readState(folder, id string) (State, error) {
+	e, err := s.load(folder, id)
+	if err != nil {
+		return State{}, err
+	}
+	return e.State, nil
+}
+
+// readVersion1State reads the ID.state file that kept the state of a
+// version 1 message.
+func (s *Spool) readVersion1State(folder, id string) (State, error) {
 	var st State
 	data, err := os.ReadFile(s.path(folder, id, stateExt))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -144,27 +159,19 @@ func (s *Spool) readState(folder, id string) (State, error) {
 	return st, nil
 }
 
-// SaveState durably replaces the state of a queued message. Record each
-// attempt with it before making the attempt. It returns ErrNotFound (and
-// leaves no state behind) when the message has left the queue meanwhile.
-func (s *Spool) SaveState(id string, st State) error {
-	if err := s.writeState(queueDir, id, st); err != nil {
-		return err
-	}
-	// An admin may have deleted the message while we wrote.
-	if _, err := os.Stat(s.path(queueDir, id, msgExt)); errors.Is(err, fs.ErrNotExist) {
-		os.Remove(s.path(queueDir, id, stateExt))
-		return notFound(id, err)
-	}
-	return nil
-}
+// SaveState durably records the state of a queued message. Record each
+// attempt with it before making the attempt. It returns ErrNotFound when
+// the message has left the queue.
+func (s *Spool) SaveState(id string, st State) error { return s.writeState(queueDir, id, st) }
 
 func (s *Spool) writeState(folder, id string, st State) error {
-	data, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("spool: encode state: %w", err)
+	if !validID(id) {
+		return notFound(id, nil)
 	}
-	err = writeFile(filepath.Join(s.dir, tmpDir), s.path(folder, id, stateExt), data, s.folderSync(folder))
+	err := appendState(s.path(folder, id, msgExt), st)
+	if errors.Is(err, fs.ErrNotExist) {
+		return notFound(id, err)
+	}
 	if err != nil {
 		return fmt.Errorf("spool: state of %s: %w", id, err)
 	}
@@ -178,9 +185,7 @@ func (s *Spool) folderSync(folder string) *dirSync {
 	return &s.queueSync
 }
 
-// Done removes a delivered message. The message goes first: a crash in
-// between leaves an ignored .state, never a message that would be sent
-// again.
+// Done removes a delivered message.
 func (s *Spool) Done(id string) error { return s.remove(queueDir, id) }
 
 func (s *Spool) remove(folder, id string) error {
@@ -191,7 +196,6 @@ func (s *Spool) remove(folder, id string) error {
 	if err != nil {
 		return notFound(id, err)
 	}
-	os.Remove(s.path(folder, id, stateExt))
 	if err := s.folderSync(folder).sync(); err != nil {
 		return fmt.Errorf("spool: remove %s: %w", id, err)
 	}
@@ -211,22 +215,20 @@ func (s *Spool) Fail(id, reason string) error {
 }
 
 // move moves message id from one folder to another with the given state.
-// The new state is written first and the old one removed last, so a crash
-// at any point leaves the message in one folder with a sensible state, and
-// at worst an ignored .state in the other.
+// The new state is recorded first, so a crash before the move leaves the
+// message in its old folder with a state that only says why it was being
+// moved.
 func (s *Spool) move(from, to, id string, st State) error {
-	if err := s.writeState(to, id, st); err != nil {
+	if err := s.writeState(from, id, st); err != nil {
 		return err
 	}
 	if err := os.Rename(s.path(from, id, msgExt), s.path(to, id, msgExt)); err != nil {
-		os.Remove(s.path(to, id, stateExt))
 		return notFound(id, err)
 	}
 	// The destination first, so the message is durably in its new folder
 	// before its old entry is durably gone.
 	err := s.folderSync(to).sync()
 	if err == nil {
-		os.Remove(s.path(from, id, stateExt))
 		err = s.folderSync(from).sync()
 	}
 	if err != nil {
