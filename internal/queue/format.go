@@ -38,9 +38,10 @@ const (
 	maxStateTail = 1 << 20
 )
 
-// errVersion1 refuses to change a message in the old layout, which only
-// the gateway's start converts.
-var errVersion1 = errors.New("the message is in the spool layout of an earlier version: start the gateway once to convert the spool")
+// errNoHeader refuses to append state to a file without the header: one
+// in the layout of an earlier version, which only the gateway's start
+// converts, or a damaged one.
+var errNoHeader = errors.New("the message file is not in the current spool layout (an earlier version's, or damaged): start the gateway once to convert the spool")
 
 func encodeHeader(rawSize int64) []byte {
 	return fmt.Appendf(nil, "%s%016x\n", headerPrefix, rawSize)
@@ -135,8 +136,8 @@ func appendState(path string, st State) error {
 	// Appended to a version 1 file, the record would become part of the
 	// message: an admin command run before the upgrade must not.
 	head := make([]byte, len(headerPrefix))
-	if _, err = f.ReadAt(head, 0); err == nil && string(head) != headerPrefix {
-		err = errVersion1
+	if _, err = f.ReadAt(head, 0); err == io.EOF || err == nil && string(head) != headerPrefix {
+		err = errNoHeader
 	}
 	if err == nil {
 		_, err = f.Write(rec)

@@ -99,8 +99,8 @@ func TestOpenConvertsVersion1(t *testing.T) {
 		t.Errorf("old state read as %+v, %v; want %+v", st, err, tried)
 	}
 	before, _ := os.ReadFile(filepath.Join(dir, queueDir, "0000000000002bbbbbb"+msgExt))
-	if err := admin.Retry("0000000000002bbbbbb"); !errors.Is(err, errVersion1) {
-		t.Errorf("Retry of an old message = %v, want %v", err, errVersion1)
+	if err := admin.Retry("0000000000002bbbbbb"); !errors.Is(err, errNoHeader) {
+		t.Errorf("Retry of an old message = %v, want %v", err, errNoHeader)
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, queueDir, "0000000000002bbbbbb"+msgExt)); string(after) != string(before) {
 		t.Error("Retry changed an old message")

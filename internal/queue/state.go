@@ -219,7 +219,13 @@ func (s *Spool) Fail(id, reason string) error {
 // message in its old folder with a state that only says why it was being
 // moved.
 func (s *Spool) move(from, to, id string, st State) error {
-	if err := s.writeState(from, id, st); err != nil {
+	err := s.writeState(from, id, st)
+	if errors.Is(err, errNoHeader) && to == failedDir {
+		// The engine found the file unreadable: it becomes a dead letter
+		// all the same, and reading it again shows the admin why.
+		err = nil
+	}
+	if err != nil {
 		return err
 	}
 	if err := os.Rename(s.path(from, id, msgExt), s.path(to, id, msgExt)); err != nil {
@@ -227,7 +233,7 @@ func (s *Spool) move(from, to, id string, st State) error {
 	}
 	// The destination first, so the message is durably in its new folder
 	// before its old entry is durably gone.
-	err := s.folderSync(to).sync()
+	err = s.folderSync(to).sync()
 	if err == nil {
 		err = s.folderSync(from).sync()
 	}
