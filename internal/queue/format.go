@@ -123,8 +123,9 @@ func readStateRecords(f *os.File, start, size int64) (State, error) {
 	return State{}, nil
 }
 
-// appendState durably appends a state record to the .msg file at path.
-func appendState(path string, st State) error {
+// appendState appends a state record to the .msg file at path, and
+// fsyncs the file when durable is set.
+func appendState(path string, st State, durable bool) error {
 	rec, err := stateRecord(st)
 	if err != nil {
 		return err
@@ -142,7 +143,7 @@ func appendState(path string, st State) error {
 	if err == nil {
 		_, err = f.Write(rec)
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -159,16 +159,23 @@ func (s *Spool) readVersion1State(folder, id string) (State, error) {
 	return st, nil
 }
 
-// SaveState durably records the state of a queued message. Record each
-// attempt with it before making the attempt. It returns ErrNotFound when
-// the message has left the queue.
-func (s *Spool) SaveState(id string, st State) error { return s.writeState(queueDir, id, st) }
+// SaveState records the state of a queued message. Record each attempt
+// with it before making the attempt. It returns ErrNotFound when the
+// message has left the queue.
+//
+// The record is in the message's file when SaveState returns, so no crash
+// of the gateway (a panic, SIGKILL, the OOM killer) loses it, and a message
+// that crashes the gateway is not tried again at once, over and over. It
+// is not fsynced: the message itself was, before its 250, and a power cut
+// can at worst lose the record of the last attempt, which costs one try
+// more. That fsync was the largest cost of delivering a message.
+func (s *Spool) SaveState(id string, st State) error { return s.writeState(queueDir, id, st, false) }
 
-func (s *Spool) writeState(folder, id string, st State) error {
+func (s *Spool) writeState(folder, id string, st State, durable bool) error {
 	if !validID(id) {
 		return notFound(id, nil)
 	}
-	err := appendState(s.path(folder, id, msgExt), st)
+	err := appendState(s.path(folder, id, msgExt), st, durable)
 	if errors.Is(err, fs.ErrNotExist) {
 		return notFound(id, err)
 	}
@@ -219,7 +226,8 @@ func (s *Spool) Fail(id, reason string) error {
 // message in its old folder with a state that only says why it was being
 // moved.
 func (s *Spool) move(from, to, id string, st State) error {
-	err := s.writeState(from, id, st)
+	// Fsynced: the reason a message is a dead letter must be with it.
+	err := s.writeState(from, id, st, true)
 	if errors.Is(err, errNoHeader) && to == failedDir {
 		// The engine found the file unreadable: it becomes a dead letter
 		// all the same, and reading it again shows the admin why.
