@@ -57,8 +57,8 @@ type Spool struct {
 	dir        string
 	queueSync  dirSync
 	failedSync dirSync
-	// onCommit, when set, is told the ID of every newly committed message.
-	onCommit atomic.Pointer[func(id string)]
+	// onCommit, when set, is told of every newly committed message.
+	onCommit atomic.Pointer[func(e *Entry)]
 }
 
 // Open creates the spool folders under dir if needed and removes leftovers
@@ -112,17 +112,21 @@ func newSpool(dir string) *Spool {
 // Dir returns the spool directory.
 func (s *Spool) Dir() string { return s.dir }
 
-// OnCommit sets the function told about every newly committed message.
-func (s *Spool) OnCommit(fn func(id string)) { s.onCommit.Store(&fn) }
+// OnCommit sets the function told about every newly committed message, as
+// Get would load it: the scheduler need not read back what it was just
+// told.
+func (s *Spool) OnCommit(fn func(e *Entry)) { s.onCommit.Store(&fn) }
 
 // Incoming is a message being received. Write the raw message to it, then
 // Commit or Abort exactly once.
 type Incoming struct {
 	spool    *Spool
 	id       string
+	env      *envelope.Envelope
 	file     *os.File
 	buf      *bufio.Writer
 	rawStart int64 // where the raw message starts in the file
+	rawSize  int64 // set by Commit
 	err      error // first write error; Commit returns it
 }
 
@@ -138,7 +142,10 @@ func (s *Spool) Create(env *envelope.Envelope) (*Incoming, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	in := &Incoming{spool: s, id: id, file: f, buf: bufio.NewWriterSize(f, 64<<10)}
+	// The entry OnCommit is told of keeps the envelope as spooled, whatever
+	// the caller does with its own afterwards.
+	spooled := *env
+	in := &Incoming{spool: s, id: id, env: &spooled, file: f, buf: bufio.NewWriterSize(f, 64<<10)}
 	// The header's size is written at Commit; until then it says 0.
 	in.buf.Write(encodeHeader(0))
 	in.buf.Write(header)
@@ -173,8 +180,9 @@ func (in *Incoming) Commit() (string, error) {
 	if err == nil {
 		err = in.writeSize()
 	}
+	dst := in.spool.path(queueDir, in.id, msgExt)
 	if err == nil {
-		err = commitFile(in.file, in.spool.path(queueDir, in.id, msgExt), &in.spool.queueSync)
+		err = commitFile(in.file, dst, &in.spool.queueSync)
 	} else {
 		in.Abort()
 	}
@@ -182,7 +190,7 @@ func (in *Incoming) Commit() (string, error) {
 		return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 	}
 	if fn := in.spool.onCommit.Load(); fn != nil {
-		(*fn)(in.id)
+		(*fn)(&Entry{Envelope: in.env, Size: in.rawSize, path: dst, offset: in.rawStart})
 	}
 	return in.id, nil
 }
@@ -191,7 +199,8 @@ func (in *Incoming) Commit() (string, error) {
 func (in *Incoming) writeSize() error {
 	end, err := in.file.Seek(0, io.SeekCurrent)
 	if err == nil {
-		_, err = in.file.WriteAt(encodeHeader(end-in.rawStart), 0)
+		in.rawSize = end - in.rawStart
+		_, err = in.file.WriteAt(encodeHeader(in.rawSize), 0)
 	}
 	return err
 }
