@@ -153,3 +153,45 @@ func TestOpenConvertsVersion1(t *testing.T) {
 		t.Errorf("state after conversion and SaveState = %+v", st)
 	}
 }
+
+// A delivered message's file is reused for the next message, emptied
+// first; a large one is removed rather than kept.
+func TestDoneKeepsSpareFiles(t *testing.T) {
+	s := openSpool(t)
+	long := testRaw + strings.Repeat("longer than the next message\r\n", 100)
+	first := commit(t, s, testEnvelope(), long)
+	if err := s.Done(first); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(t, s, tmpDir); len(got) != 1 || got[0] != first+spareExt {
+		t.Fatalf("tmp after Done = %v, want the spare %s", got, first+spareExt)
+	}
+	second := commit(t, s, testEnvelope(), testRaw)
+	if got := files(t, s, tmpDir); len(got) != 0 {
+		t.Errorf("tmp after reuse = %v, want empty", got)
+	}
+	e, err := s.Get(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, e); got != testRaw || e.State != (State{}) {
+		t.Errorf("message written into a spare: raw %q, state %+v", got, e.State)
+	}
+
+	large := commit(t, s, testEnvelope(), strings.Repeat("x", maxSpareSize+1))
+	if err := s.Done(large); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(t, s, tmpDir); len(got) != 0 {
+		t.Errorf("tmp after Done of a large message = %v, want empty", got)
+	}
+	if err := s.Done(second); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(s.Dir()); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(t, s, tmpDir); len(got) != 0 {
+		t.Errorf("tmp after restart = %v, want the spares removed", got)
+	}
+}

@@ -59,6 +59,7 @@ type Spool struct {
 	failedSync dirSync
 	// onCommit, when set, is told of every newly committed message.
 	onCommit atomic.Pointer[func(e *Entry)]
+	spares   spares
 }
 
 // Open creates the spool folders under dir if needed and removes leftovers
@@ -138,7 +139,7 @@ func (s *Spool) Create(env *envelope.Envelope) (*Incoming, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: encode envelope: %w", err)
 	}
-	f, err := os.OpenFile(s.path(tmpDir, id, msgExt), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := s.createTemp(id)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}

@@ -192,17 +192,31 @@ func (s *Spool) folderSync(folder string) *dirSync {
 	return &s.queueSync
 }
 
-// Done removes a delivered message.
-func (s *Spool) Done(id string) error { return s.remove(queueDir, id) }
+// Done takes a delivered message out of the queue; its file may become a
+// spare for the next message (see spare.go).
+func (s *Spool) Done(id string) error {
+	if !validID(id) {
+		return notFound(id, nil)
+	}
+	if err := s.spares.keep(s.path(queueDir, id, msgExt), s.path(tmpDir, id, spareExt)); err != nil {
+		return notFound(id, err)
+	}
+	return s.syncRemoval(queueDir, id)
+}
 
 func (s *Spool) remove(folder, id string) error {
 	if !validID(id) {
 		return notFound(id, nil)
 	}
-	err := os.Remove(s.path(folder, id, msgExt))
-	if err != nil {
+	if err := os.Remove(s.path(folder, id, msgExt)); err != nil {
 		return notFound(id, err)
 	}
+	return s.syncRemoval(folder, id)
+}
+
+// syncRemoval makes the removal of message id from folder durable, so that
+// a message delivered or deleted is not found again after a power cut.
+func (s *Spool) syncRemoval(folder, id string) error {
 	if err := s.folderSync(folder).sync(); err != nil {
 		return fmt.Errorf("spool: remove %s: %w", id, err)
 	}
