@@ -11,11 +11,11 @@ import (
 // which costs more than a rename). So the files of delivered messages are
 // kept as spares in tmp/, and new messages are written into them: Done
 // renames a small delivered message there, Create truncates and reuses it.
-// Spares are few and small, so they hold little disk; like every file in
-// tmp/ they are removed at start.
+// Spares are small, so that they hold little disk (16 MiB at most); like
+// every file in tmp/ they are removed at start.
 const (
-	maxSpares    = 64
-	maxSpareSize = 256 << 10
+	maxSpares    = 256
+	maxSpareSize = 64 << 10
 	spareExt     = ".spare"
 )
 
