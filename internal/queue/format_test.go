@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +194,33 @@ func TestDoneKeepsSpareFiles(t *testing.T) {
 	}
 	if got := files(t, s, tmpDir); len(got) != 0 {
 		t.Errorf("tmp after restart = %v, want the spares removed", got)
+	}
+}
+
+// Changes passed to syncSoon are fsynced within syncDelay.
+func TestSyncSoon(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows cannot fsync a folder")
+	}
+	d := &dirSync{path: t.TempDir()}
+	for range 3 {
+		d.tickets.Add(1) // three changes made
+		d.syncSoon()
+	}
+	deadline := time.Now().Add(10 * syncDelay)
+	for {
+		d.mu.Lock()
+		covered := d.covered
+		d.mu.Unlock()
+		if covered >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("changes covered after %s: %d of 3", 10*syncDelay, covered)
+		}
+		time.Sleep(syncDelay / 10)
+	}
+	if d.scheduled.Load() {
+		t.Error("a sync is still scheduled after the changes were covered")
 	}
 }

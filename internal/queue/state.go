@@ -193,7 +193,9 @@ func (s *Spool) folderSync(folder string) *dirSync {
 }
 
 // Done takes a delivered message out of the queue; its file may become a
-// spare for the next message (see spare.go).
+// spare for the next message (see spare.go). The removal is durable within
+// syncDelay: a power cut sooner may have the message sent again, as any
+// mail server would, but never loses one.
 func (s *Spool) Done(id string) error {
 	if !validID(id) {
 		return notFound(id, nil)
@@ -201,7 +203,8 @@ func (s *Spool) Done(id string) error {
 	if err := s.spares.keep(s.path(queueDir, id, msgExt), s.path(tmpDir, id, spareExt)); err != nil {
 		return notFound(id, err)
 	}
-	return s.syncRemoval(queueDir, id)
+	s.queueSync.syncSoon()
+	return nil
 }
 
 func (s *Spool) remove(folder, id string) error {
