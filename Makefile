@@ -45,10 +45,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) ./internal/smtpserver
 
 # The load benchmarks run against the built binary and report the gateway's
-# peak memory; BenchmarkVersusPostfix runs Postfix side by side (a private
-# instance on loopback ports, its own config and queue), so the Debian
-# package is installed when missing, without configuring or starting the
-# system's own Postfix.
+# peak memory and CPU time per message (docs/benchmarks.md);
+# BenchmarkVersusPostfix runs Postfix side by side (a private instance on
+# loopback ports, its own config and queue), so the Debian package is
+# installed when missing, without configuring or starting the system's own
+# Postfix.
 bench: postfix
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/queue ./internal/convert ./internal/upstream

@@ -4,7 +4,8 @@
 //
 // Layout under the spool directory:
 //
-//	tmp/            files being written; leftovers are removed at start
+//	tmp/            files being written, and spares (see spare.go); all
+//	                removed at start
 //	queue/ID.msg    a header, one line of envelope JSON, the raw message
 //	                unchanged, then the delivery state records (attempts,
 //	                next attempt, last error), appended (see format.go)
