@@ -55,9 +55,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/smtpserver
 
 # The load benchmarks run against the built binary and report the gateway's
-# peak memory; BenchmarkVersusPostfix runs Postfix side by side (a private
-# instance on loopback ports, its own config and queue; test-deps installs
-# the package without configuring or starting the system's own Postfix).
+# peak memory and CPU time per message (docs/benchmarks.md);
+# BenchmarkVersusPostfix runs Postfix side by side (a private instance on
+# loopback ports, its own config and queue; test-deps installs the package
+# without configuring or starting the system's own Postfix).
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/queue ./internal/convert ./internal/upstream

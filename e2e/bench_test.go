@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
@@ -34,9 +35,10 @@ const (
 // e2e-msgs/s until the fake Graph has every message.
 func BenchmarkLoad(b *testing.B) {
 	fake := graphtest.New(b)
-	g := startWithGraph(b, fake)
+	g := startForLoad(b, fake)
 	body := tenKilobyteMessage()
 
+	cpuBefore := procCPU(b, g)
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, loadSessions)
@@ -57,10 +59,12 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	fake.WaitSent(b, loadMessages, 5*time.Minute)
 	total := time.Since(start)
+	cpu := procCPU(b, g) - cpuBefore
 
 	b.ReportMetric(loadMessages/intake.Seconds(), "intake-msgs/s")
 	b.ReportMetric(loadMessages/total.Seconds(), "e2e-msgs/s")
 	b.ReportMetric(float64(procStatus(b, g, "VmHWM"))/(1<<20), "peak-RSS-MB")
+	b.ReportMetric(float64(cpu.Microseconds())/loadMessages, "gateway-CPU-us/msg")
 }
 
 // BenchmarkLargeMessage sends one message with a 100 MB attachment and
@@ -106,6 +110,14 @@ func BenchmarkLargeMessage(b *testing.B) {
 	b.ReportMetric(time.Since(start).Seconds(), "e2e-s")
 	b.ReportMetric(float64(idle)/(1<<20), "idle-RSS-MB")
 	b.ReportMetric(float64(peak-idle)/(1<<20), "peak-over-idle-MB")
+}
+
+// startForLoad starts a gateway sending to fake as startWithGraph does,
+// but on the shipped [limits]: a burst from a [[network]] client must pass
+// them.
+func startForLoad(b *testing.B, fake *graphtest.Server) *gateway {
+	dir := b.TempDir()
+	return startGateway(b, dir, gatewayConfig(b, dir, fake.GraphTOML(b)), "SSL_CERT_FILE="+fake.WriteCAFile(dir))
 }
 
 // sendMany runs n transactions on one connection, as a busy client would.
@@ -170,6 +182,31 @@ func largeContent(size int) []byte {
 	b := make([]byte, size)
 	fillContent(b, 0)
 	return b
+}
+
+// procCPU reads the CPU time the gateway process has used so far, user
+// and system, from /proc/PID/stat (in clock ticks of 10 ms, Linux's
+// USER_HZ on every platform it runs on).
+func procCPU(b *testing.B, g *gateway) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name in parentheses may hold spaces: fields count from
+	// after its closing parenthesis, where field 3 (state) comes first.
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	if len(fields) < 13 {
+		b.Fatalf("short /proc stat: %q", data)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] { // utime and stime, fields 14 and 15
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // procStatus reads a memory figure (VmRSS, VmHWM) of the gateway in bytes.

@@ -199,7 +199,9 @@ func (w *walker) uuencodedFiles(text []byte) ([]byte, []Attachment) {
 	var kept []byte
 	var attachments []Attachment
 	rest := text
-	for {
+	// The regexp costs more than the rest of a plain text's conversion, and
+	// almost no text holds a block: look for the line start it needs first.
+	for hasLineStarting(rest, "begin ") {
 		begin := uuBeginRE.FindSubmatchIndex(rest)
 		if begin == nil {
 			break
@@ -223,4 +225,9 @@ func (w *walker) uuencodedFiles(text []byte) ([]byte, []Attachment) {
 		return text, nil
 	}
 	return append(kept, rest...), attachments
+}
+
+// hasLineStarting reports whether a line of text starts with prefix.
+func hasLineStarting(text []byte, prefix string) bool {
+	return bytes.HasPrefix(text, []byte(prefix)) || bytes.Contains(text, []byte("\n"+prefix))
 }

@@ -47,3 +47,17 @@ func TestUuencodedFilesInText(t *testing.T) {
 		t.Errorf("file holds %q", data)
 	}
 }
+
+// TestUuencodedFileAtTextStart checks a block on the text's first line and
+// text where "begin " appears only inside lines.
+func TestUuencodedFileAtTextStart(t *testing.T) {
+	w := &walker{}
+	kept, files := w.uuencodedFiles([]byte("begin 644 cat.txt\r\n#0V%T\r\n`\r\nend\r\nbye\r\n"))
+	if string(kept) != "bye\r\n" || len(files) != 1 || files[0].Name != "cat.txt" {
+		t.Errorf("kept %q, files %+v", kept, files)
+	}
+	text := "Please begin 644 a.txt\nnot a block begin 644 b\n`\nend\n"
+	if kept, files := w.uuencodedFiles([]byte(text)); string(kept) != text || files != nil {
+		t.Errorf("kept %q, files %+v", kept, files)
+	}
+}

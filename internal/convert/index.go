@@ -109,7 +109,7 @@ type indexer struct {
 // header still has a body.
 func indexMessage(raw io.ReaderAt, size int64, maxParts int) (*messageIndex, error) {
 	ix := &indexer{
-		lines:    lineReader{br: bufio.NewReaderSize(io.NewSectionReader(raw, 0, size), 64<<10)},
+		lines:    lineReader{br: bufio.NewReaderSize(io.NewSectionReader(raw, 0, size), int(min(size, 64<<10)))},
 		size:     size,
 		maxParts: maxParts,
 		index:    messageIndex{root: &entity{}, overflowStart: -1},

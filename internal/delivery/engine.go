@@ -81,7 +81,7 @@ type Engine struct {
 
 	// Messages committed since the loop last looked, and its wake-up call.
 	mu        sync.Mutex
-	committed []string
+	committed []*queue.Entry
 	cancel    context.CancelFunc // cancels attempts in flight; set by Run
 	wake      chan struct{}
 
@@ -174,10 +174,10 @@ func New(cfg Config) *Engine {
 }
 
 // notify is the spool's OnCommit hook. It runs inside Commit, on the SMTP
-// session's goroutine, so it only records the ID and never blocks.
-func (e *Engine) notify(id string) {
+// session's goroutine, so it only records the message and never blocks.
+func (e *Engine) notify(entry *queue.Entry) {
 	e.mu.Lock()
-	e.committed = append(e.committed, id)
+	e.committed = append(e.committed, entry)
 	e.mu.Unlock()
 	select {
 	case e.wake <- struct{}{}:
@@ -278,12 +278,14 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 // takeCommitted schedules the messages committed since the last call.
 func (e *Engine) takeCommitted() {
 	e.mu.Lock()
-	ids := e.committed
+	entries := e.committed
 	e.committed = nil
 	e.mu.Unlock()
 	now := e.clock.Now()
-	for _, id := range ids {
-		e.add(id, now)
+	for _, entry := range entries {
+		if _, ok := e.items[entry.Envelope.ID]; !ok {
+			e.schedule(e.track(entry), now)
+		}
 	}
 }
 
@@ -306,6 +308,11 @@ func (e *Engine) add(id string, now time.Time) {
 		e.log.Error("cannot load message; will try again at the next rescan", "id", id, "error", err)
 		return
 	}
+	e.schedule(e.track(entry), now)
+}
+
+// track makes an item of a spooled message, in its mailbox's lane.
+func (e *Engine) track(entry *queue.Entry) *item {
 	key := strings.ToLower(entry.Envelope.Mailbox)
 	l := e.lanes[key]
 	if l == nil {
@@ -313,15 +320,15 @@ func (e *Engine) add(id string, now time.Time) {
 		e.lanes[key] = l
 		e.order = append(e.order, l)
 	}
-	it := &item{id: id, lane: l, next: entry.State.NextAttempt,
+	it := &item{id: entry.Envelope.ID, lane: l, next: entry.State.NextAttempt,
 		received: entry.Envelope.Received, expires: ageStart(entry).Add(e.maxAge)}
 	if entry.State.Held != "" {
 		// Held by the mailbox guard before a restart.
 		it.guarded = &guardHold{mailbox: key, identity: entry.Envelope.Identity, until: it.next, reason: entry.State.Held}
 	}
 	l.items++
-	e.items[id] = it
-	e.schedule(it, now)
+	e.items[it.id] = it
+	return it
 }
 
 // schedule puts an item that is not in flight where it belongs.

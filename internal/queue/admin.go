@@ -66,12 +66,8 @@ func (s *Spool) List() ([]Info, error) {
 			case errors.Is(err, ErrNotFound):
 				continue // delivered or moved while we listed
 			case err != nil:
-				// Show the admin the file, and why it failed if it did.
-				info := Info{ID: id, State: folderState(folder), LastError: err.Error()}
-				if st, _ := s.readState(folder, id); st.LastError != "" {
-					info.LastError = st.LastError
-				}
-				list = append(list, info)
+				// Show the admin the file, and why it cannot be read.
+				list = append(list, Info{ID: id, State: folderState(folder), LastError: err.Error()})
 			default:
 				list = append(list, e.info(folder, now))
 			}

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // commitFile makes the finished temporary file f durable as dst: fsync,
@@ -27,28 +28,14 @@ func commitFile(f *os.File, dst string, dir *dirSync) error {
 	return dir.sync()
 }
 
-// writeFile atomically replaces dst with data, through a temporary file in
-// tmpDir (same file system, cleaned at start).
-func writeFile(tmpDir, dst string, data []byte, dir *dirSync) error {
-	f, err := os.CreateTemp(tmpDir, "*.tmp")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	return commitFile(f, dst, dir)
-}
-
 // dirSync fsyncs a folder so that renames into it (and removals from it)
 // survive a crash. Callers that changed the folder before a sync started
 // share that sync, so a burst of commits costs one folder fsync rather than
 // one each.
 type dirSync struct {
-	path    string
-	tickets atomic.Uint64 // taken by callers after their change
+	path      string
+	tickets   atomic.Uint64 // taken by callers after their change
+	scheduled atomic.Bool   // a syncSoon is waiting to run
 
 	mu      sync.Mutex // held while a sync runs
 	covered uint64     // every ticket up to this one is synced
@@ -79,4 +66,24 @@ func (d *dirSync) sync() error {
 	}
 	d.covered, d.lastErr = covered, err
 	return err
+}
+
+// syncDelay bounds how long a change passed to syncSoon waits for its
+// folder's fsync.
+const syncDelay = 100 * time.Millisecond
+
+// syncSoon makes the changes made to the folder so far durable within
+// syncDelay, without waiting for it: for changes whose loss in a power cut
+// costs a message sent twice, never a message lost. The fsync is shared
+// with every other change meanwhile, the commits' included, so a stream of
+// deliveries costs a few folder fsyncs a second rather than one each.
+func (d *dirSync) syncSoon() {
+	if d.scheduled.CompareAndSwap(false, true) {
+		time.AfterFunc(syncDelay, func() {
+			// Cleared first, so that a change made after this sync began
+			// schedules its own.
+			d.scheduled.Store(false)
+			d.sync()
+		})
+	}
 }

@@ -44,7 +44,7 @@ func TestPurgeFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Failed = time.Now().Add(-8 * 24 * time.Hour)
-	if err := s.writeState(failedDir, old, st); err != nil {
+	if err := s.writeState(failedDir, old, st, false); err != nil {
 		t.Fatal(err)
 	}
 

@@ -4,17 +4,17 @@
 //
 // Layout under the spool directory:
 //
-//	tmp/            files being written; leftovers are removed at start
-//	queue/ID.msg    one line of envelope JSON, then the raw message, unchanged
-//	queue/ID.state  delivery state (attempts, next attempt, last error);
-//	                absent for a message never tried
+//	tmp/            files being written, and spares (see spare.go); all
+//	                removed at start
+//	queue/ID.msg    a header, one line of envelope JSON, the raw message
+//	                unchanged, then the delivery state records (attempts,
+//	                next attempt, last error), appended (see format.go)
 //	failed/         dead letters, same layout; the state names the reason
 //	poke            present when an admin command changed the spool
 //	smtpgw.lock     held by the gateway that delivers from the spool; its PID
 //
-// A .msg file is never modified after it is committed; everything that
-// changes lives in the small .state file, replaced atomically. A .state
-// without its .msg is a leftover of an interrupted removal and is ignored.
+// Once committed, a .msg file only grows by state records; its envelope and
+// raw message never change.
 package queue
 
 import (
@@ -25,11 +25,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,8 +59,9 @@ type Spool struct {
 	dir        string
 	queueSync  dirSync
 	failedSync dirSync
-	// onCommit, when set, is told the ID of every newly committed message.
-	onCommit atomic.Pointer[func(id string)]
+	// onCommit, when set, is told of every newly committed message.
+	onCommit atomic.Pointer[func(e *Entry)]
+	spares   spares
 	room     room
 }
 
@@ -84,12 +84,8 @@ func Open(dir string) (*Spool, error) {
 	}
 	s := newSpool(dir)
 	for _, folder := range []string{queueDir, failedDir} {
-		states, _ := filepath.Glob(filepath.Join(dir, folder, "*"+stateExt))
-		for _, name := range states {
-			msg := strings.TrimSuffix(name, stateExt) + msgExt
-			if _, err := os.Stat(msg); errors.Is(err, fs.ErrNotExist) {
-				os.Remove(name)
-			}
+		if err := s.upgrade(folder); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
@@ -121,22 +117,27 @@ func newSpool(dir string) *Spool {
 // Dir returns the spool directory.
 func (s *Spool) Dir() string { return s.dir }
 
-// OnCommit sets the function told about every newly committed message.
-func (s *Spool) OnCommit(fn func(id string)) { s.onCommit.Store(&fn) }
+// OnCommit sets the function told about every newly committed message, as
+// Get would load it: the scheduler need not read back what it was just
+// told.
+func (s *Spool) OnCommit(fn func(e *Entry)) { s.onCommit.Store(&fn) }
 
 // Incoming is a message being received. Write the raw message to it, then
 // Commit or Abort exactly once.
 type Incoming struct {
-	spool *Spool
-	id    string
-	file  *os.File
-	buf   *bufio.Writer
-	err   error // first write error; Commit returns it
+	spool    *Spool
+	id       string
+	env      *envelope.Envelope
+	file     *os.File
+	buf      *bufio.Writer
+	rawStart int64 // where the raw message starts in the file
+	rawSize  int64 // set by Commit
+	err      error // first write error; Commit returns it
 	// minFree is the free space its writes keep (0: none). It claims disk
 	// space ahead of its writes, and gives each claimed byte back once the
 	// file holds it, when the file system's free space counts it instead.
 	minFree  int64
-	size     int64 // bytes written, the envelope line included
+	size     int64 // bytes written, the header and envelope line included
 	claimed  int64
 	released int64
 }
@@ -157,14 +158,22 @@ func (s *Spool) CreateKeepingFree(env *envelope.Envelope, minFree int64) (*Incom
 	if err != nil {
 		return nil, fmt.Errorf("spool: encode envelope: %w", err)
 	}
-	f, err := os.OpenFile(s.path(tmpDir, id, msgExt), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := s.createTemp(id)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	in := &Incoming{spool: s, id: id, file: f, buf: bufio.NewWriterSize(f, 64<<10), minFree: max(minFree, 0)}
+	// The entry OnCommit is told of keeps the envelope as spooled, whatever
+	// the caller does with its own afterwards.
+	spooled := *env
+	buf := writers.Get().(*bufio.Writer)
+	buf.Reset(f)
+	in := &Incoming{spool: s, id: id, env: &spooled, file: f, buf: buf, minFree: max(minFree, 0)}
+	// The header's size is written at Commit; until then it says 0.
+	in.buf.Write(encodeHeader(0))
 	in.buf.Write(header)
 	in.buf.WriteByte('\n')
-	in.size = int64(len(header)) + 1
+	in.rawStart = int64(headerLen + len(header) + 1)
+	in.size = in.rawStart
 	return in, nil
 }
 
@@ -213,8 +222,13 @@ func (in *Incoming) Commit() (string, error) {
 	if err == nil {
 		err = in.buf.Flush()
 	}
+	in.releaseBuffer()
 	if err == nil {
-		err = commitFile(in.file, in.spool.path(queueDir, in.id, msgExt), &in.spool.queueSync)
+		err = in.writeSize()
+	}
+	dst := in.spool.path(queueDir, in.id, msgExt)
+	if err == nil {
+		err = commitFile(in.file, dst, &in.spool.queueSync)
 	} else {
 		in.Abort()
 	}
@@ -222,14 +236,44 @@ func (in *Incoming) Commit() (string, error) {
 		return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 	}
 	if fn := in.spool.onCommit.Load(); fn != nil {
-		(*fn)(in.id)
+		(*fn)(&Entry{Envelope: in.env, Size: in.rawSize, path: dst, offset: in.rawStart})
 	}
 	return in.id, nil
 }
 
+// writeSize puts the raw message's size, now known, into the header.
+func (in *Incoming) writeSize() error {
+	end, err := in.file.Seek(0, io.SeekCurrent)
+	if err == nil {
+		in.rawSize = end - in.rawStart
+		_, err = in.file.WriteAt(encodeHeader(in.rawSize), 0)
+	}
+	return err
+}
+
+// writers are the write buffers of messages being received: a new 64 KiB
+// buffer for each message was a good part of the garbage collector's work.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// releaseBuffer returns the write buffer, once nothing more is written.
+func (in *Incoming) releaseBuffer() {
+	if in.buf != nil {
+		in.buf.Reset(nil)
+		writers.Put(in.buf)
+		in.buf = nil
+	}
+	if in.err == nil {
+		in.err = errFinished
+	}
+}
+
+// errFinished refuses writes to a message committed or aborted.
+var errFinished = errors.New("spool: the message is already committed or aborted")
+
 // Abort discards a message that will not be acknowledged.
 func (in *Incoming) Abort() {
 	in.releaseClaim()
+	in.releaseBuffer()
 	in.file.Close()
 	os.Remove(in.file.Name())
 }

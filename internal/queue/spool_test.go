@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -84,41 +85,26 @@ func readAll(t *testing.T, e *Entry) string {
 	return string(b)
 }
 
-func TestWriteFile(t *testing.T) {
-	dir := t.TempDir()
-	tmp := filepath.Join(dir, "tmp")
-	os.Mkdir(tmp, 0o750)
-	ds := &dirSync{path: dir}
-	dst := filepath.Join(dir, "x.state")
-	for _, content := range []string{"first", "second"} {
-		if err := writeFile(tmp, dst, []byte(content), ds); err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := os.ReadFile(dst); string(got) != content {
-			t.Errorf("content = %q, want %q", got, content)
-		}
-	}
-	// A destination that cannot be written (its folder is gone) is an
-	// error and leaves no temporary file.
-	if err := writeFile(tmp, filepath.Join(dir, "gone", "x.state"), []byte("x"), ds); err == nil {
-		t.Error("writeFile into a missing folder succeeded")
-	}
-	if left, _ := os.ReadDir(tmp); len(left) != 0 {
-		t.Errorf("temporary files left: %v", left)
-	}
-}
-
 func TestCommitAndGet(t *testing.T) {
 	s := openSpool(t)
-	var told []string
-	s.OnCommit(func(id string) { told = append(told, id) })
+	var told []*Entry
+	s.OnCommit(func(e *Entry) { told = append(told, e) })
 	env := testEnvelope()
 	id := commit(t, s, env, testRaw)
 	if env.ID != id {
 		t.Errorf("env.ID = %q, want %q", env.ID, id)
 	}
-	if len(told) != 1 || told[0] != id {
-		t.Errorf("OnCommit told %v, want [%s]", told, id)
+	// OnCommit is told the message as Get would load it.
+	if len(told) != 1 || told[0].Envelope.ID != id || !reflect.DeepEqual(told[0].State, State{}) || told[0].Size != int64(len(testRaw)) {
+		t.Fatalf("OnCommit told %+v, want [%s]", told, id)
+	}
+	if got := readAll(t, told[0]); got != testRaw {
+		t.Errorf("raw of the entry OnCommit was told = %q, want %q", got, testRaw)
+	}
+	// The envelope it was told of is its own: spooling another message
+	// with the same one does not change it.
+	if other := commit(t, s, env, testRaw); told[0].Envelope.ID != id || told[1].Envelope.ID != other {
+		t.Errorf("OnCommit told IDs %s and %s, want %s and %s", told[0].Envelope.ID, told[1].Envelope.ID, id, other)
 	}
 
 	// A restart finds the message with its original reception time.
@@ -127,8 +113,8 @@ func TestCommitAndGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids, err := s.Queued()
-	if err != nil || len(ids) != 1 || ids[0] != id {
-		t.Fatalf("Queued = %v, %v; want [%s]", ids, err, id)
+	if err != nil || len(ids) != 2 || !slices.Contains(ids, id) {
+		t.Fatalf("Queued = %v, %v; want %s and another", ids, err, id)
 	}
 	e, err := s.Get(id)
 	if err != nil {
@@ -418,7 +404,7 @@ func TestCommitFailureLeavesNothing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openSpool(t)
 			called := false
-			s.OnCommit(func(string) { called = true })
+			s.OnCommit(func(*Entry) { called = true })
 			in, err := s.Create(testEnvelope())
 			if err != nil {
 				t.Fatal(err)

@@ -16,8 +16,8 @@ import (
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
 
-// State is the mutable delivery state of a message, kept beside it as
-// ID.state. The zero State is a message never tried.
+// State is the mutable delivery state of a message, appended to its file
+// at each change. The zero State is a message never tried.
 type State struct {
 	Attempts    int       `json:"attempts"`
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
@@ -121,15 +121,20 @@ func (s *Spool) load(folder, id string) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %s: %w", id, err)
 	}
-	env, offset, err := readEnvelope(f)
+	l, err := readLayout(f, fi.Size())
 	if err != nil {
 		return nil, fmt.Errorf("%w (message %s)", err, id)
 	}
-	st, err := s.readState(folder, id)
-	if err != nil {
-		return nil, err
+	var st State
+	if l.version1 {
+		st, err = s.readVersion1State(folder, id)
+	} else {
+		st, err = readStateRecords(f, l.stateStart(), fi.Size())
 	}
-	return &Entry{Envelope: env, State: st, Size: fi.Size() - offset, path: path, offset: offset}, nil
+	if err != nil {
+		return nil, fmt.Errorf("%w (message %s)", err, id)
+	}
+	return &Entry{Envelope: l.env, State: st, Size: l.rawSize, path: path, offset: l.rawStart}, nil
 }
 
 // State reads the current state of a queued message. A message never
@@ -137,6 +142,16 @@ func (s *Spool) load(folder, id string) (*Entry, error) {
 func (s *Spool) State(id string) (State, error) { return s.readState(queueDir, id) }
 
 func (s *Spool) readState(folder, id string) (State, error) {
+	e, err := s.load(folder, id)
+	if err != nil {
+		return State{}, err
+	}
+	return e.State, nil
+}
+
+// readVersion1State reads the ID.state file that kept the state of a
+// version 1 message.
+func (s *Spool) readVersion1State(folder, id string) (State, error) {
 	var st State
 	data, err := os.ReadFile(s.path(folder, id, stateExt))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -151,27 +166,26 @@ func (s *Spool) readState(folder, id string) (State, error) {
 	return st, nil
 }
 
-// SaveState durably replaces the state of a queued message. Record each
-// attempt with it before making the attempt. It returns ErrNotFound (and
-// leaves no state behind) when the message has left the queue meanwhile.
-func (s *Spool) SaveState(id string, st State) error {
-	if err := s.writeState(queueDir, id, st); err != nil {
-		return err
+// SaveState records the state of a queued message. Record each attempt
+// with it before making the attempt. It returns ErrNotFound when the
+// message has left the queue.
+//
+// The record is in the message's file when SaveState returns, so no crash
+// of the gateway (a panic, SIGKILL, the OOM killer) loses it, and a message
+// that crashes the gateway is not tried again at once, over and over. It
+// is not fsynced: the message itself was, before its 250, and a power cut
+// can at worst lose the record of the last attempt, which costs one try
+// more. That fsync was the largest cost of delivering a message.
+func (s *Spool) SaveState(id string, st State) error { return s.writeState(queueDir, id, st, false) }
+
+func (s *Spool) writeState(folder, id string, st State, durable bool) error {
+	if !validID(id) {
+		return notFound(id, nil)
 	}
-	// An admin may have deleted the message while we wrote.
-	if _, err := os.Stat(s.path(queueDir, id, msgExt)); errors.Is(err, fs.ErrNotExist) {
-		os.Remove(s.path(queueDir, id, stateExt))
+	err := appendState(s.path(folder, id, msgExt), st, durable)
+	if errors.Is(err, fs.ErrNotExist) {
 		return notFound(id, err)
 	}
-	return nil
-}
-
-func (s *Spool) writeState(folder, id string, st State) error {
-	data, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("spool: encode state: %w", err)
-	}
-	err = writeFile(filepath.Join(s.dir, tmpDir), s.path(folder, id, stateExt), data, s.folderSync(folder))
 	if err != nil {
 		return fmt.Errorf("spool: state of %s: %w", id, err)
 	}
@@ -185,20 +199,34 @@ func (s *Spool) folderSync(folder string) *dirSync {
 	return &s.queueSync
 }
 
-// Done removes a delivered message. The message goes first: a crash in
-// between leaves an ignored .state, never a message that would be sent
-// again.
-func (s *Spool) Done(id string) error { return s.remove(queueDir, id) }
+// Done takes a delivered message out of the queue; its file may become a
+// spare for the next message (see spare.go). The removal is durable within
+// syncDelay: a power cut sooner may have the message sent again, as any
+// mail server would, but never loses one.
+func (s *Spool) Done(id string) error {
+	if !validID(id) {
+		return notFound(id, nil)
+	}
+	if err := s.spares.keep(s.path(queueDir, id, msgExt), s.path(tmpDir, id, spareExt)); err != nil {
+		return notFound(id, err)
+	}
+	s.queueSync.syncSoon()
+	return nil
+}
 
 func (s *Spool) remove(folder, id string) error {
 	if !validID(id) {
 		return notFound(id, nil)
 	}
-	err := os.Remove(s.path(folder, id, msgExt))
-	if err != nil {
+	if err := os.Remove(s.path(folder, id, msgExt)); err != nil {
 		return notFound(id, err)
 	}
-	os.Remove(s.path(folder, id, stateExt))
+	return s.syncRemoval(folder, id)
+}
+
+// syncRemoval makes the removal of message id from folder durable, so that
+// a message delivered or deleted is not found again after a power cut.
+func (s *Spool) syncRemoval(folder, id string) error {
 	if err := s.folderSync(folder).sync(); err != nil {
 		return fmt.Errorf("spool: remove %s: %w", id, err)
 	}
@@ -218,22 +246,27 @@ func (s *Spool) Fail(id, reason string) error {
 }
 
 // move moves message id from one folder to another with the given state.
-// The new state is written first and the old one removed last, so a crash
-// at any point leaves the message in one folder with a sensible state, and
-// at worst an ignored .state in the other.
+// The new state is recorded first, so a crash before the move leaves the
+// message in its old folder with a state that only says why it was being
+// moved.
 func (s *Spool) move(from, to, id string, st State) error {
-	if err := s.writeState(to, id, st); err != nil {
+	// Fsynced: the reason a message is a dead letter must be with it.
+	err := s.writeState(from, id, st, true)
+	if errors.Is(err, errNoHeader) && to == failedDir {
+		// The engine found the file unreadable: it becomes a dead letter
+		// all the same, and reading it again shows the admin why.
+		err = nil
+	}
+	if err != nil {
 		return err
 	}
 	if err := os.Rename(s.path(from, id, msgExt), s.path(to, id, msgExt)); err != nil {
-		os.Remove(s.path(to, id, stateExt))
 		return notFound(id, err)
 	}
 	// The destination first, so the message is durably in its new folder
 	// before its old entry is durably gone.
-	err := s.folderSync(to).sync()
+	err = s.folderSync(to).sync()
 	if err == nil {
-		os.Remove(s.path(from, id, stateExt))
 		err = s.folderSync(from).sync()
 	}
 	if err != nil {

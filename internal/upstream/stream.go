@@ -17,7 +17,7 @@ import (
 )
 
 // streamBuffer is how much of a streamed request body is gathered before
-// it goes to the connection.
+// it goes to the connection; a smaller body gets a buffer of its size.
 const streamBuffer = 64 << 10
 
 // post sends a JSON request whose body write produces as it is sent, from
@@ -36,7 +36,7 @@ func (g *graphClient) post(ctx context.Context, path string, size int64, write f
 	pr, pw := io.Pipe()
 	written := make(chan error, 1)
 	go func() {
-		bw := bufio.NewWriterSize(pw, streamBuffer)
+		bw := bufio.NewWriterSize(pw, int(min(size, streamBuffer)))
 		err := write(bw)
 		if err == nil {
 			err = bw.Flush()

@@ -1,0 +1,153 @@
+package queue
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/smtpgw/smtpgw/internal/envelope"
+)
+
+// A .msg file holds everything about one message:
+//
+//	smtpgw-spool 2 SSSSSSSSSSSSSSSS\n   header: S is the raw message's size, 16 hex digits
+//	{envelope JSON}\n
+//	raw message, exactly as received
+//	\n{state JSON}\n                     one record per change of state, appended
+//
+// The state records are appended, never rewritten: appending one and
+// fsyncing the file is the cheapest durable write there is (no temporary
+// file, no rename, no folder sync), and a crash in the middle of one leaves
+// a torn last record that reading skips, with the one before still whole.
+// Each record starts with a line break, so that a torn record never runs
+// into the next one. The header is written last, once the size is known,
+// before the file is committed.
+//
+// Version 1 files, written before, have no header and keep their state in
+// ID.state beside them; Open converts them.
+const (
+	headerPrefix = "smtpgw-spool 2 "
+	headerLen    = len(headerPrefix) + 16 + 1
+	// maxStateTail is how much of a file's end is read for its state: far
+	// more than the records of every attempt in a message's lifetime.
+	maxStateTail = 1 << 20
+)
+
+// errNoHeader refuses to append state to a file without the header: one
+// in the layout of an earlier version, which only the gateway's start
+// converts, or a damaged one.
+var errNoHeader = errors.New("the message file is not in the current spool layout (an earlier version's, or damaged): start the gateway once to convert the spool")
+
+func encodeHeader(rawSize int64) []byte {
+	return fmt.Appendf(nil, "%s%016x\n", headerPrefix, rawSize)
+}
+
+// stateRecord is st as appended to a .msg file.
+func stateRecord(st State) ([]byte, error) {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("spool: encode state: %w", err)
+	}
+	rec := make([]byte, 0, len(data)+2)
+	rec = append(rec, '\n')
+	rec = append(rec, data...)
+	return append(rec, '\n'), nil
+}
+
+// layout is where the parts of a .msg file lie.
+type layout struct {
+	env      *envelope.Envelope
+	rawStart int64
+	rawSize  int64
+	version1 bool // no header; the state is in ID.state
+}
+
+// stateStart is where the state records begin.
+func (l layout) stateStart() int64 { return l.rawStart + l.rawSize }
+
+// readLayout reads the header and envelope of a .msg file of size bytes.
+func readLayout(r io.Reader, size int64) (layout, error) {
+	br := bufio.NewReader(r)
+	var l layout
+	if head, err := br.Peek(len(headerPrefix)); err == nil && string(head) == headerPrefix {
+		line := make([]byte, headerLen)
+		if _, err := io.ReadFull(br, line); err != nil {
+			return layout{}, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
+		}
+		n, err := strconv.ParseInt(string(line[len(headerPrefix):headerLen-1]), 16, 64)
+		if err != nil || n < 0 || line[headerLen-1] != '\n' {
+			return layout{}, fmt.Errorf("%w: header %q", ErrCorrupt, line)
+		}
+		l.rawStart, l.rawSize = int64(headerLen), n
+	} else {
+		l.version1 = true
+	}
+	env, n, err := readEnvelope(br)
+	if err != nil {
+		return layout{}, err
+	}
+	l.env, l.rawStart = env, l.rawStart+n
+	if l.version1 {
+		l.rawSize = size - l.rawStart
+	}
+	if l.stateStart() > size {
+		return layout{}, fmt.Errorf("%w: %d bytes, the header says %d", ErrCorrupt, size, l.stateStart())
+	}
+	return l, nil
+}
+
+// readStateRecords returns the last whole state record of the file f
+// between start and size; none is the zero State, a message never tried.
+func readStateRecords(f *os.File, start, size int64) (State, error) {
+	start = max(start, size-maxStateTail)
+	if start >= size {
+		return State{}, nil
+	}
+	tail := make([]byte, size-start)
+	if _, err := f.ReadAt(tail, start); err != nil {
+		return State{}, fmt.Errorf("spool: read state: %w", err)
+	}
+	for len(tail) > 0 {
+		i := bytes.LastIndexByte(tail[:len(tail)-1], '\n')
+		var st State
+		if json.Unmarshal(tail[i+1:], &st) == nil {
+			return st, nil
+		}
+		tail = tail[:i+1]
+	}
+	return State{}, nil
+}
+
+// appendState appends a state record to the .msg file at path, and
+// fsyncs the file when durable is set.
+func appendState(path string, st State, durable bool) error {
+	rec, err := stateRecord(st)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	// Appended to a version 1 file, the record would become part of the
+	// message: an admin command run before the upgrade must not.
+	head := make([]byte, len(headerPrefix))
+	if _, err = f.ReadAt(head, 0); err == io.EOF || err == nil && string(head) != headerPrefix {
+		err = errNoHeader
+	}
+	if err == nil {
+		_, err = f.Write(rec)
+	}
+	if err == nil && durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
