@@ -45,17 +45,18 @@ func TestCredentialRefusalHoldsEverything(t *testing.T) {
 	h := start(t, options{
 		queue: "min_probe_interval = \"30s\"\nmax_probe_interval = \"1m\"",
 		before: func(h *harness) {
+			// The answer is set before the engine starts, which sends at once.
+			h.target.answer = func(env *envelope.Envelope, attempt int) error {
+				if !fixed.Load() {
+					return wrongSecret
+				}
+				return nil
+			}
 			for _, mb := range []string{mailbox, "other@contoso.com", mailbox} {
 				ids = append(ids, h.submit(mb, sender))
 			}
 		},
 	})
-	h.target.answer = func(env *envelope.Envelope, attempt int) error {
-		if !fixed.Load() {
-			return wrongSecret
-		}
-		return nil
-	}
 	h.waitCalls("", 3)
 	st := h.waitStatus("the outage", func(st Status) bool { return !st.Upstream.Up && st.Queue.Held == 3 })
 	down := st.Upstream.Down
