@@ -45,17 +45,19 @@ func TestCredentialRefusalHoldsEverything(t *testing.T) {
 	h := start(t, options{
 		queue: "min_probe_interval = \"30s\"\nmax_probe_interval = \"1m\"",
 		before: func(h *harness) {
+			// The messages wait in the spool: the engine sends them as
+			// soon as it runs, so it must find its answer set.
+			h.target.answer = func(env *envelope.Envelope, attempt int) error {
+				if !fixed.Load() {
+					return wrongSecret
+				}
+				return nil
+			}
 			for _, mb := range []string{mailbox, "other@contoso.com", mailbox} {
 				ids = append(ids, h.submit(mb, sender))
 			}
 		},
 	})
-	h.target.answer = func(env *envelope.Envelope, attempt int) error {
-		if !fixed.Load() {
-			return wrongSecret
-		}
-		return nil
-	}
 	h.waitCalls("", 3)
 	st := h.waitStatus("the outage", func(st Status) bool { return !st.Upstream.Up && st.Queue.Held == 3 })
 	down := st.Upstream.Down
