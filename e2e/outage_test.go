@@ -19,11 +19,18 @@ import (
 type status struct {
 	Version  string `json:"version"`
 	Upstream struct {
+		Way struct {
+			Via, Address string
+		} `json:"way"`
 		Up   bool `json:"up"`
 		Down *struct {
 			AADSTS      string `json:"aadsts"`
 			Explanation string `json:"explanation"`
 		} `json:"down"`
+		HeldMailboxes []struct {
+			Mailbox, Code, Explanation string
+			Messages                   int
+		} `json:"held_mailboxes"`
 	} `json:"upstream"`
 	Queue struct {
 		Queued, Held, Failed int
@@ -111,6 +118,9 @@ func TestWrongSecretHoldsMailUntilFixed(t *testing.T) {
 	st := waitStatus(t, o.metrics, func(st status) bool { return !st.Upstream.Up && st.Queue.Held == 3 })
 	if st.Upstream.Down == nil || st.Upstream.Down.AADSTS != "AADSTS7000215" || !strings.Contains(st.Upstream.Down.Explanation, "client_secret_file") {
 		t.Errorf("/status upstream = %+v", st.Upstream)
+	}
+	if st.Upstream.Way.Via != "graph" || st.Upstream.Way.Address != o.fake.URL {
+		t.Errorf("/status names the way out %+v, want graph at %s", st.Upstream.Way, o.fake.URL)
 	}
 	if st.Version == "" || st.Queue.Failed != 0 {
 		t.Errorf("/status = %+v", st)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/smtpgw/smtpgw/internal/delivery"
 	"github.com/smtpgw/smtpgw/internal/trace"
+	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
 func TestStatusPageEscapesClientStrings(t *testing.T) {
@@ -17,6 +18,7 @@ func TestStatusPageEscapesClientStrings(t *testing.T) {
 		Version: "1.2.3", Uptime: "1h0m0s", Now: "now",
 		Status: delivery.Status{
 			Upstream: delivery.UpstreamStatus{
+				Way:           upstream.Way{Via: "smtp", Address: "smtp.office365.com:587"},
 				Down:          &delivery.Refusal{Since: now, AADSTS: "AADSTS7000215", Explanation: "Put the secret's value in client_secret_file."},
 				HeldMailboxes: []delivery.HeldMailbox{{Mailbox: "<b>held</b>@contoso.com", Messages: 2}},
 			},
@@ -35,7 +37,7 @@ func TestStatusPageEscapesClientStrings(t *testing.T) {
 			t.Errorf("page contains %q unescaped", bad)
 		}
 	}
-	for _, want := range []string{"upstream down", "AADSTS7000215", "client_secret_file", "&lt;script&gt;", `bob@contoso.com\x1b[2J`, "1m30s", "1.2.3"} {
+	for _, want := range []string{"upstream down", "AADSTS7000215", "client_secret_file", "&lt;script&gt;", `bob@contoso.com\x1b[2J`, "1m30s", "1.2.3", "Sends through Exchange SMTP at smtp.office365.com:587."} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}

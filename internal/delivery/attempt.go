@@ -147,7 +147,7 @@ func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
 		// Part of the recipients received it: no later try sends to them
 		// again, whatever becomes of this one.
 		st.Delivered = append(st.Delivered, receipt.Delivered...)
-		before.Delivered = st.Delivered
+		before.Delivered, entry.State.Delivered = st.Delivered, st.Delivered
 		if err := e.spool.SaveState(id, st); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			e.log.Error("cannot record the recipients already delivered", "id", id, "error", err)
 		}
@@ -394,7 +394,8 @@ func (e *Engine) fail(entry *queue.Entry, id string, f failure) {
 	e.traceOutcome(trace.Failed, id, entry.State.Attempts, "", f.cause, f.reason)
 	e.log.Error("delivery failed", attrs...)
 	if e.bounce {
-		e.sendBounce(entry.Envelope, f)
+		// Who received the message in an earlier try is not told it failed.
+		e.sendBounce(pendingRecipients(entry.Envelope, entry.State.Delivered), f)
 	}
 }
 

@@ -115,6 +115,10 @@ func (f *fakeTarget) reloadCount() int {
 	return f.reloads
 }
 
+func (f *fakeTarget) Way() upstream.Way {
+	return upstream.Way{Via: "graph", Address: "https://graph.test"}
+}
+
 func (f *fakeTarget) Send(ctx context.Context, env *envelope.Envelope, m upstream.Message) (upstream.Receipt, error) {
 	msg, err := m.Converted()
 	if err != nil {

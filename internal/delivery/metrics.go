@@ -66,9 +66,9 @@ func (m *metrics) register(reg prometheus.Registerer, status func() Status) {
 	reg.MustRegister(&statusCollector{
 		status: status,
 		up: prometheus.NewDesc("smtpgw_upstream_up",
-			"1 while Entra ID and Graph take the gateway's credential, 0 while they refuse it and every message waits.", nil, nil),
+			"1 while Entra ID and the way out (Graph or Exchange's SMTP) take the gateway's credential, 0 while they refuse it and every message waits.", nil, nil),
 		heldMailbox: prometheus.NewDesc("smtpgw_upstream_held_mailboxes",
-			"Mailboxes whose messages wait because Graph refuses the gateway them (403 ErrorAccessDenied).", nil, nil),
+			"Mailboxes whose messages wait because the way out refuses the gateway them (Graph's 403 ErrorAccessDenied, Exchange's 535 5.7.3).", nil, nil),
 		guarded: prometheus.NewDesc("smtpgw_mailbox_guard_holds",
 			"Identity and mailbox pairs whose messages the mailbox guard holds: the identity would pass its share of the mailbox's 10,000 recipients a day, or the mailbox would.", nil, nil),
 		queue: prometheus.NewDesc("smtpgw_queue_messages",

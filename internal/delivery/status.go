@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
 // Status is what the engine tells people and monitoring (/status).
@@ -15,13 +17,15 @@ type Status struct {
 	MailboxGuard []GuardHold `json:"mailbox_guard,omitempty"`
 }
 
-// UpstreamStatus says whether the target takes the gateway's credential.
+// UpstreamStatus names the way out and says whether it takes the
+// gateway's credential.
 type UpstreamStatus struct {
-	Up bool `json:"up"`
+	Way upstream.Way `json:"way"`
+	Up  bool         `json:"up"`
 	// Down says why not, when the whole target refuses the credential.
 	Down *Refusal `json:"down,omitempty"`
-	// HeldMailboxes are the mailboxes Graph refuses the gateway while
-	// others flow.
+	// HeldMailboxes are the mailboxes the way out refuses the gateway
+	// while others flow.
 	HeldMailboxes []HeldMailbox `json:"held_mailboxes,omitempty"`
 }
 
@@ -89,7 +93,7 @@ func (e *Engine) Status() Status {
 
 // status is Status as the loop sees it.
 func (e *Engine) status(now time.Time) Status {
-	st := Status{Upstream: UpstreamStatus{Up: e.outage == nil}}
+	st := Status{Upstream: UpstreamStatus{Way: e.target.Way(), Up: e.outage == nil}}
 	if e.outage != nil {
 		r := refusal(e.outage)
 		st.Upstream.Down = &r

@@ -31,6 +31,7 @@ type Sink struct {
 	server        *smtp.Server
 	transactions  []Transaction
 	open, peak    int             // connections open now and at most
+	sessions      int             // connections ever accepted
 	refused       map[string]bool // recipients answered 550 5.1.1
 	maxRecipients int             // per transaction; beyond, 452 4.5.3; 0: no limit
 	datas         int             // DATA commands seen
@@ -149,11 +150,20 @@ func (k *Sink) PeakConnections() int {
 	return k.peak
 }
 
+// Sessions is how many relay connections the sink accepted in all: one
+// per submission session Dovecot relays for.
+func (k *Sink) Sessions() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.sessions
+}
+
 type sinkBackend struct{ k *Sink }
 
 func (b sinkBackend) NewSession(*smtp.Conn) (smtp.Session, error) {
 	b.k.mu.Lock()
 	b.k.open++
+	b.k.sessions++
 	b.k.peak = max(b.k.peak, b.k.open)
 	b.k.mu.Unlock()
 	return &sinkSession{k: b.k}, nil

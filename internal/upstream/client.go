@@ -66,7 +66,8 @@ type graphClient struct {
 	tokens     *tokenCache // of cred, for scopes other than Graph's
 	scope      string
 	adapter    *msgraphsdk.GraphRequestAdapter
-	baseURL    string       // Graph root + "/v1.0"
+	root       string       // Graph's root URL, as https://graph.microsoft.com
+	baseURL    string       // root + "/v1.0"
 	plain      *http.Client // streamed requests and upload sessions: no middleware
 	timeout    time.Duration
 	saveToSent bool
@@ -202,7 +203,7 @@ func newGraphClient(cfg *config.Graph, files credentialFiles, opts Options) (*gr
 	adapter.SetBaseUrl(baseURL)
 
 	return &graphClient{
-		cred: cred, tokens: newTokenCache(cred), scope: scope, adapter: adapter, baseURL: baseURL, plain: plain,
+		cred: cred, tokens: newTokenCache(cred), scope: scope, adapter: adapter, root: graphRoot, baseURL: baseURL, plain: plain,
 		timeout: cfg.Timeout.D(), saveToSent: cfg.SaveToSent(), certExpiry: certExpiry, log: opts.Logger,
 	}, nil
 }

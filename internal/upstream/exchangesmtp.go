@@ -100,6 +100,9 @@ func (x *ExchangeSMTP) Apply(cfg *config.Graph) error {
 	return nil
 }
 
+// Way is Exchange's SMTP at smtp_address.
+func (x *ExchangeSMTP) Way() Way { return Way{Via: config.SendViaSMTP, Address: x.address} }
+
 // Close ends every idle connection with QUIT.
 func (x *ExchangeSMTP) Close() error {
 	x.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	abs "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
+	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
@@ -23,6 +24,9 @@ const (
 	requestLimit      = 4 << 20
 	smallMessageLimit = 3_500_000
 )
+
+// Way is Graph at the root URL of the configuration in use.
+func (g *Graph) Way() Way { return Way{Via: config.SendViaGraph, Address: g.client.Load().root} }
 
 // Send delivers msg as env.Mailbox: MIME for signed or encrypted mail,
 // sendMail JSON for what fits one request, else draft plus uploads.

@@ -31,6 +31,9 @@ func NewOutbox(dir string) (*Outbox, error) {
 	return &Outbox{dir: dir}, nil
 }
 
+// Way is the outbox folder.
+func (o *Outbox) Way() Way { return Way{Via: "outbox", Address: o.dir} }
+
 func (o *Outbox) Send(_ context.Context, env *envelope.Envelope, m Message) (Receipt, error) {
 	msg, err := m.Converted()
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
@@ -21,6 +22,29 @@ import (
 // conversion failure only fails messages that needed converting.
 type Target interface {
 	Send(ctx context.Context, env *envelope.Envelope, msg Message) (Receipt, error)
+	// Way names where the target sends, for /status and the status page.
+	Way() Way
+}
+
+// Way is a Target's way out and where it leads.
+type Way struct {
+	// Via is "graph" or "smtp", as [exchange] send_via names them, or
+	// "outbox" for trial runs.
+	Via string `json:"via"`
+	// Address is Graph's root URL, [exchange] smtp_address, or the
+	// outbox folder.
+	Address string `json:"address"`
+}
+
+// String names the way for people: "Exchange SMTP at smtp.office365.com:587".
+func (w Way) String() string {
+	switch w.Via {
+	case config.SendViaGraph:
+		return "Microsoft Graph at " + w.Address
+	case config.SendViaSMTP:
+		return "Exchange SMTP at " + w.Address
+	}
+	return "the outbox folder " + w.Address
 }
 
 // Message is one queued message in the forms a Target may ask for.
