@@ -12,8 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/smtpgw/smtpgw/internal/dovecottest"
 	"github.com/smtpgw/smtpgw/internal/graphtest"
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
@@ -42,10 +40,16 @@ func startReaders(t testing.TB, scope string) *readers {
 	d.Grant(t, readMailbox)
 	d.AddMailbox(t, deniedMailbox)
 	dir := t.TempDir()
-	hash, err := bcrypt.GenerateFromPassword([]byte(readPassword), bcrypt.MinCost)
+	// The password is hashed as admins hash it, at hash-password's cost,
+	// and [limits] keeps its defaults: the login benchmark measures what
+	// an installation gets.
+	hashCmd := exec.Command(binary, "hash-password")
+	hashCmd.Stdin = strings.NewReader(readPassword + "\n")
+	out, err := hashCmd.Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("hash-password: %v", err)
 	}
+	hash := strings.TrimSpace(string(out))
 	config := fmt.Sprintf(`
 [[listener]]
 address = "127.0.0.1:0"
@@ -79,9 +83,6 @@ dir = %q
 imap_address = %q
 pop3_address = %q
 scope = %q
-
-[limits]
-auth_min_duration = "1ms" # the floor of every answer; the default 400ms would dwarf what the benchmarks measure
 
 [[user]]
 username = "helpdesk-app"
