@@ -240,6 +240,65 @@ func TestReadersFetchmail(t *testing.T) {
 	}
 }
 
+// getmail retrieves the message over POP3 and over IMAP, each with its
+// own state directory so both fetch it, into an MDA that stores it (its
+// maildir delivery refuses to run as root, as CI does).
+func TestReadersGetmail(t *testing.T) {
+	if _, err := exec.LookPath("getmail"); err != nil {
+		t.Skip("getmail is not installed")
+	}
+	r := startReaders(t, graphtest.ExchangeAudience+"/.default")
+	raw := testMessage(3000)
+	r.d.AddMessage(t, readMailbox, raw)
+	// getmail hands the message on with LF line ends, after the
+	// Return-Path it always writes (the message has none).
+	want := append([]byte("Return-Path: <unknown>\n"), bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))...)
+	for _, tc := range []struct{ retriever, address string }{
+		{"SimplePOP3SSLRetriever", r.pop3TLS},
+		{"SimpleIMAPSSLRetriever", r.imapTLS},
+	} {
+		dir := t.TempDir()
+		stored := filepath.Join(dir, "stored")
+		host, port, _ := strings.Cut(tc.address, ":")
+		// The gateway's certificate is self-signed: getmail checks none
+		// unless told ca_certs.
+		rc := fmt.Sprintf(`[retriever]
+type = %s
+server = %s
+port = %s
+username = helpdesk-app
+password = %s
+record_mailbox = false
+
+[destination]
+type = MDA_external
+path = /bin/sh
+arguments = ("-c", "cat > %s")
+unixfrom = false
+allow_root_commands = true
+
+[options]
+read_all = true
+delete = false
+delivered_to = false
+received = false
+verbose = 0
+`, tc.retriever, host, port, readPassword, stored)
+		if err := os.WriteFile(filepath.Join(dir, "getmailrc"), []byte(rc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("getmail", "--getmaildir", dir, "--rcfile", "getmailrc")
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("getmail %s: %v\n%s\n%s", tc.retriever, err, out, r.g.logs)
+		}
+		got, _ := os.ReadFile(stored)
+		if !bytes.Equal(got, want) {
+			t.Errorf("getmail %s stored %d bytes, want the %d of the message:\n%.300s", tc.retriever, len(got), len(want), got)
+		}
+	}
+}
+
 // Literal LOGIN, IDLE that sees a new message, and the failures: each
 // answered as the issue says.
 func TestReadersIMAPConversation(t *testing.T) {
