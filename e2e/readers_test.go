@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smtpgw/smtpgw/internal/dovecottest"
 	"github.com/smtpgw/smtpgw/internal/graphtest"
@@ -335,6 +336,42 @@ func TestReadersIMAPConversation(t *testing.T) {
 	c.Send("c LOGIN helpdesk-app \"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\"\r\n")
 	c.Expect("c NO [UNAVAILABLE]")
 	waitLog(t, r.g, "login=upstream_unavailable", 1)
+}
+
+// A token expired when Exchange gets it is refused: answered as
+// unavailable, never as a wrong password, with the clock named in the log;
+// it is not cached, so once Entra ID issues good tokens again the next
+// login gets a new one and succeeds.
+func TestReadersExpiredToken(t *testing.T) {
+	r := startReaders(t, graphtest.ExchangeAudience+"/.default")
+	r.fake.SetTokenLifetime(-time.Minute)
+	quoted := "\"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\""
+	imap := relaytest.Dial(t, r.imapTLS)
+	imap.StartTLS(&tls.Config{InsecureSkipVerify: true})
+	imap.Expect("* OK ")
+	imap.Send("a LOGIN helpdesk-app " + quoted + "\r\n")
+	imap.Expect("a NO [UNAVAILABLE]")
+	pop3 := relaytest.Dial(t, r.pop3TLS)
+	pop3.StartTLS(&tls.Config{InsecureSkipVerify: true})
+	pop3.Expect("+OK")
+	pop3.Send("USER helpdesk-app\r\nPASS " + readPassword + "\r\n")
+	pop3.Expect("+OK")
+	pop3.Expect("-ERR [SYS/TEMP]")
+	waitLog(t, r.g, "check that this host's clock is right", 2)
+	if strings.Contains(r.g.logs.String(), "login=bad_credentials") {
+		t.Error("an expired token was taken for a wrong password")
+	}
+
+	r.fake.SetTokenLifetime(time.Hour)
+	before := r.fake.TokenRequests()
+	imap = relaytest.Dial(t, r.imapTLS)
+	imap.StartTLS(&tls.Config{InsecureSkipVerify: true})
+	imap.Expect("* OK ")
+	imap.Send("b LOGIN helpdesk-app " + quoted + "\r\n")
+	imap.Expect("b OK ")
+	if r.fake.TokenRequests() == before {
+		t.Error("the login after an expired token used a cached token")
+	}
 }
 
 // A token for another audience (Graph's) is refused by Exchange: answered

@@ -255,15 +255,21 @@ func (u *upstreamLogin) pop3() error {
 }
 
 // refused explains Exchange's refusal of the token or the mailbox with
-// the admin step that fixes it. The token's own claims tell a missing
-// permission (no IMAP.AccessAsApp or POP.AccessAsApp role: consent) from
-// a missing Exchange registration or mailbox grant, and give the ids
-// those cmdlets need.
+// the admin step that fixes it. The token's own claims tell apart an
+// expired token (which the token cache never hands out again), a missing
+// permission (no IMAP.AccessAsApp or POP.AccessAsApp role: consent) and a
+// missing Exchange registration or mailbox grant, and give the ids those
+// cmdlets need.
 func (u *upstreamLogin) refused(protocol, answer string) error {
 	claims, _ := readClaims(u.token) // a token that is not a JWT gives no ids
 	role := map[string]string{"IMAP": "IMAP.AccessAsApp", "POP3": "POP.AccessAsApp"}[protocol]
 	var step string
 	switch {
+	case claims.Exp != 0 && !time.Now().Before(time.Unix(claims.Exp, 0)):
+		// Tokens are renewed five minutes before they expire by Entra ID's
+		// expires_in: one expired on arrival means the clocks disagree.
+		step = fmt.Sprintf("the token had expired (at %s) when it was sent: check that this host's clock is right (NTP); the next login gets a new token",
+			time.Unix(claims.Exp, 0).UTC().Format(time.RFC3339))
 	case claims.AppID == "":
 		step = "check the [exchange] scope and that the app has " + role + " with admin consent, then that Exchange knows it and the mailbox is granted (see docs/imap-pop3.md)"
 	case !slices.Contains(claims.Roles, role):
