@@ -30,17 +30,32 @@ type readers struct {
 	g    *gateway
 	d    *dovecottest.Server
 	fake *graphtest.Server
+	// secretFile holds the app's client secret, which a test may change.
+	secretFile string
 	// Listener addresses, in the order of readersConfig.
 	imapTLS, imapStartTLS, imapPlain, pop3TLS, pop3StartTLS string
 }
 
 func startReaders(t testing.TB, scope string) *readers {
 	t.Helper()
+	return startReadersWithSecret(t, scope, "")
+}
+
+// startReadersWithSecret is startReaders with secret in the client secret
+// file instead of the one the fake Entra ID accepts, unless it is empty.
+func startReadersWithSecret(t testing.TB, scope, secret string) *readers {
+	t.Helper()
 	fake := graphtest.New(t)
 	d := dovecottest.Start(t, fake)
 	d.Grant(t, readMailbox)
 	d.AddMailbox(t, deniedMailbox)
 	dir := t.TempDir()
+	secretFile := fake.WriteSecretFile(dir)
+	if secret != "" {
+		if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// The password is hashed as admins hash it, at hash-password's cost,
 	// and [limits] keeps its defaults: the login benchmark measures what
 	// an installation gets.
@@ -95,7 +110,10 @@ username = "billing-app"
 password_hash = %q
 read_mailbox = %q
 
-%s`, filepath.Join(dir, "spool"), d.IMAPAddress, d.POP3Address, scope, hash, readMailbox, hash, deniedMailbox, fake.GraphTOML(t))
+[metrics]
+address = "127.0.0.1:0"
+
+%s`, filepath.Join(dir, "spool"), d.IMAPAddress, d.POP3Address, scope, hash, readMailbox, hash, deniedMailbox, fake.GraphTOMLWithSecretFile(secretFile))
 	// The gateway trusts the fake Entra ID and the Dovecot certificate.
 	caFile := filepath.Join(dir, "ca.pem")
 	fakeCA, _ := os.ReadFile(fake.WriteCAFile(dir))
@@ -107,7 +125,7 @@ read_mailbox = %q
 	if len(g.Addr) != 5 {
 		t.Fatalf("listeners %v", g.Addr)
 	}
-	return &readers{g: g, d: d, fake: fake,
+	return &readers{g: g, d: d, fake: fake, secretFile: secretFile,
 		imapTLS: g.Addr[0], imapStartTLS: g.Addr[1], imapPlain: g.Addr[2], pop3TLS: g.Addr[3], pop3StartTLS: g.Addr[4]}
 }
 
@@ -336,6 +354,55 @@ func TestReadersIMAPConversation(t *testing.T) {
 	c.Send("c LOGIN helpdesk-app \"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\"\r\n")
 	c.Expect("c NO [UNAVAILABLE]")
 	waitLog(t, r.g, "login=upstream_unavailable", 1)
+}
+
+// Entra ID refusing the client secret to a reading login puts the gateway
+// in the upstream-down state sending uses: one ERROR line with the AADSTS
+// code and its explanation, /status and smtpgw_upstream_up, and the
+// non-authentication answers. Once the admin fixes the secret file, the
+// next login reads it, succeeds and ends the outage.
+func TestReadersCredentialRefused(t *testing.T) {
+	r := startReadersWithSecret(t, graphtest.ExchangeAudience+"/.default", "not-the-secret")
+	quoted := "\"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\""
+	login := func(tag, want string) {
+		t.Helper()
+		c := relaytest.Dial(t, r.imapTLS)
+		c.StartTLS(&tls.Config{InsecureSkipVerify: true})
+		c.Expect("* OK ")
+		c.Send(tag + " LOGIN helpdesk-app " + quoted + "\r\n")
+		c.Expect(tag + " " + want)
+	}
+	login("a", "NO [UNAVAILABLE]")
+	pop3 := relaytest.Dial(t, r.pop3TLS)
+	pop3.StartTLS(&tls.Config{InsecureSkipVerify: true})
+	pop3.Expect("+OK")
+	pop3.Send("USER helpdesk-app\r\nPASS " + readPassword + "\r\n")
+	pop3.Expect("+OK")
+	pop3.Expect("-ERR [SYS/TEMP]")
+	login("b", "NO [UNAVAILABLE]")
+
+	metrics := r.g.MetricsURL()
+	st := waitStatus(t, metrics, func(st status) bool { return !st.Upstream.Up })
+	if st.Upstream.Down == nil || st.Upstream.Down.AADSTS != "AADSTS7000215" || !strings.Contains(st.Upstream.Down.Explanation, "client_secret_file") {
+		t.Errorf("/status upstream = %+v", st.Upstream)
+	}
+	if _, body := httpGet(t, metrics+"/metrics"); !strings.Contains(body, "smtpgw_upstream_up 0") {
+		t.Error("/metrics lacks smtpgw_upstream_up 0")
+	}
+	logs := r.g.logs.String()
+	if n := strings.Count(logs, `level=ERROR msg="upstream down`); n != 1 || !strings.Contains(logs, "aadsts=AADSTS7000215") {
+		t.Errorf("%d upstream-down lines for three refused logins, want 1 naming AADSTS7000215:\n%s", n, logs)
+	}
+	if strings.Contains(logs, "level=WARN") && strings.Contains(logs, "Exchange Online unavailable") {
+		t.Errorf("a WARN line per login:\n%s", logs)
+	}
+
+	if err := os.WriteFile(r.secretFile, []byte(r.fake.ClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	login("c", "OK ")
+	waitStatus(t, metrics, func(st status) bool { return st.Upstream.Up })
+	waitLog(t, r.g, `level=ERROR msg="upstream up`, 1)
 }
 
 // A token expired when Exchange gets it is refused: answered as

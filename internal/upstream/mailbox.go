@@ -39,8 +39,9 @@ const maxUpstreamLine = 64 << 10
 // config.ProtocolPOP3) and returns the connection past authentication and,
 // for IMAP, the server's capabilities. An error wraps
 // relay.ErrUpstreamRefused when Exchange refused the token or the mailbox
-// (and names the admin step), else the service was unreachable,
-// throttling or the token could not be had: temporary.
+// (and names the admin step), relay.ErrCredentialRefused when Entra ID
+// refused the credential, else the service was unreachable, throttling or
+// Entra ID could not be reached: temporary.
 func (d *MailboxDialer) Dial(ctx context.Context, protocol, mailbox string) (net.Conn, []string, error) {
 	address := d.Address(protocol)
 	timeout := d.Timeout
@@ -51,6 +52,10 @@ func (d *MailboxDialer) Dial(ctx context.Context, protocol, mailbox string) (net
 	defer cancel()
 	token, err := d.Token(ctx)
 	if err != nil {
+		var ue *Error
+		if errors.As(err, &ue) && ue.EntraRefused() {
+			return nil, nil, fmt.Errorf("no token for Exchange: %w: %w", relay.ErrCredentialRefused, err)
+		}
 		return nil, nil, fmt.Errorf("no token for Exchange: %w", err)
 	}
 	host, _, _ := net.SplitHostPort(address)
