@@ -39,7 +39,7 @@ type verifiedPassword struct {
 
 func newVerifiedCache() *verifiedCache {
 	key := make([]byte, sha256.Size)
-	rand.Read(key) // never fails: crypto/rand panics rather than return an error
+	rand.Read(key) // never returns an error: the program stops if the system cannot give randomness
 	return &verifiedCache{key: key, entries: map[string]verifiedPassword{}}
 }
 
