@@ -75,7 +75,7 @@ func (c *imapClient) command(tb testing.TB, cmd string) int64 {
 // MB FETCH directly and through it (the time ratio, and the gateway's
 // peak memory over idle), and the median of 100 logins, direct XOAUTH2
 // with a token at hand versus LOGIN through the gateway with its token
-// cached.
+// cached, the default auth_min_duration and a hash-password hash.
 func BenchmarkReaders(b *testing.B) {
 	r := startReaders(b, graphtest.ExchangeAudience+"/.default")
 	raw := testMessage(30 << 20)

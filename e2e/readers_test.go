@@ -11,8 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"golang.org/x/crypto/bcrypt"
+	"time"
 
 	"github.com/smtpgw/smtpgw/internal/dovecottest"
 	"github.com/smtpgw/smtpgw/internal/graphtest"
@@ -31,21 +30,42 @@ type readers struct {
 	g    *gateway
 	d    *dovecottest.Server
 	fake *graphtest.Server
+	// secretFile holds the app's client secret, which a test may change.
+	secretFile string
 	// Listener addresses, in the order of readersConfig.
 	imapTLS, imapStartTLS, imapPlain, pop3TLS, pop3StartTLS string
 }
 
 func startReaders(t testing.TB, scope string) *readers {
 	t.Helper()
+	return startReadersWithSecret(t, scope, "")
+}
+
+// startReadersWithSecret is startReaders with secret in the client secret
+// file instead of the one the fake Entra ID accepts, unless it is empty.
+func startReadersWithSecret(t testing.TB, scope, secret string) *readers {
+	t.Helper()
 	fake := graphtest.New(t)
 	d := dovecottest.Start(t, fake)
 	d.Grant(t, readMailbox)
 	d.AddMailbox(t, deniedMailbox)
 	dir := t.TempDir()
-	hash, err := bcrypt.GenerateFromPassword([]byte(readPassword), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
+	secretFile := fake.WriteSecretFile(dir)
+	if secret != "" {
+		if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
+	// The password is hashed as admins hash it, at hash-password's cost,
+	// and [limits] keeps its defaults: the login benchmark measures what
+	// an installation gets.
+	hashCmd := exec.Command(binary, "hash-password")
+	hashCmd.Stdin = strings.NewReader(readPassword + "\n")
+	out, err := hashCmd.Output()
+	if err != nil {
+		t.Fatalf("hash-password: %v", err)
+	}
+	hash := strings.TrimSpace(string(out))
 	config := fmt.Sprintf(`
 [[listener]]
 address = "127.0.0.1:0"
@@ -80,9 +100,6 @@ imap_address = %q
 pop3_address = %q
 scope = %q
 
-[limits]
-auth_min_duration = "1ms" # the floor of every answer; the default 400ms would dwarf what the benchmarks measure
-
 [[user]]
 username = "helpdesk-app"
 password_hash = %q
@@ -93,7 +110,10 @@ username = "billing-app"
 password_hash = %q
 read_mailbox = %q
 
-%s`, filepath.Join(dir, "spool"), d.IMAPAddress, d.POP3Address, scope, hash, readMailbox, hash, deniedMailbox, fake.GraphTOML(t))
+[metrics]
+address = "127.0.0.1:0"
+
+%s`, filepath.Join(dir, "spool"), d.IMAPAddress, d.POP3Address, scope, hash, readMailbox, hash, deniedMailbox, fake.GraphTOMLWithSecretFile(secretFile))
 	// The gateway trusts the fake Entra ID and the Dovecot certificate.
 	caFile := filepath.Join(dir, "ca.pem")
 	fakeCA, _ := os.ReadFile(fake.WriteCAFile(dir))
@@ -105,7 +125,7 @@ read_mailbox = %q
 	if len(g.Addr) != 5 {
 		t.Fatalf("listeners %v", g.Addr)
 	}
-	return &readers{g: g, d: d, fake: fake,
+	return &readers{g: g, d: d, fake: fake, secretFile: secretFile,
 		imapTLS: g.Addr[0], imapStartTLS: g.Addr[1], imapPlain: g.Addr[2], pop3TLS: g.Addr[3], pop3StartTLS: g.Addr[4]}
 }
 
@@ -239,6 +259,65 @@ func TestReadersFetchmail(t *testing.T) {
 	}
 }
 
+// getmail retrieves the message over POP3 and over IMAP, each with its
+// own state directory so both fetch it, into an MDA that stores it (its
+// maildir delivery refuses to run as root, as CI does).
+func TestReadersGetmail(t *testing.T) {
+	if _, err := exec.LookPath("getmail"); err != nil {
+		t.Skip("getmail is not installed")
+	}
+	r := startReaders(t, graphtest.ExchangeAudience+"/.default")
+	raw := testMessage(3000)
+	r.d.AddMessage(t, readMailbox, raw)
+	// getmail hands the message on with LF line ends, after the
+	// Return-Path it always writes (the message has none).
+	want := append([]byte("Return-Path: <unknown>\n"), bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))...)
+	for _, tc := range []struct{ retriever, address string }{
+		{"SimplePOP3SSLRetriever", r.pop3TLS},
+		{"SimpleIMAPSSLRetriever", r.imapTLS},
+	} {
+		dir := t.TempDir()
+		stored := filepath.Join(dir, "stored")
+		host, port, _ := strings.Cut(tc.address, ":")
+		// The gateway's certificate is self-signed: getmail checks none
+		// unless told ca_certs.
+		rc := fmt.Sprintf(`[retriever]
+type = %s
+server = %s
+port = %s
+username = helpdesk-app
+password = %s
+record_mailbox = false
+
+[destination]
+type = MDA_external
+path = /bin/sh
+arguments = ("-c", "cat > %s")
+unixfrom = false
+allow_root_commands = true
+
+[options]
+read_all = true
+delete = false
+delivered_to = false
+received = false
+verbose = 0
+`, tc.retriever, host, port, readPassword, stored)
+		if err := os.WriteFile(filepath.Join(dir, "getmailrc"), []byte(rc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("getmail", "--getmaildir", dir, "--rcfile", "getmailrc")
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("getmail %s: %v\n%s\n%s", tc.retriever, err, out, r.g.logs)
+		}
+		got, _ := os.ReadFile(stored)
+		if !bytes.Equal(got, want) {
+			t.Errorf("getmail %s stored %d bytes, want the %d of the message:\n%.300s", tc.retriever, len(got), len(want), got)
+		}
+	}
+}
+
 // Literal LOGIN, IDLE that sees a new message, and the failures: each
 // answered as the issue says.
 func TestReadersIMAPConversation(t *testing.T) {
@@ -275,6 +354,91 @@ func TestReadersIMAPConversation(t *testing.T) {
 	c.Send("c LOGIN helpdesk-app \"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\"\r\n")
 	c.Expect("c NO [UNAVAILABLE]")
 	waitLog(t, r.g, "login=upstream_unavailable", 1)
+}
+
+// Entra ID refusing the client secret to a reading login puts the gateway
+// in the upstream-down state sending uses: one ERROR line with the AADSTS
+// code and its explanation, /status and smtpgw_upstream_up, and the
+// non-authentication answers. Once the admin fixes the secret file, the
+// next login reads it, succeeds and ends the outage.
+func TestReadersCredentialRefused(t *testing.T) {
+	r := startReadersWithSecret(t, graphtest.ExchangeAudience+"/.default", "not-the-secret")
+	quoted := "\"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\""
+	login := func(tag, want string) {
+		t.Helper()
+		c := relaytest.Dial(t, r.imapTLS)
+		c.StartTLS(&tls.Config{InsecureSkipVerify: true})
+		c.Expect("* OK ")
+		c.Send(tag + " LOGIN helpdesk-app " + quoted + "\r\n")
+		c.Expect(tag + " " + want)
+	}
+	login("a", "NO [UNAVAILABLE]")
+	pop3 := relaytest.Dial(t, r.pop3TLS)
+	pop3.StartTLS(&tls.Config{InsecureSkipVerify: true})
+	pop3.Expect("+OK")
+	pop3.Send("USER helpdesk-app\r\nPASS " + readPassword + "\r\n")
+	pop3.Expect("+OK")
+	pop3.Expect("-ERR [SYS/TEMP]")
+	login("b", "NO [UNAVAILABLE]")
+
+	metrics := r.g.MetricsURL()
+	st := waitStatus(t, metrics, func(st status) bool { return !st.Upstream.Up })
+	if st.Upstream.Down == nil || st.Upstream.Down.AADSTS != "AADSTS7000215" || !strings.Contains(st.Upstream.Down.Explanation, "client_secret_file") {
+		t.Errorf("/status upstream = %+v", st.Upstream)
+	}
+	if _, body := httpGet(t, metrics+"/metrics"); !strings.Contains(body, "smtpgw_upstream_up 0") {
+		t.Error("/metrics lacks smtpgw_upstream_up 0")
+	}
+	logs := r.g.logs.String()
+	if n := strings.Count(logs, `level=ERROR msg="upstream down`); n != 1 || !strings.Contains(logs, "aadsts=AADSTS7000215") {
+		t.Errorf("%d upstream-down lines for three refused logins, want 1 naming AADSTS7000215:\n%s", n, logs)
+	}
+	if strings.Contains(logs, "level=WARN") && strings.Contains(logs, "Exchange Online unavailable") {
+		t.Errorf("a WARN line per login:\n%s", logs)
+	}
+
+	if err := os.WriteFile(r.secretFile, []byte(r.fake.ClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	login("c", "OK ")
+	waitStatus(t, metrics, func(st status) bool { return st.Upstream.Up })
+	waitLog(t, r.g, `level=ERROR msg="upstream up`, 1)
+}
+
+// A token expired when Exchange gets it is refused: answered as
+// unavailable, never as a wrong password, with the clock named in the log;
+// it is not cached, so once Entra ID issues good tokens again the next
+// login gets a new one and succeeds.
+func TestReadersExpiredToken(t *testing.T) {
+	r := startReaders(t, graphtest.ExchangeAudience+"/.default")
+	r.fake.SetTokenLifetime(-time.Minute)
+	quoted := "\"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\""
+	imap := relaytest.Dial(t, r.imapTLS)
+	imap.StartTLS(&tls.Config{InsecureSkipVerify: true})
+	imap.Expect("* OK ")
+	imap.Send("a LOGIN helpdesk-app " + quoted + "\r\n")
+	imap.Expect("a NO [UNAVAILABLE]")
+	pop3 := relaytest.Dial(t, r.pop3TLS)
+	pop3.StartTLS(&tls.Config{InsecureSkipVerify: true})
+	pop3.Expect("+OK")
+	pop3.Send("USER helpdesk-app\r\nPASS " + readPassword + "\r\n")
+	pop3.Expect("+OK")
+	pop3.Expect("-ERR [SYS/TEMP]")
+	waitLog(t, r.g, "check that this host's clock is right", 2)
+	if strings.Contains(r.g.logs.String(), "login=bad_credentials") {
+		t.Error("an expired token was taken for a wrong password")
+	}
+
+	r.fake.SetTokenLifetime(time.Hour)
+	before := r.fake.TokenRequests()
+	imap = relaytest.Dial(t, r.imapTLS)
+	imap.StartTLS(&tls.Config{InsecureSkipVerify: true})
+	imap.Expect("* OK ")
+	imap.Send("b LOGIN helpdesk-app " + quoted + "\r\n")
+	imap.Expect("b OK ")
+	if r.fake.TokenRequests() == before {
+		t.Error("the login after an expired token used a cached token")
+	}
 }
 
 // A token for another audience (Graph's) is refused by Exchange: answered

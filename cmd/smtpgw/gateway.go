@@ -133,7 +133,7 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	if err := g.server.Register(registry); err != nil {
 		return err
 	}
-	if g.readers, err = newReaders(cfg, g.gate, g.target, spool.Dir(), logger, registry); err != nil {
+	if g.readers, err = newReaders(cfg, g.gate, g.target, engine, spool.Dir(), logger, registry); err != nil {
 		return err
 	}
 	ready := &readiness{spool: spool, minFree: int64(cfg.Queue.MinFreeSpace)}

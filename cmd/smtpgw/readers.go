@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -39,8 +41,10 @@ type readerListener struct {
 }
 
 // newReaders prepares the IMAP and POP3 listeners of cfg; none when it has
-// none. Reading needs the Graph target: its credential gets the tokens.
-func newReaders(cfg *config.Config, gate *clients.Gate, target upstream.Target, spoolDir string, logger *slog.Logger, registry prometheus.Registerer) (*readers, error) {
+// none. Reading needs the Graph target: its credential gets the tokens,
+// and Entra ID's verdicts on it reach state, the upstream-down state that
+// sending keeps.
+func newReaders(cfg *config.Config, gate *clients.Gate, target upstream.Target, state credentialState, spoolDir string, logger *slog.Logger, registry prometheus.Registerer) (*readers, error) {
 	r := &readers{spoolDir: spoolDir, log: logger}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	var served []tls.Certificate
@@ -58,11 +62,12 @@ func newReaders(cfg *config.Config, gate *clients.Gate, target upstream.Target, 
 			if err := metrics.Register(registry); err != nil {
 				return nil, err
 			}
-			scope := cfg.Exchange.Scope
+			reloader, _ := target.(upstream.CredentialReloader)
+			rt := &readerTokens{tokens: tokens, scope: cfg.Exchange.Scope, reloader: reloader, state: state, log: logger}
 			dialer := &upstream.MailboxDialer{
 				IMAPAddress: cfg.Exchange.IMAPAddress,
 				POP3Address: cfg.Exchange.POP3Address,
-				Token:       func(ctx context.Context) (string, error) { return tokens.Token(ctx, scope) },
+				Token:       rt.Token,
 			}
 			backend = &relay.Backend{Gate: gate, Dial: dialer.Dial, Metrics: metrics}
 		}
@@ -144,4 +149,47 @@ func (r *readers) Shutdown() {
 	}
 	r.cancel()
 	r.wg.Wait()
+}
+
+// credentialState is the upstream-down state sending keeps (the delivery
+// engine's): /status, smtpgw_upstream_up, /readyz and one ERROR line per
+// change.
+type credentialState interface {
+	CredentialRefused(cause *upstream.Error)
+	CredentialAccepted()
+}
+
+// readerTokens gets the reading sessions' tokens and tells state what
+// Entra ID answered: a refusal of the credential, and the first token
+// after one. While refused, the credential files are read again before
+// each request, as sending's probes do, so that fixing the file is all
+// an admin has to do even when no message waits.
+type readerTokens struct {
+	tokens   upstream.TokenSource
+	scope    string
+	reloader upstream.CredentialReloader // nil when the target has no files to read again
+	state    credentialState
+	log      *slog.Logger
+	refused  atomic.Bool // Entra ID refused the last request
+}
+
+func (t *readerTokens) Token(ctx context.Context) (string, error) {
+	if t.refused.Load() && t.reloader != nil {
+		if err := t.reloader.ReloadCredential(); err != nil {
+			t.log.Error("cannot read the credential files again; asking with the credential in use", "error", err)
+		}
+	}
+	token, err := t.tokens.Token(ctx, t.scope)
+	var ue *upstream.Error
+	switch {
+	case err == nil:
+		// A token after a refusal was issued now: none was cached.
+		if t.refused.Swap(false) {
+			t.state.CredentialAccepted()
+		}
+	case errors.As(err, &ue) && ue.EntraRefused():
+		t.refused.Store(true)
+		t.state.CredentialRefused(ue)
+	}
+	return token, err
 }

@@ -31,6 +31,7 @@ type Gate struct {
 	settings atomic.Pointer[settings]
 	conns    *tracker
 	checks   *checkPool
+	verified *verifiedCache
 	metrics  *metrics
 	refused  *refusalSummary
 
@@ -54,6 +55,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gate, error) {
 		log:          logger,
 		conns:        newTracker(),
 		checks:       newCheckPool(),
+		verified:     newVerifiedCache(),
 		metrics:      newMetrics(),
 		refused:      &refusalSummary{log: logger, every: refusalSummaryInterval},
 		connections:  window.New(),
@@ -67,15 +69,18 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gate, error) {
 }
 
 // Reload applies cfg's users, networks, [limits], max_connections,
-// max_auth_failures and debug_clients to new connections and logins; the
-// counts so far stay, and connections already open keep their lifetime.
-// When cfg's identities cannot be prepared, nothing changes.
+// max_auth_failures and debug_clients to new connections and logins. The
+// passwords verified lately stay only for users whose password_hash did
+// not change; the counts so far stay, and connections already open keep
+// their lifetime. When cfg's identities cannot be prepared, nothing
+// changes.
 func (g *Gate) Reload(cfg *config.Config) error {
 	dir, err := newDirectory(cfg)
 	if err != nil {
 		return err
 	}
 	g.dir.Store(dir)
+	g.verified.keep(dir, time.Now())
 	g.settings.Store(&settings{
 		limits:          cfg.Limits,
 		maxConnections:  cfg.Server.MaxConnections,

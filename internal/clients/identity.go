@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -90,6 +91,16 @@ func (d *directory) check(username, password string) (*Identity, error) {
 		return nil, ErrBadCredentials
 	}
 	return &acct.id, nil
+}
+
+// verified returns the identity of username when v holds password as
+// accepted for the account's current password_hash.
+func (d *directory) verified(v *verifiedCache, username, password string, now time.Time) (*Identity, bool) {
+	acct, known := d.accounts[username]
+	if !known || !v.matches(username, string(acct.hash), password, now) {
+		return nil, false
+	}
+	return &acct.id, true
 }
 
 // networkOf returns the most specific [[network]] holding addr, or nil.

@@ -13,16 +13,23 @@ const MaxUsername = 256
 
 // Login checks a username and password for a client of c, the one way
 // every front end logs clients in. It refuses malformed usernames
-// unchecked and throttled clients unchecked (ErrThrottled), waits its turn
-// in the fair bcrypt pool, and answers no sooner than auth_min_duration
-// after it was called, whatever the outcome: unknown users, cheap hashes
-// and wrong passwords answer alike. A failure counts against the client's
-// address, its network and the global budget (see Fail). After a success,
-// c no longer counts toward the limits of clients not yet identified.
-func (g *Gate) Login(c *Conn, username, password string) (*Identity, error) {
+// unchecked and throttled clients unchecked (ErrThrottled), and takes a
+// password bcrypt accepted lately without bcrypt (see verifiedCache);
+// any other password waits its turn in the fair bcrypt pool. A failure
+// is answered no sooner than auth_min_duration after Login was called, so
+// that unknown users, cheap hashes, wrong passwords and throttled clients
+// answer alike; a success is not delayed, since its answer tells it
+// anyway. A failure counts against the client's address, its network and
+// the global budget (see Fail). After a success, c no longer counts
+// toward the limits of clients not yet identified.
+func (g *Gate) Login(c *Conn, username, password string) (_ *Identity, err error) {
 	start := time.Now()
 	st := g.settings.Load()
-	defer c.Pause(time.Until(start.Add(st.limits.AuthMinDuration.D())))
+	defer func() {
+		if err != nil {
+			c.Pause(time.Until(start.Add(st.limits.AuthMinDuration.D())))
+		}
+	}()
 	if len(username) > MaxUsername || safetext.HasControl(username) {
 		return nil, g.Fail(c, fmt.Errorf("%w: username of %d bytes or with control characters", ErrMalformed, len(username)))
 	}
@@ -44,14 +51,16 @@ func (g *Gate) Login(c *Conn, username, password string) (*Identity, error) {
 	case storm:
 		line = suspect
 	}
-	var id *Identity
-	var err error
 	dir := g.dir.Load()
-	if !g.checks.run(c.addr, line, st.limits.AuthWorkers, c.closed, func() { id, err = dir.check(username, password) }) {
-		return nil, ErrClosed
-	}
-	if err != nil {
-		return nil, g.Fail(c, fmt.Errorf("%w: username %s", err, g.Loggable(username)))
+	id, known := dir.verified(g.verified, username, password, now)
+	if !known {
+		if !g.checks.run(c.addr, line, st.limits.AuthWorkers, c.closed, func() { id, err = dir.check(username, password) }) {
+			return nil, ErrClosed
+		}
+		if err != nil {
+			return nil, g.Fail(c, fmt.Errorf("%w: username %s", err, g.Loggable(username)))
+		}
+		g.verified.remember(username, string(dir.accounts[username].hash), password, time.Now())
 	}
 	c.mu.Lock()
 	c.loggedIn = true

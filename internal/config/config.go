@@ -196,7 +196,7 @@ type Limits struct {
 	AuthFailingAddresses  int      `toml:"auth_failing_addresses"`  // addresses failing in one /24 or /48 before all of it waits, default 5
 	AuthFailuresGlobal    int      `toml:"auth_failures_global"`    // of all clients; then every failing address waits, default 100
 	AuthFailureWindow     Duration `toml:"auth_failure_window"`     // default 15m
-	AuthMinDuration       Duration `toml:"auth_min_duration"`       // every AUTH answer takes this long at least, default 400ms
+	AuthMinDuration       Duration `toml:"auth_min_duration"`       // every failed login answer takes this long at least, default 400ms
 	AuthWorkers           int      `toml:"auth_workers"`            // concurrent bcrypt checks, default 2 per CPU
 }
 

@@ -83,7 +83,10 @@ type Engine struct {
 	mu        sync.Mutex
 	committed []*queue.Entry
 	cancel    context.CancelFunc // cancels attempts in flight; set by Run
-	wake      chan struct{}
+	// credential is the latest news about the credential from outside
+	// the sends (see CredentialRefused), not yet applied.
+	credential *credentialNews
+	wake       chan struct{}
 
 	running  atomic.Bool
 	stop     chan struct{} // closed by Shutdown
@@ -241,6 +244,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.finish(r, e.clock.Now())
 		case <-e.wake:
 			e.takeCommitted()
+			e.takeCredentialNews(e.clock.Now())
 		case reply := <-e.statusQs:
 			reply <- e.status(e.clock.Now())
 		case <-timer:

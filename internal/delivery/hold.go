@@ -42,8 +42,9 @@ func (e *Engine) mayProbe(h *hold, now time.Time) bool {
 	return !h.probing && !now.Before(h.nextProbe) && e.inFlight < e.workers
 }
 
-// refuse applies an attempt's refusal of the credential. probe is the
-// hold the attempt probed for, if any.
+// refuse applies a refusal of the credential: an attempt's on lane l, or
+// (l nil, only for ScopeTarget) one told by CredentialRefused. probe is
+// the hold the attempt probed for, if any.
 func (e *Engine) refuse(l *lane, cause *upstream.Error, probe *hold, now time.Time) {
 	if cause.Scope == upstream.ScopeMailbox {
 		// Graph answered for this mailbox: the target's credential works.

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/smtpgw/smtpgw/internal/envelope"
 	"github.com/smtpgw/smtpgw/internal/queue"
+	"github.com/smtpgw/smtpgw/internal/testlog"
 	"github.com/smtpgw/smtpgw/internal/upstream"
 )
 
@@ -183,5 +185,45 @@ func TestMaxAgeFailsHeldMail(t *testing.T) {
 	}
 	if len(h.bounceCalls()) > 0 && h.bounceCalls()[0].answered == nil {
 		t.Error("a bounce went out through the refused credential")
+	}
+}
+
+// Entra ID refusing the credential to a reading login starts the outage a
+// refused send starts, with one ERROR line however often it is told;
+// Entra ID issuing a token again ends it. A Graph refusal's outage does
+// not end that way: only a send shows Graph takes the gateway again.
+func TestCredentialRefusedOutsideSends(t *testing.T) {
+	var logs testlog.Buffer
+	h := start(t, options{before: func(h *harness) {
+		h.engine.log = slog.New(slog.NewTextHandler(&logs, nil))
+	}})
+	refused := upstream.EntraAnswer(401, "invalid_client", "AADSTS7000215")
+	for range 3 {
+		h.engine.CredentialRefused(refused)
+	}
+	st := h.waitStatus("the outage", func(st Status) bool { return !st.Upstream.Up })
+	if st.Upstream.Down == nil || st.Upstream.Down.AADSTS != "AADSTS7000215" || st.Upstream.Down.Explanation == "" {
+		t.Errorf("status = %+v", st.Upstream)
+	}
+	h.engine.CredentialRefused(refused)
+	h.settle()
+	if n := strings.Count(logs.String(), "upstream down"); n != 1 {
+		t.Errorf("%d upstream-down lines, want 1:\n%s", n, logs.String())
+	}
+	h.engine.CredentialRefused(wrongSecret) // not Entra ID's: ignored
+	h.engine.CredentialAccepted()
+	h.waitStatus("the end of the outage", func(st Status) bool { return st.Upstream.Up })
+	if !strings.Contains(logs.String(), "upstream up") {
+		t.Errorf("no upstream-up line:\n%s", logs.String())
+	}
+
+	// An outage Graph's refusal started stays until a send succeeds.
+	h.target.answer = func(*envelope.Envelope, int) error { return upstream.GraphAnswer(401, "InvalidAuthenticationToken", 0) }
+	h.submit(mailbox, sender)
+	h.waitStatus("Graph's outage", func(st Status) bool { return !st.Upstream.Up })
+	h.engine.CredentialAccepted()
+	h.settle()
+	if st := h.engine.Status(); st.Upstream.Up {
+		t.Error("a token issued ended an outage Graph's refusal started")
 	}
 }

@@ -23,7 +23,7 @@ import (
 
 // tokenLifetime is long enough that the client's cache, which refreshes
 // five minutes before expiry, reuses tokens.
-const tokenLifetime = 3600
+const tokenLifetime = time.Hour
 
 func (s *Server) routeEntra(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
@@ -90,9 +90,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	audience := strings.TrimSuffix(graphScope(r.Form.Get("scope")), "/.default")
-	access := s.issueToken(audience, time.Now().Add(tokenLifetime*time.Second))
+	expires := s.tokenExpiry()
+	access := s.issueToken(audience, expires)
+	lifetime := int(time.Until(expires).Round(time.Second).Seconds())
 	writeJSON(w, http.StatusOK, map[string]any{
-		"token_type": "Bearer", "expires_in": tokenLifetime, "ext_expires_in": tokenLifetime, "access_token": access,
+		"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access,
 	})
 }
 

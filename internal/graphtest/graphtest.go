@@ -41,6 +41,7 @@ type Server struct {
 	mu        sync.Mutex
 	tokens    map[string]string // access tokens issued, with their audience
 	tokenReqs int
+	lifetime  time.Duration // of the tokens issued
 	calls     map[string]int
 	failures  map[string][]Failure
 	latency   time.Duration
@@ -115,6 +116,7 @@ func New(t testing.TB, opts ...Option) *Server {
 		opts:               options{roles: []string{"Mail.Send", "Mail.ReadWrite"}},
 		closing:            make(chan struct{}),
 		tokens:             map[string]string{},
+		lifetime:           tokenLifetime,
 		calls:              map[string]int{},
 		failures:           map[string][]Failure{},
 		inFlight:           map[string]int{},
@@ -242,6 +244,23 @@ func (s *Server) WaitSent(t testing.TB, n int, timeout time.Duration) []Sent {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// SetTokenLifetime makes the tokens issued from now on expire d after
+// they are issued (expires_in and the exp claim agree, as Entra ID's do);
+// 0 or less issues tokens already expired, as a resource server whose
+// clock is ahead would see them. The default is an hour.
+func (s *Server) SetTokenLifetime(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lifetime = d
+}
+
+// tokenExpiry is when a token issued now expires.
+func (s *Server) tokenExpiry() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Now().Add(s.lifetime)
 }
 
 // TokenRequests counts token requests, refused ones included.

@@ -150,7 +150,7 @@ func (s *Server) managedIdentityToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"statusCode": 400, "message": "no user-assigned identity " + q.Get("client_id") + " on this host"})
 		return
 	}
-	expires := time.Now().Add(tokenLifetime * time.Second)
+	expires := s.tokenExpiry()
 	access := s.issueToken(q.Get("resource"), expires)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": access, "expires_on": strconv.FormatInt(expires.Unix(), 10),

@@ -14,6 +14,12 @@ import (
 // whose logins fail.
 var ErrUpstreamRefused = errors.New("exchange refused the login")
 
+// ErrCredentialRefused is what a Dial returns (wrapped) when Entra ID
+// refused the gateway's credential, so that no token could be had. The
+// gateway's upstream-down state, which sending shares, says so once per
+// change: the session does not log it again.
+var ErrCredentialRefused = errors.New("entra ID refused the gateway's credential")
+
 // errNoReadRight is a correct password of a user without read_mailbox:
 // answered as a failed login, logged so that the admin sees why.
 var errNoReadRight = errors.New("the user has no read_mailbox: it may send, not read")
@@ -55,6 +61,9 @@ func (b *Backend) Open(ctx context.Context, client net.Conn, s *Session, user, p
 		switch {
 		case err == nil:
 			s.Login = LoginOK
+		case errors.Is(err, ErrCredentialRefused):
+			s.Login = UpstreamDown
+			c.Log().Debug(s.Protocol+" login failed: no token for Exchange Online", "user", s.User, "mailbox", s.Mailbox, "error", err)
 		case errors.Is(err, ErrUpstreamRefused):
 			// At once, not when the session ends: an admin must act.
 			s.Login = UpstreamRefused

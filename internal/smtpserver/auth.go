@@ -145,7 +145,7 @@ func (s *session) abandonAuth() {
 // authExchange wraps a mechanism so that every failure reaches the client
 // as a chosen reply, is logged and counted, and ends the connection once
 // the client has failed too often. The gate's Login makes every checked
-// answer take auth_min_duration.
+// failure take auth_min_duration.
 type authExchange struct {
 	inner sasl.Server
 	s     *session

@@ -52,6 +52,7 @@ type tokenClaims struct {
 	AZP      string   `json:"azp"`
 	ObjectID string   `json:"oid"` // the service principal's: the Enterprise application's object id
 	Roles    []string `json:"roles"`
+	Exp      int64    `json:"exp"` // when it expires, in Unix seconds
 }
 
 // readClaims reads a JWT's claims without checking its signature: only to

@@ -162,12 +162,27 @@ func classifyGraphAnswer(e *Error) {
 // refusal is the admin's to fix and holds every message; Entra ID being
 // unreachable, throttling or failing is worth another try.
 func classifyTokenFailure(e *Error, authErr *azidentity.AuthenticationFailedError) {
-	e.token = true
 	e.Message = "Entra ID refused the token request"
 	if authErr.RawResponse != nil {
 		e.Status = authErr.RawResponse.StatusCode
 		readEntraError(e, authErr.RawResponse)
 	}
+	classifyEntraAnswer(e)
+}
+
+// EntraAnswer is the Error that Token returns for Entra ID's refusal of a
+// token request with this status, OAuth error and AADSTS code, for fake
+// token sources in other packages' tests.
+func EntraAnswer(status int, code, aadsts string) *Error {
+	e := &Error{Status: status, Code: code, AADSTS: aadsts, Message: aadsts + ": answer from a fake"}
+	classifyEntraAnswer(e)
+	return e
+}
+
+// classifyEntraAnswer sorts Entra ID's answer to a token request by its
+// status and error code.
+func classifyEntraAnswer(e *Error) {
+	e.token = true
 	if e.Status == 0 || e.Status == http.StatusTooManyRequests || e.Status >= 500 || e.Code == "temporarily_unavailable" {
 		e.Kind = KindTransient
 		if e.Status == 0 {

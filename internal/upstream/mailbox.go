@@ -39,8 +39,9 @@ const maxUpstreamLine = 64 << 10
 // config.ProtocolPOP3) and returns the connection past authentication and,
 // for IMAP, the server's capabilities. An error wraps
 // relay.ErrUpstreamRefused when Exchange refused the token or the mailbox
-// (and names the admin step), else the service was unreachable,
-// throttling or the token could not be had: temporary.
+// (and names the admin step), relay.ErrCredentialRefused when Entra ID
+// refused the credential, else the service was unreachable, throttling or
+// Entra ID could not be reached: temporary.
 func (d *MailboxDialer) Dial(ctx context.Context, protocol, mailbox string) (net.Conn, []string, error) {
 	address := d.Address(protocol)
 	timeout := d.Timeout
@@ -51,6 +52,10 @@ func (d *MailboxDialer) Dial(ctx context.Context, protocol, mailbox string) (net
 	defer cancel()
 	token, err := d.Token(ctx)
 	if err != nil {
+		var ue *Error
+		if errors.As(err, &ue) && ue.EntraRefused() {
+			return nil, nil, fmt.Errorf("no token for Exchange: %w: %w", relay.ErrCredentialRefused, err)
+		}
 		return nil, nil, fmt.Errorf("no token for Exchange: %w", err)
 	}
 	host, _, _ := net.SplitHostPort(address)
@@ -255,15 +260,21 @@ func (u *upstreamLogin) pop3() error {
 }
 
 // refused explains Exchange's refusal of the token or the mailbox with
-// the admin step that fixes it. The token's own claims tell a missing
-// permission (no IMAP.AccessAsApp or POP.AccessAsApp role: consent) from
-// a missing Exchange registration or mailbox grant, and give the ids
-// those cmdlets need.
+// the admin step that fixes it. The token's own claims tell apart an
+// expired token (which the token cache never hands out again), a missing
+// permission (no IMAP.AccessAsApp or POP.AccessAsApp role: consent) and a
+// missing Exchange registration or mailbox grant, and give the ids those
+// cmdlets need.
 func (u *upstreamLogin) refused(protocol, answer string) error {
 	claims, _ := readClaims(u.token) // a token that is not a JWT gives no ids
 	role := map[string]string{"IMAP": "IMAP.AccessAsApp", "POP3": "POP.AccessAsApp"}[protocol]
 	var step string
 	switch {
+	case claims.Exp != 0 && !time.Now().Before(time.Unix(claims.Exp, 0)):
+		// Tokens are renewed five minutes before they expire by Entra ID's
+		// expires_in: one expired on arrival means the clocks disagree.
+		step = fmt.Sprintf("the token had expired (at %s) when it was sent: check that this host's clock is right (NTP); the next login gets a new token",
+			time.Unix(claims.Exp, 0).UTC().Format(time.RFC3339))
 	case claims.AppID == "":
 		step = "check the [exchange] scope and that the app has " + role + " with admin consent, then that Exchange knows it and the mailbox is granted (see docs/imap-pop3.md)"
 	case !slices.Contains(claims.Roles, role):

@@ -186,6 +186,10 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// EntraRefused reports whether Entra ID refused the gateway's credential
+// (its token endpoint, not Graph or Exchange, said no).
+func (e *Error) EntraRefused() bool { return e.token && e.Kind == KindCredential }
+
 // LogValue shows every field support needs, and no empty ones.
 func (e *Error) LogValue() slog.Value {
 	attrs := []slog.Attr{slog.String("kind", e.Kind.String())}
