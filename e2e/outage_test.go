@@ -73,6 +73,10 @@ type outage struct {
 
 // startWithWrongSecret starts a gateway whose secret file holds a secret
 // Entra ID refuses (AADSTS7000215).
+// secretDaysLeft is how many whole days the client secret of
+// startWithWrongSecret has left.
+const secretDaysLeft = 9
+
 func startWithWrongSecret(t *testing.T) *outage {
 	fake := graphtest.New(t)
 	dir := t.TempDir()
@@ -80,7 +84,9 @@ func startWithWrongSecret(t *testing.T) *outage {
 	if err := os.WriteFile(o.secretFile, []byte("not-the-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	target := fake.GraphTOMLWithSecretFile(o.secretFile) + "\n[metrics]\naddress = \"127.0.0.1:0\"\n"
+	// The secret also expires soon, as the admin noted in the configuration.
+	expires := time.Now().UTC().AddDate(0, 0, secretDaysLeft+1).Format(time.DateOnly)
+	target := fake.GraphTOMLWithSecretFile(o.secretFile) + "client_secret_expires = " + expires + "\n\n[metrics]\naddress = \"127.0.0.1:0\"\n"
 	o.g = startGateway(t, dir, gatewayConfig(t, dir, target), "SSL_CERT_FILE="+fake.WriteCAFile(dir))
 	o.metrics = o.g.MetricsURL()
 	return o

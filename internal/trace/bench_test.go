@@ -72,6 +72,7 @@ func BenchmarkSearchMonth(b *testing.B) {
 		q    Query
 	}{
 		{"to-address", Query{To: "user4321@contoso.com"}},
+		{"to-domain", Query{To: "*@contoso.com", Limit: 1000}},
 		{"from-domain-last-day", Query{From: "*@contoso.com", Since: time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC), Limit: 1000}},
 		{"message-id", Query{MessageID: "<not-there@x>"}},
 	} {
