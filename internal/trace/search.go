@@ -3,6 +3,7 @@ package trace
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
@@ -45,6 +47,10 @@ type Message struct {
 	Attempts  int     `json:"attempts"`  // as of the latest outcome
 	Reason    string  `json:"reason"`    // of the latest deferral, hold or failure
 	Finished  string  `json:"finished"`  // when it was delivered or failed, RFC 3339; empty before
+
+	// lines are its lines while the search runs: they are decoded only
+	// once the search knows it keeps the message.
+	lines [][]byte
 }
 
 // Result is what Search found.
@@ -56,7 +62,9 @@ type Result struct {
 // Search reads the trace files in dir, oldest first, and returns the
 // messages q selects with all their events. Files of days before q.Since
 // are not read; other lines are skipped without decoding unless they can
-// match, so a search is about as fast as reading the files.
+// match, only the fields a query tests are decoded, and a message's
+// events are decoded once it is kept, so that a broad search with a limit
+// is about as fast as reading the files.
 func Search(dir string, q Query) (*Result, error) {
 	names, err := files(dir, q.Since)
 	if err != nil {
@@ -94,7 +102,7 @@ func files(dir string, since time.Time) ([]string, error) {
 // search is one Search in progress.
 type search struct {
 	q       Query
-	needles [][]byte // lower-case texts an Accepted line must contain to match
+	needles [][]byte // lower-case texts, as written, that an Accepted line must contain to match
 	found   map[string]*Message
 	order   []string // IDs matched, in order of acceptance; some no longer in found
 	head    int      // order[:head] were evicted by the limit
@@ -105,12 +113,22 @@ type search struct {
 func newSearch(q Query) *search {
 	s := &search{q: q, found: make(map[string]*Message)}
 	for _, text := range []string{q.From, q.To, q.ID, strings.Trim(q.MessageID, "<>")} {
-		text = strings.TrimPrefix(strings.ToLower(text), "*")
-		if text != "" {
-			s.needles = append(s.needles, []byte(text))
+		if n := needle(strings.TrimPrefix(strings.ToLower(text), "*")); n != nil {
+			s.needles = append(s.needles, n)
 		}
 	}
 	return s
+}
+
+// needle is text as marshal writes it inside a string (quotes, backslashes
+// and <>& escaped), or nil when it cannot serve: empty, or not ASCII,
+// which mayMatch does not fold to lower case.
+func needle(text string) []byte {
+	encoded, err := json.Marshal(text)
+	if err != nil || text == "" || slices.ContainsFunc(encoded, func(c byte) bool { return c >= utf8.RuneSelf }) {
+		return nil
+	}
+	return encoded[1 : len(encoded)-1]
 }
 
 func (s *search) file(path string) error {
@@ -154,24 +172,20 @@ func (s *search) line(line []byte) {
 	}
 	if !bytes.HasPrefix(rest, acceptedMark) {
 		if m := s.found[string(id)]; m != nil {
-			if e, err := unmarshal(line); err == nil {
-				m.add(e)
-				s.forgetUnwanted(m)
+			m.lines = append(m.lines, bytes.Clone(line))
+			if kind := lineKind(rest); kind != Bounced {
+				m.State = kind
 			}
+			s.forgetUnwanted(id, m)
 		}
 		return
 	}
-	if !s.mayMatch(line) {
+	if !s.mayMatch(line) || !s.matches(id, line) {
 		return
 	}
-	e, err := unmarshal(line)
-	if err != nil || !s.matches(e) {
-		return
-	}
-	m := &Message{Accepted: e, State: "queued"}
-	m.Events = append(m.Events, e)
-	s.found[e.ID] = m
-	s.order = append(s.order, e.ID)
+	key := string(id)
+	s.found[key] = &Message{State: "queued", lines: [][]byte{bytes.Clone(line)}}
+	s.order = append(s.order, key)
 	for s.q.Limit > 0 && len(s.found) > s.q.Limit {
 		id := s.order[s.head]
 		s.head++
@@ -182,11 +196,18 @@ func (s *search) line(line []byte) {
 	}
 }
 
+// lineKind is the event kind of a line, from what follows its time.
+func lineKind(rest []byte) string {
+	kind, _ := bytes.CutPrefix(rest, []byte(`,"ev":"`))
+	kind, _, _ = bytes.Cut(kind, []byte(`"`))
+	return string(kind)
+}
+
 // forgetUnwanted drops a message that reached a final state other than
 // the one asked for, so that memory holds only what may still match.
-func (s *search) forgetUnwanted(m *Message) {
+func (s *search) forgetUnwanted(id []byte, m *Message) {
 	if s.q.State != "" && m.State != s.q.State && (m.State == Delivered || m.State == Failed) {
-		delete(s.found, m.Accepted.ID)
+		delete(s.found, string(id))
 	}
 }
 
@@ -239,28 +260,104 @@ func (s *search) mayMatch(line []byte) bool {
 	return true
 }
 
-// matches is the exact test of a decoded Accepted event.
-func (s *search) matches(e Event) bool {
+// matches is the exact test of an Accepted line that mayMatch let
+// through. It decodes only the fields the query tests.
+func (s *search) matches(id, line []byte) bool {
 	q := s.q
-	if q.ID != "" && e.ID != q.ID {
+	if q.ID != "" && string(id) != q.ID {
 		return false
 	}
-	if q.From != "" && !envelope.SenderAllowed([]string{q.From}, e.From) {
-		return false
+	if q.From != "" {
+		from, ok := fieldStrings(line, fromKey)
+		if !ok || !slices.ContainsFunc(from, func(f string) bool { return envelope.SenderAllowed([]string{q.From}, f) }) {
+			return false
+		}
 	}
-	if q.To != "" && !slices.ContainsFunc(e.To, func(r string) bool { return envelope.SenderAllowed([]string{q.To}, r) }) {
-		return false
+	if q.To != "" {
+		to, ok := fieldStrings(line, toKey)
+		if !ok || !slices.ContainsFunc(to, func(r string) bool { return envelope.SenderAllowed([]string{q.To}, r) }) {
+			return false
+		}
 	}
-	if q.MessageID != "" && !strings.EqualFold(strings.Trim(e.MessageID, "<>"), strings.Trim(q.MessageID, "<>")) {
-		return false
+	if q.MessageID != "" {
+		mid, ok := fieldStrings(line, messageIDKey)
+		if !ok || len(mid) != 1 || !strings.EqualFold(strings.Trim(mid[0], "<>"), strings.Trim(q.MessageID, "<>")) {
+			return false
+		}
 	}
 	if q.Client.IsValid() {
-		ap, err := netip.ParseAddrPort(e.Client)
+		client, ok := fieldStrings(line, clientKey)
+		if !ok || len(client) != 1 {
+			return false
+		}
+		ap, err := netip.ParseAddrPort(client[0])
 		if err != nil || !q.Client.Contains(ap.Addr().Unmap()) {
 			return false
 		}
 	}
 	return true
+}
+
+// The keys of an Accepted line that a query tests, as they are written.
+var (
+	clientKey    = []byte(`"c":`)
+	fromKey      = []byte(`"f":`)
+	toKey        = []byte(`"to":`)
+	messageIDKey = []byte(`"mid":`)
+)
+
+// fieldStrings returns the string, or the strings, that key holds in line:
+// none when the line leaves the key out (it was empty).
+func fieldStrings(line, key []byte) ([]string, bool) {
+	_, value, found := bytes.Cut(line, key)
+	if !found {
+		return nil, true
+	}
+	value, ok := stringOrStrings(value)
+	if !ok {
+		return nil, false
+	}
+	if bytes.IndexByte(value, '\\') >= 0 {
+		var list []string
+		if value[0] == '"' {
+			value = slices.Concat([]byte("["), value, []byte("]"))
+		}
+		return list, json.Unmarshal(value, &list) == nil
+	}
+	// Nothing is escaped: the quotes delimit the strings as they are.
+	if value[0] == '[' {
+		value = value[1 : len(value)-1]
+	}
+	if len(value) < 2 {
+		return nil, true
+	}
+	return strings.Split(string(value[1:len(value)-1]), `","`), true
+}
+
+// stringOrStrings cuts the JSON string or array of strings at the start
+// of b from what follows. A line is a flat object of keys that marshal
+// wrote, and marshal escapes every quote inside a string, so a key found
+// as `"key":` is that key, never text inside a value.
+func stringOrStrings(b []byte) ([]byte, bool) {
+	if len(b) == 0 || b[0] != '"' && b[0] != '[' {
+		return nil, false
+	}
+	inString, escaped := false, false
+	for i, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case c == '\\':
+			escaped = true
+		case c == '"' && inString && b[0] == '"':
+			return b[:i+1], true
+		case c == '"':
+			inString = !inString
+		case c == ']' && !inString:
+			return b[:i+1], true
+		}
+	}
+	return nil, false
 }
 
 // add applies a later event to m.
@@ -287,13 +384,32 @@ func (m *Message) add(e Event) {
 	}
 }
 
+// result decodes the messages kept, replaying their events.
 func (s *search) result() *Result {
 	r := &Result{Dropped: s.dropped}
 	for _, id := range s.order[s.head:] {
 		m := s.found[id]
-		if m != nil && (s.q.State == "" || m.State == s.q.State) {
+		if m != nil && m.decode() && (s.q.State == "" || m.State == s.q.State) {
 			r.Messages = append(r.Messages, m)
 		}
 	}
 	return r
+}
+
+// decode fills m from its lines, the Accepted one first; it fails when
+// that one does not decode.
+func (m *Message) decode() bool {
+	lines := m.lines
+	m.lines = nil
+	a, err := unmarshal(lines[0])
+	if err != nil {
+		return false
+	}
+	m.Accepted, m.State, m.Events = a, "queued", []Event{a}
+	for _, line := range lines[1:] {
+		if e, err := unmarshal(line); err == nil {
+			m.add(e)
+		}
+	}
+	return true
 }

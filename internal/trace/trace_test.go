@@ -208,3 +208,53 @@ func TestRecentSurvivesARestart(t *testing.T) {
 		t.Errorf("after a restart: %d recent events, the newest attempt %d", len(recent), recent[0].Attempts)
 	}
 }
+
+// A search decodes only the fields it tests, cut from the line; values
+// that look like other fields, or hold quotes, brackets, backslashes and
+// characters JSON escapes, are still read whole and exactly.
+func TestSearchReadsTrickyFieldsExactly(t *testing.T) {
+	dir := t.TempDir()
+	day := time.Date(2026, 12, 6, 10, 2, 0, 0, time.UTC)
+	w, err := open(dir, 30, quiet, func() time.Time { return day })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tricky := accepted("T1", day, `"f":"ceo@contoso.com","to":["ceo@contoso.com"]\"]@x`, `a]b"c\d@fabrikam.com`, "<&é>@fabrikam.com")
+	tricky.MessageID = `<"mid":"x"\]@scanner>`
+	tricky.Client = "[::1]:2525"
+	w.Record(tricky)
+	w.Record(accepted("T2", day.Add(time.Second), "ceo@contoso.com", "ceo@contoso.com"))
+	w.Record(accepted("T3", day.Add(2*time.Second), "", "x@contoso.com", "y@Fabrikam.com", "z@contoso.com"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		q    Query
+		want []string
+	}{
+		{Query{From: "ceo@contoso.com"}, []string{"T2"}},
+		{Query{To: "ceo@contoso.com"}, []string{"T2"}},
+		{Query{To: `a]b"c\d@fabrikam.com`}, []string{"T1"}},
+		{Query{To: "<&É>@FABRIKAM.COM"}, []string{"T1"}},
+		{Query{To: "*@fabrikam.com"}, []string{"T1", "T3"}},
+		{Query{To: "y@fabrikam.com"}, []string{"T3"}},
+		{Query{To: "z@contoso.com"}, []string{"T3"}},
+		{Query{From: "*@contoso.com"}, []string{"T2"}},
+		{Query{MessageID: `"mid":"x"\]@scanner`}, []string{"T1"}},
+		{Query{MessageID: "x"}, nil},
+		{Query{Client: netip.MustParsePrefix("::1/128")}, []string{"T1"}},
+		{Query{Client: netip.MustParsePrefix("127.0.0.0/8")}, []string{"T2", "T3"}},
+	} {
+		res, err := Search(dir, tt.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range res.Messages {
+			got = append(got, m.Accepted.ID)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%+v found %v, want %v", tt.q, got, tt.want)
+		}
+	}
+}
