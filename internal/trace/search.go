@@ -56,7 +56,7 @@ type Message struct {
 // Result is what Search found.
 type Result struct {
 	Messages []*Message // in order of acceptance
-	Dropped  int        // matching messages left out by Query.Limit (the oldest)
+	Older    bool       // older matching messages were left out by Query.Limit
 }
 
 // Search reads the trace files in dir, oldest first, and returns the
@@ -65,18 +65,64 @@ type Result struct {
 // match, only the fields a query tests are decoded, and a message's
 // events are decoded once it is kept, so that a broad search with a limit
 // is about as fast as reading the files.
+//
+// With a limit, the newest files are counted first: when they alone hold
+// more matches than the limit, older files are not read at all.
 func Search(dir string, q Query) (*Result, error) {
 	names, err := files(dir, q.Since)
 	if err != nil {
 		return nil, err
 	}
 	s := newSearch(q)
-	for _, name := range names {
-		if err := s.file(filepath.Join(dir, name)); err != nil {
+	first, err := s.firstNeeded(dir, names)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names[first:] {
+		if err := eachLine(filepath.Join(dir, name), s.line); err != nil {
 			return nil, err
 		}
 	}
 	return s.result(), nil
+}
+
+// recentShare bounds what firstNeeded reads: at most this share of the
+// trace's bytes, so that a narrow search, which must read every file,
+// pays little for the attempt.
+const recentShare = 8
+
+// firstNeeded is the index in names of the oldest file the search must
+// read. With a limit and no state to select (only later events decide a
+// state), it counts the matches of the newest files, newest first: once
+// they hold more than the limit, older matches could only be left out.
+func (s *search) firstNeeded(dir string, names []string) (int, error) {
+	if s.q.Limit <= 0 || s.q.State != "" {
+		return 0, nil
+	}
+	sizes := make([]int64, len(names))
+	var budget int64
+	for i, name := range names {
+		if info, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			sizes[i] = info.Size()
+			budget += info.Size() / recentShare
+		}
+	}
+	matched := 0
+	count := func(line []byte) {
+		if id, rest, ok := lineID(line); ok && bytes.HasPrefix(rest, acceptedMark) && s.mayMatch(line) && s.matches(id, line) {
+			matched++
+		}
+	}
+	for i := len(names) - 1; i > 0 && sizes[i] <= budget; i-- {
+		budget -= sizes[i]
+		if err := eachLine(filepath.Join(dir, names[i]), count); err != nil {
+			return 0, err
+		}
+		if matched > s.q.Limit {
+			return i, nil
+		}
+	}
+	return 0, nil
 }
 
 // files lists the trace files of dir holding days at or after since.
@@ -106,8 +152,8 @@ type search struct {
 	found   map[string]*Message
 	order   []string // IDs matched, in order of acceptance; some no longer in found
 	head    int      // order[:head] were evicted by the limit
-	dropped int
-	lower   []byte // scratch for case-insensitive matching
+	older   bool     // a matching message was evicted
+	lower   []byte   // scratch for case-insensitive matching
 }
 
 func newSearch(q Query) *search {
@@ -131,7 +177,9 @@ func needle(text string) []byte {
 	return encoded[1 : len(encoded)-1]
 }
 
-func (s *search) file(path string) error {
+// eachLine hands each whole line of the file at path to take; the slice
+// is valid only during the call.
+func eachLine(path string, take func(line []byte)) error {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -157,7 +205,7 @@ func (s *search) file(path string) error {
 			}
 			return fmt.Errorf("trace: %w", err)
 		}
-		s.line(line)
+		take(line)
 	}
 }
 
@@ -191,7 +239,7 @@ func (s *search) line(line []byte) {
 		s.head++
 		if s.found[id] != nil {
 			delete(s.found, id)
-			s.dropped++
+			s.older = true
 		}
 	}
 }
@@ -386,7 +434,7 @@ func (m *Message) add(e Event) {
 
 // result decodes the messages kept, replaying their events.
 func (s *search) result() *Result {
-	r := &Result{Dropped: s.dropped}
+	r := &Result{Older: s.older}
 	for _, id := range s.order[s.head:] {
 		m := s.found[id]
 		if m != nil && m.decode() && (s.q.State == "" || m.State == s.q.State) {

@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -256,5 +257,64 @@ func TestSearchReadsTrickyFieldsExactly(t *testing.T) {
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("%+v found %v, want %v", tt.q, got, tt.want)
 		}
+	}
+}
+
+// A search with a limit that the newest files fill reads only them, and
+// finds what reading every file finds: the latest messages, with events
+// written in a later file, and the note that older ones matched too.
+func TestSearchWithALimitReadsTheNewestFiles(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	w, err := open(dir, 30, quiet, func() time.Time { return start })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := range 24 {
+		day := start.AddDate(0, 0, d)
+		for i := range 3 {
+			id := fmt.Sprintf("D%02dM%d", d, i)
+			w.Record(accepted(id, day.Add(time.Duration(i)*time.Hour), "scanner@contoso.com", fmt.Sprintf("user%d@contoso.com", i)))
+			// Each day's last message is delivered the next day.
+			w.Record(Event{ID: id, Time: day.Add(time.Duration(i)*time.Hour + time.Duration(i/2)*24*time.Hour), Kind: Delivered, Attempts: 1, Reference: "req-" + id})
+		}
+		w.Record(accepted(fmt.Sprintf("D%02dX", d), day, "app@fabrikam.com", "ext@fabrikam.com"))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	all, err := Search(dir, Query{To: "*@contoso.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.Older || len(all.Messages) != 24*3 {
+		t.Fatalf("no limit: %d messages, older %v", len(all.Messages), all.Older)
+	}
+	// The newest file alone holds 3 matches: the one before is needed too.
+	limited, err := Search(dir, Query{To: "*@contoso.com", Limit: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := all.Messages[len(all.Messages)-4:]
+	if len(limited.Messages) != 4 || !limited.Older {
+		t.Fatalf("limit 4: %d messages, older %v", len(limited.Messages), limited.Older)
+	}
+	for i, m := range limited.Messages {
+		if m.Accepted.ID != want[i].Accepted.ID || m.State != Delivered || m.Reference != "req-"+m.Accepted.ID || len(m.Events) != 2 {
+			t.Errorf("message %d = %s %s %q %d events, want %s delivered", i, m.Accepted.ID, m.State, m.Reference, len(m.Events), want[i].Accepted.ID)
+		}
+	}
+	oldest := filepath.Join(dir, fileName(start))
+	if err := os.Remove(oldest); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(oldest, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Search(dir, Query{To: "*@contoso.com"}); err == nil {
+		t.Fatal("a search without a limit read a folder as the oldest file")
+	}
+	if _, err := Search(dir, Query{To: "*@contoso.com", Limit: 4}); err != nil {
+		t.Errorf("the search with a limit read the oldest file: %v", err)
 	}
 }
