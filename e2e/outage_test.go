@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,8 +153,27 @@ func TestWrongSecretHoldsMailUntilFixed(t *testing.T) {
 	}
 
 	o.fixSecret(t)
+	// The new secret comes with its own expiry date.
+	configFile := filepath.Join(o.g.dir, "smtpgw.toml")
+	config, err := os.ReadFile(configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed := time.Now().UTC().AddDate(0, 0, 101).Format(time.DateOnly)
+	config = regexp.MustCompile(`(?m)^client_secret_expires = .*$`).ReplaceAll(config, []byte("client_secret_expires = "+renewed))
+	if err := os.WriteFile(configFile, config, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	o.g.reload(t, 1) // what the admin does after fixing; delivery does not wait for it
 	o.fake.WaitSent(t, 4, deliveryTimeout)
+	_, metrics = httpGet(t, o.metrics+"/metrics")
+	m := regexp.MustCompile(`(?m)^smtpgw_graph_client_secret_expiry_seconds (\S+)$`).FindStringSubmatch(metrics)
+	if m == nil {
+		t.Fatal("/metrics lacks smtpgw_graph_client_secret_expiry_seconds")
+	}
+	if left, err := strconv.ParseFloat(m[1], 64); err != nil || left < 100*86400 || left > 101*86400 {
+		t.Errorf("after the reload, the secret expires in %s seconds, want 100 to 101 days", m[1])
+	}
 	st = waitStatus(t, o.metrics, func(st status) bool { return st.Upstream.Up && st.Queue.Queued+st.Queue.Held == 0 })
 	if st.Queue.Failed != 0 {
 		t.Errorf("%d dead letters", st.Queue.Failed)
