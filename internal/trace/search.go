@@ -63,8 +63,8 @@ type Result struct {
 // messages q selects with all their events. Files of days before q.Since
 // are not read; other lines are skipped without decoding unless they can
 // match, only the fields a query tests are decoded, and a message's
-// events are decoded once it is kept, so that a broad search with a limit
-// is about as fast as reading the files.
+// events only once it is kept, so that a search costs about one read of
+// the files.
 //
 // With a limit, the newest files are counted first: when they alone hold
 // more matches than the limit, older files are not read at all.
