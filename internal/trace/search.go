@@ -47,10 +47,6 @@ type Message struct {
 	Attempts  int     `json:"attempts"`  // as of the latest outcome
 	Reason    string  `json:"reason"`    // of the latest deferral, hold or failure
 	Finished  string  `json:"finished"`  // when it was delivered or failed, RFC 3339; empty before
-
-	// lines are its lines while the search runs: they are decoded only
-	// once the search knows it keeps the message.
-	lines [][]byte
 }
 
 // Result is what Search found.
@@ -149,7 +145,7 @@ func files(dir string, since time.Time) ([]string, error) {
 type search struct {
 	q       Query
 	needles [][]byte // lower-case texts, as written, that an Accepted line must contain to match
-	found   map[string]*Message
+	found   map[string]*candidate
 	order   []string // IDs matched, in order of acceptance; some no longer in found
 	head    int      // order[:head] were evicted by the limit
 	older   bool     // a matching message was evicted
@@ -157,7 +153,7 @@ type search struct {
 }
 
 func newSearch(q Query) *search {
-	s := &search{q: q, found: make(map[string]*Message)}
+	s := &search{q: q, found: make(map[string]*candidate)}
 	for _, text := range []string{q.From, q.To, q.ID, strings.Trim(q.MessageID, "<>")} {
 		if n := needle(strings.TrimPrefix(strings.ToLower(text), "*")); n != nil {
 			s.needles = append(s.needles, n)
@@ -212,6 +208,13 @@ func eachLine(path string, take func(line []byte)) error {
 // acceptedMark is how an Accepted line reads right after its time.
 var acceptedMark = []byte(`,"ev":"` + Accepted + `"`)
 
+// candidate is a message the search may show: its state so far, and its
+// lines, decoded only once the search keeps it.
+type candidate struct {
+	state string
+	lines [][]byte
+}
+
 // line takes one line of a file.
 func (s *search) line(line []byte) {
 	id, rest, ok := lineID(line)
@@ -219,12 +222,12 @@ func (s *search) line(line []byte) {
 		return
 	}
 	if !bytes.HasPrefix(rest, acceptedMark) {
-		if m := s.found[string(id)]; m != nil {
-			m.lines = append(m.lines, bytes.Clone(line))
-			if kind := lineKind(rest); kind != Bounced {
-				m.State = kind
+		if c := s.found[string(id)]; c != nil {
+			c.lines = append(c.lines, bytes.Clone(line))
+			if kind := lineKind(rest); kind != "" && kind != Bounced {
+				c.state = kind
 			}
-			s.forgetUnwanted(id, m)
+			s.forgetUnwanted(id, c)
 		}
 		return
 	}
@@ -232,7 +235,7 @@ func (s *search) line(line []byte) {
 		return
 	}
 	key := string(id)
-	s.found[key] = &Message{State: "queued", lines: [][]byte{bytes.Clone(line)}}
+	s.found[key] = &candidate{state: "queued", lines: [][]byte{bytes.Clone(line)}}
 	s.order = append(s.order, key)
 	for s.q.Limit > 0 && len(s.found) > s.q.Limit {
 		id := s.order[s.head]
@@ -242,19 +245,33 @@ func (s *search) line(line []byte) {
 			s.older = true
 		}
 	}
+	// Let go of the evicted IDs once they are most of the list.
+	if s.head > 1024 && s.head > len(s.order)/2 {
+		s.order = append(s.order[:0], s.order[s.head:]...)
+		s.head = 0
+	}
 }
 
-// lineKind is the event kind of a line, from what follows its time.
+// kinds are the event kinds a line can have.
+var kinds = []string{Accepted, Deferred, Held, Delivered, Failed, Bounced}
+
+// lineKind is the event kind of a line, from what follows its time; ""
+// when it is none of kinds.
 func lineKind(rest []byte) string {
 	kind, _ := bytes.CutPrefix(rest, []byte(`,"ev":"`))
 	kind, _, _ = bytes.Cut(kind, []byte(`"`))
-	return string(kind)
+	for _, k := range kinds {
+		if string(kind) == k {
+			return k
+		}
+	}
+	return ""
 }
 
 // forgetUnwanted drops a message that reached a final state other than
 // the one asked for, so that memory holds only what may still match.
-func (s *search) forgetUnwanted(id []byte, m *Message) {
-	if s.q.State != "" && m.State != s.q.State && (m.State == Delivered || m.State == Failed) {
+func (s *search) forgetUnwanted(id []byte, c *candidate) {
+	if s.q.State != "" && c.state != s.q.State && (c.state == Delivered || c.state == Failed) {
 		delete(s.found, string(id))
 	}
 }
@@ -436,28 +453,29 @@ func (m *Message) add(e Event) {
 func (s *search) result() *Result {
 	r := &Result{Older: s.older}
 	for _, id := range s.order[s.head:] {
-		m := s.found[id]
-		if m != nil && m.decode() && (s.q.State == "" || m.State == s.q.State) {
+		c := s.found[id]
+		if c == nil {
+			continue
+		}
+		if m := c.decode(); m != nil && (s.q.State == "" || m.State == s.q.State) {
 			r.Messages = append(r.Messages, m)
 		}
 	}
 	return r
 }
 
-// decode fills m from its lines, the Accepted one first; it fails when
+// decode is the message c's lines tell, the Accepted one first; nil when
 // that one does not decode.
-func (m *Message) decode() bool {
-	lines := m.lines
-	m.lines = nil
-	a, err := unmarshal(lines[0])
+func (c *candidate) decode() *Message {
+	a, err := unmarshal(c.lines[0])
 	if err != nil {
-		return false
+		return nil
 	}
-	m.Accepted, m.State, m.Events = a, "queued", []Event{a}
-	for _, line := range lines[1:] {
+	m := &Message{Accepted: a, State: "queued", Events: []Event{a}}
+	for _, line := range c.lines[1:] {
 		if e, err := unmarshal(line); err == nil {
 			m.add(e)
 		}
 	}
-	return true
+	return m
 }
