@@ -47,7 +47,7 @@ func expiresIn(days float64) string {
 	case days <= -1:
 		return fmt.Sprintf("expired %d day(s) ago", -whole)
 	case days <= 0:
-		return "expired today"
+		return "expired within the last day"
 	case whole == 0:
 		return "expires within a day"
 	default:

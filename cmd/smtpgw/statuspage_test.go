@@ -114,3 +114,27 @@ func TestExpiriesComeFromExpiryMetrics(t *testing.T) {
 		t.Errorf("expiries = %+v, want %+v", got, want)
 	}
 }
+
+func TestExpiresInCountsWholeDays(t *testing.T) {
+	for days, want := range map[float64]string{
+		341.9: "expires in 341 day(s)",
+		1.2:   "expires in 1 day(s)",
+		0.4:   "expires within a day",
+		-0.5:  "expired within the last day",
+		-3.2:  "expired 3 day(s) ago",
+	} {
+		if got := expiresIn(days); got != want {
+			t.Errorf("expiresIn(%v) = %q, want %q", days, got, want)
+		}
+	}
+}
+
+func TestShortTimeLeavesOutToday(t *testing.T) {
+	now := time.Date(2026, 12, 6, 15, 0, 0, 0, time.Local)
+	if got := shortTime(now.Add(-time.Hour), now); got != "14:00:00" {
+		t.Errorf("an hour ago: %q", got)
+	}
+	if got := shortTime(now.AddDate(0, 0, -1), now); got != "2026-12-05 15:00:00" {
+		t.Errorf("a day ago: %q", got)
+	}
+}
