@@ -62,7 +62,8 @@ func TestStatusPageInBrowserDuringOutage(t *testing.T) {
 	waitStatus(t, o.metrics, func(st status) bool { return !st.Upstream.Up && st.Queue.Held == 1 })
 
 	dom := browse(t, browser, o.metrics+"/", "--dump-dom")
-	for _, want := range []string{"upstream down", "AADSTS7000215", "client_secret_file", id, "alice@contoso.com", "accepted", "held"} {
+	secret := fmt.Sprintf("expires in %d day(s)", secretDaysLeft)
+	for _, want := range []string{"upstream down", "AADSTS7000215", "client_secret_file", id, "alice@contoso.com", "accepted", "held", "graph client secret", secret} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the rendered page lacks %q:\n%s", want, dom)
 		}
@@ -72,7 +73,7 @@ func TestStatusPageInBrowserDuringOutage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		browse(t, browser, o.metrics+"/", "--screenshot="+abs, "--window-size=412,1100", "--hide-scrollbars")
+		browse(t, browser, o.metrics+"/", "--screenshot="+abs, "--window-size=390,1300", "--hide-scrollbars")
 	}
 }
 
@@ -93,9 +94,10 @@ func monitoringNames(t *testing.T) []string {
 }
 
 // TestMonitoringNamesOnlyExportedMetrics checks every metric the dashboard
-// and the alert rules name against the /metrics of a running gateway with
-// a client certificate (so that its expiry is exported) that Entra ID
-// refuses (so that token failures are).
+// and the alert rules name against the /metrics of two running gateways:
+// one with a client certificate (so that its expiry is exported) that
+// Entra ID refuses (so that token failures are), one with a client secret
+// whose expiry the configuration gives.
 func TestMonitoringNamesOnlyExportedMetrics(t *testing.T) {
 	fake := graphtest.New(t)
 	dir := t.TempDir()
@@ -114,6 +116,8 @@ func TestMonitoringNamesOnlyExportedMetrics(t *testing.T) {
 		_, metrics = httpGet(t, base+"/metrics")
 		return strings.Contains(metrics, "smtpgw_token_failures_total{")
 	})
+	_, secretMetrics := httpGet(t, startWithWrongSecret(t).metrics+"/metrics")
+	metrics += secretMetrics
 	names := monitoringNames(t)
 	if len(names) < 10 {
 		t.Fatalf("found only %v in deploy/monitoring", names)

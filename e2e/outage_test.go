@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +82,10 @@ type outage struct {
 
 // startWithWrongSecret starts a gateway whose secret file holds a secret
 // Entra ID refuses (AADSTS7000215).
+// secretDaysLeft is how many whole days the client secret of
+// startWithWrongSecret has left.
+const secretDaysLeft = 9
+
 func startWithWrongSecret(t *testing.T) *outage {
 	fake := graphtest.New(t)
 	dir := t.TempDir()
@@ -87,7 +93,9 @@ func startWithWrongSecret(t *testing.T) *outage {
 	if err := os.WriteFile(o.secretFile, []byte("not-the-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	target := fake.GraphTOMLWithSecretFile(o.secretFile) + "\n[metrics]\naddress = \"127.0.0.1:0\"\n"
+	// The secret also expires soon, as the admin noted in the configuration.
+	expires := time.Now().UTC().AddDate(0, 0, secretDaysLeft+1).Format(time.DateOnly)
+	target := fake.GraphTOMLWithSecretFile(o.secretFile) + "client_secret_expires = " + expires + "\n\n[metrics]\naddress = \"127.0.0.1:0\"\n"
 	o.g = startGateway(t, dir, gatewayConfig(t, dir, target), "SSL_CERT_FILE="+fake.WriteCAFile(dir))
 	o.metrics = o.g.MetricsURL()
 	return o
@@ -155,8 +163,27 @@ func TestWrongSecretHoldsMailUntilFixed(t *testing.T) {
 	}
 
 	o.fixSecret(t)
+	// The new secret comes with its own expiry date.
+	configFile := filepath.Join(o.g.dir, "smtpgw.toml")
+	config, err := os.ReadFile(configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed := time.Now().UTC().AddDate(0, 0, 101).Format(time.DateOnly)
+	config = regexp.MustCompile(`(?m)^client_secret_expires = .*$`).ReplaceAll(config, []byte("client_secret_expires = "+renewed))
+	if err := os.WriteFile(configFile, config, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	o.g.reload(t, 1) // what the admin does after fixing; delivery does not wait for it
 	o.fake.WaitSent(t, 4, deliveryTimeout)
+	_, metrics = httpGet(t, o.metrics+"/metrics")
+	m := regexp.MustCompile(`(?m)^smtpgw_graph_client_secret_expiry_seconds (\S+)$`).FindStringSubmatch(metrics)
+	if m == nil {
+		t.Fatal("/metrics lacks smtpgw_graph_client_secret_expiry_seconds")
+	}
+	if left, err := strconv.ParseFloat(m[1], 64); err != nil || left < 100*86400 || left > 101*86400 {
+		t.Errorf("after the reload, the secret expires in %s seconds, want 100 to 101 days", m[1])
+	}
 	st = waitStatus(t, o.metrics, func(st status) bool { return st.Upstream.Up && st.Queue.Queued+st.Queue.Held == 0 })
 	if st.Queue.Failed != 0 {
 		t.Errorf("%d dead letters", st.Queue.Failed)

@@ -17,8 +17,13 @@ import (
 // checkTimeout bounds the whole Entra ID round trip of `check`.
 const checkTimeout = 30 * time.Second
 
-// expiryWarning is how close to expiry a certificate gets a warning.
-const expiryWarning = 30 * 24 * time.Hour
+// How close to expiry a certificate or the client secret gets a warning:
+// a certificate as early as the admin's CA may need, the secret when the
+// alert on it fires.
+const (
+	certificateExpiryWarning = 30 * 24 * time.Hour
+	secretExpiryWarning      = 14 * 24 * time.Hour
+)
 
 // findings is what check prints as it goes; errors decide its exit code.
 type findings struct {
@@ -93,7 +98,7 @@ func checkGraph(g *config.Graph, f *findings) {
 			f.fail("graph.certificate_file: %v", err)
 			return
 		}
-		reportExpiry(f, "the Graph client certificate "+g.CertificateFile, notAfter)
+		reportExpiry(f, "the Graph client certificate "+g.CertificateFile, notAfter, certificateExpiryWarning)
 	}
 	graph, err := upstream.NewGraph(g, upstream.Options{})
 	if err != nil {
@@ -143,15 +148,15 @@ func causeOf(e *upstream.Error) string {
 	return e.Message
 }
 
-// reportExpiry prints how long a certificate has left, and warns under 30
-// days.
-func reportExpiry(f *findings, what string, notAfter time.Time) {
+// reportExpiry prints how long a certificate or secret has left, warns
+// when that is under warnWithin, and fails once it has expired.
+func reportExpiry(f *findings, what string, notAfter time.Time, warnWithin time.Duration) {
 	left := time.Until(notAfter)
 	days := int(left.Hours() / 24)
 	switch {
 	case left <= 0:
 		f.fail("%s expired on %s", what, notAfter.Format(time.DateOnly))
-	case left < expiryWarning:
+	case left < warnWithin:
 		f.warn("%s expires in %d day(s), on %s: renew it", what, days, notAfter.Format(time.DateOnly))
 	default:
 		f.info("%s expires in %d days, on %s", what, days, notAfter.Format(time.DateOnly))

@@ -55,7 +55,7 @@ func checkListeners(cfg *config.Config, f *findings) {
 		f.fail("tls.cert_file: %v", err)
 		return
 	}
-	reportExpiry(f, "the TLS certificate "+cfg.TLS.CertFile, leaf.NotAfter)
+	reportExpiry(f, "the TLS certificate "+cfg.TLS.CertFile, leaf.NotAfter, certificateExpiryWarning)
 	if _, isECDSA := leaf.PublicKey.(*ecdsa.PublicKey); isECDSA && legacyTLS {
 		f.warn("tls.cert_file is an ECDSA certificate, but a listener accepts TLS below 1.2: printers that old usually speak RSA only and will fail the handshake; use an RSA certificate")
 	}
@@ -63,7 +63,8 @@ func checkListeners(cfg *config.Config, f *findings) {
 
 // checkSecretFiles looks at the files holding secrets: a secret file that
 // is empty cannot work, and one that other users can read is a leak
-// waiting to happen.
+// waiting to happen. It reports the client secret's expiry when the
+// admin gave it.
 func checkSecretFiles(cfg *config.Config, f *findings) {
 	type secretFile struct{ key, path string }
 	var files []secretFile
@@ -72,6 +73,9 @@ func checkSecretFiles(cfg *config.Config, f *findings) {
 			secretFile{"graph.client_secret_file", g.ClientSecretFile},
 			secretFile{"graph.certificate_file", g.CertificateFile},
 			secretFile{"graph.certificate_password_file", g.CertificatePasswordFile})
+		if expires := g.ClientSecretExpires; !expires.IsZero() {
+			reportExpiry(f, "the client secret (graph.client_secret_expires)", expires.Time, secretExpiryWarning)
+		}
 	}
 	files = append(files, secretFile{"tls.key_file", cfg.TLS.KeyFile})
 	for _, sf := range files {

@@ -135,7 +135,16 @@ func TestCheckFiles(t *testing.T) {
 	os.Chmod(keyFile, 0o644)
 	secret := filepath.Join(dir, "secret")
 	os.WriteFile(secret, []byte("\n"), 0o600)
-	graph := fmt.Sprintf("[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nclient_secret_file = %q\n", secret)
+	graphWith := func(secret string) string {
+		return fmt.Sprintf("[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nclient_secret_file = %q\n", secret)
+	}
+	graph := graphWith(secret)
+	validSecret := filepath.Join(dir, "valid-secret")
+	os.WriteFile(validSecret, []byte("s3cret\n"), 0o600)
+	validGraph := graphWith(validSecret)
+	// secretExpiresIn is the day, UTC, days from today: the secret
+	// expires at its start.
+	secretExpiresIn := func(days int) string { return time.Now().UTC().AddDate(0, 0, days).Format(time.DateOnly) }
 	tests := []struct {
 		name, target, extra string
 		want                []string
@@ -147,6 +156,9 @@ func TestCheckFiles(t *testing.T) {
 			[]string{"error: tls.cert_file and tls.key_file: tls: private key does not match public key"}, 1},
 		{"unresolvable address", "", "[[listener]]\naddress = \"127.0.0.1:notaport\"\n", []string{"error: listener[1].address"}, 1},
 		{"empty secret", graph, "", []string{"error: graph.client_secret_file: " + secret + " is empty"}, 1},
+		{"secret expiring", validGraph + "client_secret_expires = " + secretExpiresIn(10) + "\n", "", []string{"warning: the client secret (graph.client_secret_expires) expires in 9 day(s), on " + secretExpiresIn(10)}, 0},
+		{"secret valid", validGraph + "client_secret_expires = " + secretExpiresIn(20) + "\n", "", []string{"the client secret (graph.client_secret_expires) expires in 19 days"}, 0},
+		{"secret expired", validGraph + "client_secret_expires = " + secretExpiresIn(0) + "\n", "", []string{"error: the client secret (graph.client_secret_expires) expired on " + secretExpiresIn(0)}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

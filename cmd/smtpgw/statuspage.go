@@ -20,26 +20,56 @@ import (
 var statusPageHTML string
 
 // statusPage is the template of /; html/template escapes every value, and
-// values that came from clients are also cleared of control characters.
+// values that came from clients or from Microsoft's answers go through safe
+// (eventDetails does its own): control characters escaped, length bounded.
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
-	"fmtTime":      func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") },
+	"safe":         safetext.Log,
+	"fmtTime":      func(t time.Time) string { return shortTime(t, time.Now()) },
 	"fmtSeconds":   func(s float64) string { return (time.Duration(s) * time.Second).String() },
+	"expiresIn":    expiresIn,
 	"eventDetails": eventDetails,
 }).Parse(statusPageHTML))
 
-// certificateExpirySuffix names the metrics the page lists as
-// certificates: seconds until each expires.
-const certificateExpirySuffix = "certificate_expiry_seconds"
+// shortTime is t in the local zone, without the date when it is now's: a
+// phone's screen is narrow.
+func shortTime(t, now time.Time) string {
+	t, now = t.Local(), now.Local()
+	if t.Year() == now.Year() && t.YearDay() == now.YearDay() {
+		return t.Format("15:04:05")
+	}
+	return t.Format("2006-01-02 15:04:05")
+}
+
+// expiresIn says how long a certificate or secret has left, in whole days
+// as check counts them.
+func expiresIn(days float64) string {
+	switch whole := int(days); {
+	case days <= -1:
+		return fmt.Sprintf("expired %d day(s) ago", -whole)
+	case days <= 0:
+		return "expired within the last day"
+	case whole == 0:
+		return "expires within a day"
+	default:
+		return fmt.Sprintf("expires in %d day(s)", whole)
+	}
+}
+
+// expirySuffix names the metrics the page lists as certificates and
+// secrets: seconds until each expires.
+const expirySuffix = "_expiry_seconds"
 
 // statusPageData is what the page shows.
 type statusPageData struct {
 	Version, Uptime, Now string
 	delivery.Status
-	Certificates []certificateExpiry
-	Events       []trace.Event
+	Expiries []expiry
+	Events   []trace.Event
 }
 
-type certificateExpiry struct {
+// expiry is a certificate or secret and the days it has left (negative
+// once expired).
+type expiry struct {
 	Name string
 	Days float64
 }
@@ -54,12 +84,12 @@ func statusPageHandler(engine *delivery.Engine, traces *trace.Writer, registry p
 		}
 		now := time.Now()
 		data := statusPageData{
-			Version:      buildVersion(),
-			Uptime:       now.Sub(started).Round(time.Second).String(),
-			Now:          now.Format("2006-01-02 15:04:05 MST"),
-			Status:       engine.Status(),
-			Certificates: certificates(registry),
-			Events:       traces.Recent(),
+			Version:  buildVersion(),
+			Uptime:   now.Sub(started).Round(time.Second).String(),
+			Now:      now.Format("2006-01-02 15:04:05 MST"),
+			Status:   engine.Status(),
+			Expiries: expiries(registry),
+			Events:   traces.Recent(),
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		if err := statusPage.Execute(w, data); err != nil {
@@ -68,25 +98,25 @@ func statusPageHandler(engine *delivery.Engine, traces *trace.Writer, registry p
 	})
 }
 
-// certificates reads the expiry metrics from the registry, so that the
-// page lists whatever certificates the gateway watches.
-func certificates(registry prometheus.Gatherer) []certificateExpiry {
+// expiries reads the expiry metrics from the registry, so that the page
+// lists whatever certificates and secrets the gateway watches.
+func expiries(registry prometheus.Gatherer) []expiry {
 	families, err := registry.Gather()
 	if err != nil {
 		return nil
 	}
-	var out []certificateExpiry
+	var out []expiry
 	for _, f := range families {
-		if !strings.HasSuffix(f.GetName(), certificateExpirySuffix) {
+		if !strings.HasSuffix(f.GetName(), expirySuffix) {
 			continue
 		}
-		name := strings.TrimSuffix(strings.TrimPrefix(f.GetName(), "smtpgw_"), "_"+certificateExpirySuffix)
+		name := strings.TrimSuffix(strings.TrimPrefix(f.GetName(), "smtpgw_"), expirySuffix)
 		for _, m := range f.GetMetric() {
 			label := strings.ReplaceAll(name, "_", " ")
 			for _, l := range m.GetLabel() {
 				label += " " + l.GetValue()
 			}
-			out = append(out, certificateExpiry{Name: label, Days: m.GetGauge().GetValue() / 86400})
+			out = append(out, expiry{Name: label, Days: m.GetGauge().GetValue() / 86400})
 		}
 	}
 	return out
@@ -105,7 +135,7 @@ func eventDetails(e trace.Event) string {
 		}
 		return safetext.Log(fmt.Sprintf("<%s> → %s via %s from %s", e.From, to, e.Mailbox, e.Client))
 	case trace.Bounced:
-		return "bounce " + e.Reference
+		return safetext.Log("bounce " + e.Reference)
 	}
 	details := e.Reason
 	if e.Reference != "" {

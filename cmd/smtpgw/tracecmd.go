@@ -142,8 +142,8 @@ func printTraceList(res *trace.Result, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%d message(s)", len(res.Messages))
-	if res.Dropped > 0 {
-		fmt.Fprintf(stdout, "; %d older ones matched too (raise -limit or narrow the search)", res.Dropped)
+	if res.Older {
+		fmt.Fprint(stdout, "; older ones matched too (raise -limit or narrow the search)")
 	}
 	fmt.Fprintln(stdout)
 	return nil

@@ -94,7 +94,8 @@ var GraphRoots = map[string]string{
 type Graph struct {
 	TenantID                string   `toml:"tenant_id"`
 	ClientID                string   `toml:"client_id"`
-	ClientSecretFile        string   `toml:"client_secret_file"` // or env SMTPGW_CLIENT_SECRET
+	ClientSecretFile        string   `toml:"client_secret_file"`    // or env SMTPGW_CLIENT_SECRET
+	ClientSecretExpires     Date     `toml:"client_secret_expires"` // copied from the Entra ID portal; zero: not known
 	CertificateFile         string   `toml:"certificate_file"`
 	CertificatePasswordFile string   `toml:"certificate_password_file"`
 	Cloud                   string   `toml:"cloud"`          // default global
@@ -225,6 +226,10 @@ type Metrics struct {
 
 // Size is a byte count written as "35MiB", "10MB", "512KiB" or a bare number.
 type Size int64
+
+// Date is a day, written as a TOML date (2027-06-30) or a string
+// ("2027-06-30"); it stands for the start of that day in UTC.
+type Date struct{ time.Time }
 
 // Duration is a time.Duration written as "48h", "90s", "1h30m".
 type Duration time.Duration

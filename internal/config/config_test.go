@@ -101,6 +101,8 @@ func TestProblems(t *testing.T) {
 		{"imap without graph", strings.Replace(minimal, `address = "127.0.0.1:2525"`, "address = \"127.0.0.1:2525\"\nprotocol = \"imap\"", 1), []string{`x.toml:4: listener[0].protocol: imap needs the [graph] app credential`}},
 		{"user with no right", minimal + "\n[[user]]\nusername = \"app\"\npassword_hash = \"" + testHash + "\"\n", []string{"user[0].mailbox: a user without mailbox", "or read_mailbox"}},
 		{"bad read_mailbox", minimal + "\n[[user]]\nusername = \"app\"\npassword_hash = \"" + testHash + "\"\nread_mailbox = \"helpdesk\"\n", []string{`x.toml:15: user[0].read_mailbox: must be a mailbox address like helpdesk@example.com, not "helpdesk"`}},
+		{"bad client_secret_expires", strings.Replace(minimal, "[outbox]\ndir = \"out\"", "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nclient_secret_expires = \"30/06/2027\"", 1), []string{`x.toml:8: graph.client_secret_expires`, "invalid date"}},
+		{"client_secret_expires without a secret", strings.Replace(minimal, "[outbox]\ndir = \"out\"", "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nmanaged_identity = true\nclient_secret_expires = 2027-06-30", 1), []string{`x.toml:9: graph.client_secret_expires: is the expiry of a client secret, but the credential is not one`}},
 		{"graph credential", strings.Replace(minimal, "[outbox]\ndir = \"out\"", "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nendpoint = \"http://graph\"", 1), []string{"graph: no credential", `graph.endpoint: must be an https URL`}},
 	}
 	for _, tt := range tests {
@@ -116,6 +118,22 @@ func TestProblems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// client_secret_expires is a day, written as a TOML date or as a string.
+func TestClientSecretExpires(t *testing.T) {
+	t.Setenv(ClientSecretEnv, "from-the-environment")
+	want := time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC)
+	for _, value := range []string{`2027-06-30`, `"2027-06-30"`} {
+		cfg, err := Parse([]byte(strings.Replace(minimal, "[outbox]\ndir = \"out\"",
+			"[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nclient_secret_expires = "+value, 1)), "x.toml")
+		if err != nil {
+			t.Fatalf("%s: %v", value, err)
+		}
+		if got := cfg.Graph.ClientSecretExpires.Time; !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("client_secret_expires = %s: loaded %v, want %v", value, got, want)
+		}
 	}
 }
 

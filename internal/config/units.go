@@ -66,3 +66,18 @@ func (d *Duration) UnmarshalText(text []byte) error {
 }
 
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalText reads "2027-06-30", and the RFC 3339 text that a TOML date
+// written without quotes reaches it as.
+func (d *Date) UnmarshalText(text []byte) error {
+	str := strings.TrimSpace(string(text))
+	t, err := time.Parse(time.DateOnly, str)
+	if err != nil {
+		t, err = time.Parse(time.RFC3339, str)
+	}
+	if err != nil {
+		return fmt.Errorf("invalid date %q (want e.g. 2027-06-30)", text)
+	}
+	d.Time = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	return nil
+}

@@ -224,6 +224,9 @@ func (v *validator) checkGraph(g *Graph) {
 	if g.CertificatePasswordFile != "" && g.CertificateFile == "" {
 		v.add("graph.certificate_password_file", "needs certificate_file")
 	}
+	if !g.ClientSecretExpires.IsZero() && (g.CertificateFile != "" || g.ManagedIdentity) {
+		v.add("graph.client_secret_expires", "is the expiry of a client secret, but the credential is not one")
+	}
 	switch g.Cloud {
 	case CloudGlobal, CloudUSGov, CloudUSGovDoD, CloudChina:
 	default:

@@ -175,7 +175,14 @@ func (s *Server) WriteCAFile(dir string) string {
 // t.TempDir() and a 30 s request timeout.
 func (s *Server) GraphConfig(t testing.TB) *config.Graph {
 	t.Helper()
-	toml := s.GraphTOML(t) + "timeout = \"30s\"\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[network]]\ncidrs = [\"127.0.0.1\"]\nmailbox = \"scanner@contoso.com\"\n"
+	return s.GraphConfigWith(t, "")
+}
+
+// GraphConfigWith is GraphConfig with more [graph] keys, one "key = value"
+// a line.
+func (s *Server) GraphConfigWith(t testing.TB, keys string) *config.Graph {
+	t.Helper()
+	toml := s.GraphTOML(t) + keys + "timeout = \"30s\"\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n[[network]]\ncidrs = [\"127.0.0.1\"]\nmailbox = \"scanner@contoso.com\"\n"
 	cfg, err := config.Parse([]byte(toml), "graphtest.toml")
 	if err != nil {
 		t.Fatal(err)

@@ -72,6 +72,10 @@ func BenchmarkSearchMonth(b *testing.B) {
 		q    Query
 	}{
 		{"to-address", Query{To: "user4321@contoso.com"}},
+		{"to-address-limit", Query{To: "user4321@contoso.com", Limit: 1000}},
+		{"to-domain", Query{To: "*@contoso.com", Limit: 1000}},
+		{"to-domain-state", Query{To: "*@contoso.com", State: Delivered, Limit: 1000}},
+		{"state-failed", Query{State: Failed, Limit: 1000}},
 		{"from-domain-last-day", Query{From: "*@contoso.com", Since: time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC), Limit: 1000}},
 		{"message-id", Query{MessageID: "<not-there@x>"}},
 	} {

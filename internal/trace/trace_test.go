@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -206,5 +207,114 @@ func TestRecentSurvivesARestart(t *testing.T) {
 	recent := w.Recent()
 	if len(recent) != RecentEvents || recent[0].Attempts != events || recent[RecentEvents-1].Attempts != events-RecentEvents+1 {
 		t.Errorf("after a restart: %d recent events, the newest attempt %d", len(recent), recent[0].Attempts)
+	}
+}
+
+// A search decodes only the fields it tests, cut from the line; values
+// that look like other fields, or hold quotes, brackets, backslashes and
+// characters JSON escapes, are still read whole and exactly.
+func TestSearchReadsTrickyFieldsExactly(t *testing.T) {
+	dir := t.TempDir()
+	day := time.Date(2026, 12, 6, 10, 2, 0, 0, time.UTC)
+	w, err := open(dir, 30, quiet, func() time.Time { return day })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tricky := accepted("T1", day, `"f":"ceo@contoso.com","to":["ceo@contoso.com"]\"]@x`, `a]b"c\d@fabrikam.com`, "<&é>@fabrikam.com")
+	tricky.MessageID = `<"mid":"x"\]@scanner>`
+	tricky.Client = "[::1]:2525"
+	w.Record(tricky)
+	w.Record(accepted("T2", day.Add(time.Second), "ceo@contoso.com", "ceo@contoso.com"))
+	w.Record(accepted("T3", day.Add(2*time.Second), "", "x@contoso.com", "y@Fabrikam.com", "z@contoso.com"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		q    Query
+		want []string
+	}{
+		{Query{From: "ceo@contoso.com"}, []string{"T2"}},
+		{Query{To: "ceo@contoso.com"}, []string{"T2"}},
+		{Query{To: `a]b"c\d@fabrikam.com`}, []string{"T1"}},
+		{Query{To: "<&É>@FABRIKAM.COM"}, []string{"T1"}},
+		{Query{To: "*@fabrikam.com"}, []string{"T1", "T3"}},
+		{Query{To: "y@fabrikam.com"}, []string{"T3"}},
+		{Query{To: "z@contoso.com"}, []string{"T3"}},
+		{Query{From: "*@contoso.com"}, []string{"T2"}},
+		{Query{MessageID: `"mid":"x"\]@scanner`}, []string{"T1"}},
+		{Query{MessageID: "x"}, nil},
+		{Query{Client: netip.MustParsePrefix("::1/128")}, []string{"T1"}},
+		{Query{Client: netip.MustParsePrefix("127.0.0.0/8")}, []string{"T2", "T3"}},
+	} {
+		res, err := Search(dir, tt.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range res.Messages {
+			got = append(got, m.Accepted.ID)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%+v found %v, want %v", tt.q, got, tt.want)
+		}
+	}
+}
+
+// A search with a limit that the newest files fill reads only them, and
+// finds what reading every file finds: the latest messages, with events
+// written in a later file, and the note that older ones matched too.
+func TestSearchWithALimitReadsTheNewestFiles(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	w, err := open(dir, 30, quiet, func() time.Time { return start })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := range 24 {
+		day := start.AddDate(0, 0, d)
+		for i := range 3 {
+			id := fmt.Sprintf("D%02dM%d", d, i)
+			w.Record(accepted(id, day.Add(time.Duration(i)*time.Hour), "scanner@contoso.com", fmt.Sprintf("user%d@contoso.com", i)))
+			// Each day's last message is delivered the next day.
+			w.Record(Event{ID: id, Time: day.Add(time.Duration(i)*time.Hour + time.Duration(i/2)*24*time.Hour), Kind: Delivered, Attempts: 1, Reference: "req-" + id})
+		}
+		w.Record(accepted(fmt.Sprintf("D%02dX", d), day, "app@fabrikam.com", "ext@fabrikam.com"))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	all, err := Search(dir, Query{To: "*@contoso.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.Older || len(all.Messages) != 24*3 {
+		t.Fatalf("no limit: %d messages, older %v", len(all.Messages), all.Older)
+	}
+	// The newest file alone holds 3 matches: the one before is needed too.
+	limited, err := Search(dir, Query{To: "*@contoso.com", Limit: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := all.Messages[len(all.Messages)-4:]
+	if len(limited.Messages) != 4 || !limited.Older {
+		t.Fatalf("limit 4: %d messages, older %v", len(limited.Messages), limited.Older)
+	}
+	for i, m := range limited.Messages {
+		if m.Accepted.ID != want[i].Accepted.ID || m.State != Delivered || m.Reference != "req-"+m.Accepted.ID || len(m.Events) != 2 {
+			t.Errorf("message %d = %s %s %q %d events, want %s delivered", i, m.Accepted.ID, m.State, m.Reference, len(m.Events), want[i].Accepted.ID)
+		}
+	}
+	oldest := filepath.Join(dir, fileName(start))
+	if err := os.Remove(oldest); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(oldest, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Search(dir, Query{To: "*@contoso.com"}); err == nil {
+		t.Fatal("a search without a limit read a folder as the oldest file")
+	}
+	if _, err := Search(dir, Query{To: "*@contoso.com", Limit: 4}); err != nil {
+		t.Errorf("the search with a limit read the oldest file: %v", err)
 	}
 }

@@ -253,17 +253,45 @@ func TestApplyAndCertificateExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := time.Until(cert.NotAfter).Seconds()
+	if got := gaugeValue(t, reg, "smtpgw_graph_client_certificate_expiry_seconds"); got < want-60 || got > want+1 {
+		t.Errorf("expiry in %.0f s, want %.0f", got, want)
+	}
+}
+
+// The client secret's expiry comes from client_secret_expires, and Apply
+// changes it.
+func TestClientSecretExpiry(t *testing.T) {
+	fake := graphtest.New(t)
+	expires := time.Now().UTC().AddDate(0, 0, 10).Truncate(24 * time.Hour)
+	reg := prometheus.NewRegistry()
+	g, err := NewGraph(fake.GraphConfigWith(t, "client_secret_expires = "+expires.Format(time.DateOnly)+"\n"), Options{RootCAs: fake.CertPool(), Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := time.Until(expires).Seconds()
+	if got := gaugeValue(t, reg, "smtpgw_graph_client_secret_expiry_seconds"); got < want-60 || got > want+1 {
+		t.Errorf("secret expires in %.0f s, want %.0f", got, want)
+	}
+	if err := g.Apply(fake.GraphConfig(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := testutil.GatherAndCount(reg, "smtpgw_graph_client_secret_expiry_seconds"); n != 0 {
+		t.Error("secret expiry still reported once client_secret_expires was removed")
+	}
+}
+
+// gaugeValue is the value of the gauge called name in reg.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "smtpgw_graph_client_certificate_expiry_seconds" {
-			if got := mf.GetMetric()[0].GetGauge().GetValue(); got < want-60 || got > want+1 {
-				t.Errorf("expiry in %.0f s, want %.0f", got, want)
-			}
-			return
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
-	t.Error("no certificate expiry metric")
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -62,17 +62,18 @@ type Graph struct {
 // graphClient is the Graph client of one configuration and one reading of
 // the credential files. It never changes once built.
 type graphClient struct {
-	cred       azcore.TokenCredential
-	tokens     *tokenCache // of cred, for scopes other than Graph's
-	scope      string
-	adapter    *msgraphsdk.GraphRequestAdapter
-	root       string       // Graph's root URL, as https://graph.microsoft.com
-	baseURL    string       // root + "/v1.0"
-	plain      *http.Client // streamed requests and upload sessions: no middleware
-	timeout    time.Duration
-	saveToSent bool
-	certExpiry time.Time // NotAfter of the client certificate; zero without one
-	log        *slog.Logger
+	cred         azcore.TokenCredential
+	tokens       *tokenCache // of cred, for scopes other than Graph's
+	scope        string
+	adapter      *msgraphsdk.GraphRequestAdapter
+	root         string       // Graph's root URL, as https://graph.microsoft.com
+	baseURL      string       // root + "/v1.0"
+	plain        *http.Client // streamed requests and upload sessions: no middleware
+	timeout      time.Duration
+	saveToSent   bool
+	certExpiry   time.Time // NotAfter of the client certificate; zero without one
+	secretExpiry time.Time // client_secret_expires; zero when not given
+	log          *slog.Logger
 }
 
 // NewGraph builds the credential and the Graph client for cfg.
@@ -84,7 +85,7 @@ func NewGraph(cfg *config.Graph, opts Options) (*Graph, error) {
 	if err := g.Apply(cfg); err != nil {
 		return nil, err
 	}
-	g.metrics = newGraphMetrics(opts.Metrics, func() time.Time { return g.client.Load().certExpiry })
+	g.metrics = newGraphMetrics(opts.Metrics, func() *graphClient { return g.client.Load() })
 	return g, nil
 }
 
@@ -204,7 +205,8 @@ func newGraphClient(cfg *config.Graph, files credentialFiles, opts Options) (*gr
 
 	return &graphClient{
 		cred: cred, tokens: newTokenCache(cred), scope: scope, adapter: adapter, root: graphRoot, baseURL: baseURL, plain: plain,
-		timeout: cfg.Timeout.D(), saveToSent: cfg.SaveToSent(), certExpiry: certExpiry, log: opts.Logger,
+		timeout: cfg.Timeout.D(), saveToSent: cfg.SaveToSent(), certExpiry: certExpiry,
+		secretExpiry: cfg.ClientSecretExpires.Time, log: opts.Logger,
 	}, nil
 }
 

@@ -9,22 +9,25 @@ import (
 
 // graphMetrics are the Graph target's Prometheus metrics.
 type graphMetrics struct {
-	tokenFailures *prometheus.CounterVec
-	expiryDesc    *prometheus.Desc
-	certExpiry    func() time.Time // zero: no client certificate
+	tokenFailures    *prometheus.CounterVec
+	certExpiryDesc   *prometheus.Desc
+	secretExpiryDesc *prometheus.Desc
+	client           func() *graphClient // the one in use: its expiries change with every reload
 }
 
 // newGraphMetrics creates the metrics and registers them on reg unless it
 // is nil.
-func newGraphMetrics(reg prometheus.Registerer, certExpiry func() time.Time) *graphMetrics {
+func newGraphMetrics(reg prometheus.Registerer, client func() *graphClient) *graphMetrics {
 	m := &graphMetrics{
 		tokenFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smtpgw_token_failures_total",
 			Help: "Failed token requests to Entra ID, by AADSTS code (\"\" when Entra ID gave none, as when it cannot be reached).",
 		}, []string{"aadsts"}),
-		expiryDesc: prometheus.NewDesc("smtpgw_graph_client_certificate_expiry_seconds",
+		certExpiryDesc: prometheus.NewDesc("smtpgw_graph_client_certificate_expiry_seconds",
 			"Seconds until the Graph client certificate expires (negative once it has); absent without a certificate.", nil, nil),
-		certExpiry: certExpiry,
+		secretExpiryDesc: prometheus.NewDesc("smtpgw_graph_client_secret_expiry_seconds",
+			"Seconds until the client secret expires, from [graph] client_secret_expires (negative once it has); absent without it.", nil, nil),
+		client: client,
 	}
 	if reg != nil {
 		reg.MustRegister(m.tokenFailures, m)
@@ -40,12 +43,23 @@ func (m *graphMetrics) countTokenFailure(err error) {
 	}
 }
 
-// Describe and Collect report the certificate's expiry, which changes
-// with the clock and with every reload.
-func (m *graphMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.expiryDesc }
+// Describe and Collect report the certificate's and the secret's expiry,
+// which change with the clock and with every reload.
+func (m *graphMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.certExpiryDesc
+	ch <- m.secretExpiryDesc
+}
 
 func (m *graphMetrics) Collect(ch chan<- prometheus.Metric) {
-	if at := m.certExpiry(); !at.IsZero() {
-		ch <- prometheus.MustNewConstMetric(m.expiryDesc, prometheus.GaugeValue, time.Until(at).Seconds())
+	c := m.client()
+	collectExpiry(ch, m.certExpiryDesc, c.certExpiry)
+	collectExpiry(ch, m.secretExpiryDesc, c.secretExpiry)
+}
+
+// collectExpiry reports the seconds left until at, unless at is zero (not
+// known).
+func collectExpiry(ch chan<- prometheus.Metric, desc *prometheus.Desc, at time.Time) {
+	if !at.IsZero() {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, time.Until(at).Seconds())
 	}
 }
