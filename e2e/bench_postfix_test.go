@@ -35,8 +35,10 @@ const (
 )
 
 // BenchmarkVersusPostfix reports the gateway's and Postfix's messages per
-// second in one run, and their ratio. Without Postfix installed (make
-// bench installs it) it is skipped.
+// second in one run, and their ratio; and the gateway's rate and CPU
+// without the message trace ([log] trace = false), for what writing the
+// trace costs. Without Postfix installed (make bench installs it) it is
+// skipped.
 func BenchmarkVersusPostfix(b *testing.B) {
 	for _, p := range []string{postfixCommand, smtpSource, smtpSink} {
 		if _, err := os.Stat(p); err != nil {
@@ -44,26 +46,37 @@ func BenchmarkVersusPostfix(b *testing.B) {
 		}
 	}
 	// Two rounds, interleaved, best of each: the machine is shared, and a
-	// burst of load from elsewhere should not decide the ratio.
-	var gateway, postfix float64
-	cpu := time.Duration(math.MaxInt64)
-	for range 2 {
-		rate, used := gatewayRate(b)
-		gateway, cpu = max(gateway, rate), min(cpu, used)
+	// burst of load from elsewhere should not decide the ratio. The
+	// gateway runs with and without the trace in turn, in either order.
+	var gateway, untraced, postfix float64
+	cpu, untracedCPU := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+	for round := range 2 {
+		for _, traced := range []bool{round == 0, round != 0} {
+			rate, used := gatewayRate(b, traced)
+			if traced {
+				gateway, cpu = max(gateway, rate), min(cpu, used)
+			} else {
+				untraced, untracedCPU = max(untraced, rate), min(untracedCPU, used)
+			}
+		}
 		postfix = max(postfix, postfixRate(b))
 	}
 	b.ReportMetric(gateway, "gateway-msgs/s")
 	b.ReportMetric(postfix, "postfix-msgs/s")
 	b.ReportMetric(gateway/postfix, "gateway/postfix")
 	b.ReportMetric(float64(cpu.Microseconds())/sideMessages, "gateway-CPU-us/msg")
+	b.ReportMetric(untraced, "untraced-msgs/s")
+	b.ReportMetric(float64(untracedCPU.Microseconds())/sideMessages, "untraced-CPU-us/msg")
+	b.ReportMetric(100*(untraced-gateway)/untraced, "trace-cost-%")
 }
 
 // gatewayRate drives the gateway with smtp-source as the 127.0.0.1
-// network identity, mailbox noreply@contoso.com. It returns the messages
-// per second and the CPU time the gateway spent on the whole run.
-func gatewayRate(b *testing.B) (float64, time.Duration) {
+// network identity, mailbox noreply@contoso.com, with or without the
+// message trace. It returns the messages per second and the CPU time the
+// gateway spent on the whole run.
+func gatewayRate(b *testing.B, traced bool) (float64, time.Duration) {
 	fake := graphtest.New(b)
-	g := startForLoad(b, fake)
+	g := startForLoad(b, fake, traced)
 	cpuBefore := procCPU(b, g)
 	start := time.Now()
 	runSMTPSource(b, g.Addr[0])
