@@ -35,7 +35,7 @@ const (
 // e2e-msgs/s until the fake Graph has every message.
 func BenchmarkLoad(b *testing.B) {
 	fake := graphtest.New(b)
-	g := startForLoad(b, fake)
+	g := startForLoad(b, fake, true)
 	body := tenKilobyteMessage()
 
 	cpuBefore := procCPU(b, g)
@@ -114,10 +114,14 @@ func BenchmarkLargeMessage(b *testing.B) {
 
 // startForLoad starts a gateway sending to fake as startWithGraph does,
 // but on the shipped [limits]: a burst from a [[network]] client must pass
-// them.
-func startForLoad(b *testing.B, fake *graphtest.Server) *gateway {
+// them. Without traced, it writes no message trace ([log] trace = false).
+func startForLoad(b *testing.B, fake *graphtest.Server, traced bool) *gateway {
 	dir := b.TempDir()
-	return startGateway(b, dir, gatewayConfig(b, dir, fake.GraphTOML(b)), "SSL_CERT_FILE="+fake.WriteCAFile(dir))
+	config := gatewayConfig(b, dir, fake.GraphTOML(b))
+	if !traced {
+		config += "\n[log]\ntrace = false\n"
+	}
+	return startGateway(b, dir, config, "SSL_CERT_FILE="+fake.WriteCAFile(dir))
 }
 
 // sendMany runs n transactions on one connection, as a busy client would.

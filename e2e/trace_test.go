@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"errors"
+	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -102,4 +105,25 @@ func TestTraceFindsDeliveredAndDeadLettered(t *testing.T) {
 	}
 	startGateway(t, dir, config, caEnv)
 	check("after a restart, with the spool's copies gone")
+}
+
+// TestTraceOff runs a gateway with [log] trace = false: mail flows, no
+// trace is written, and `smtpgw trace` says the trace is off rather than
+// finding nothing.
+func TestTraceOff(t *testing.T) {
+	fake := graphtest.New(t)
+	dir := t.TempDir()
+	config := gatewayConfig(t, dir, fake.GraphTOML(t)) + "\n[log]\ntrace = false\n"
+	g := startGateway(t, dir, config, "SSL_CERT_FILE="+fake.WriteCAFile(dir))
+	mustSubmit(t, g.Addr[0], submission{From: "scanner@contoso.com", To: []string{"bob@contoso.com"}, Body: "Subject: scan\n\npage 1\n"})
+	fake.WaitSent(t, 1, deliveryTimeout)
+	g.Stop() // a trace writer would have flushed by now
+
+	if entries, err := os.ReadDir(filepath.Join(dir, "spool", "trace")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("trace folder with [log] trace = false: %v, %v", entries, err)
+	}
+	out, err := traceOutput(dir, "-to", "bob@contoso.com")
+	if err == nil || !strings.Contains(out, "the message trace is off ([log] trace = false") {
+		t.Errorf("smtpgw trace with the trace off: %v\n%s", err, out)
+	}
 }

@@ -98,11 +98,13 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	if err != nil {
 		return err
 	}
-	traces, err := trace.Open(trace.Dir(cfg.Queue.Dir), cfg.Log.TraceDays, logger)
-	if err != nil {
-		return err
+	var traces *trace.Writer // nil with [log] trace = false: records nothing
+	if cfg.Log.TraceEnabled() {
+		if traces, err = trace.Open(trace.Dir(cfg.Queue.Dir), cfg.Log.TraceDays, logger); err != nil {
+			return err
+		}
+		defer traces.Close()
 	}
-	defer traces.Close()
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerBuildInfo(registry)

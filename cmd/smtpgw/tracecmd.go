@@ -70,9 +70,16 @@ func traceCommand(args []string, stdout io.Writer) error {
 	if q.State != "" && !slices.Contains(trace.States, q.State) {
 		return fmt.Errorf("%w: -state must be one of %s", errUsage, strings.Join(trace.States, ", "))
 	}
-	qc, err := loadQueueConfig(*path)
+	data, name, err := readConfig(*path)
 	if err != nil {
 		return err
+	}
+	qc, traceOn, err := config.ParseTrace(data, name)
+	if err != nil {
+		return err
+	}
+	if !traceOn {
+		return fmt.Errorf("the message trace is off ([log] trace = false in %s): the gateway writes none; files it wrote before stay in %s", name, trace.Dir(qc.Dir))
 	}
 	res, err := trace.Search(trace.Dir(qc.Dir), q)
 	if errors.Is(err, os.ErrNotExist) {

@@ -212,12 +212,18 @@ type Log struct {
 	// Subjects adds the Subject header to the accepted log line and the
 	// message trace; off by default, as subjects can be private.
 	Subjects bool `toml:"subjects"`
+	// Trace keeps the message trace in the spool, default true; false
+	// writes none (and `smtpgw trace` says so).
+	Trace *bool `toml:"trace"`
 	// TraceDays is how many days the message trace keeps, default 30.
 	TraceDays int `toml:"trace_days"`
 
 	// DebugPrefixes are DebugClients parsed by Load.
 	DebugPrefixes []netip.Prefix `toml:"-"`
 }
+
+// TraceEnabled reports whether the message trace is written.
+func (l *Log) TraceEnabled() bool { return l.Trace == nil || *l.Trace }
 
 // Metrics is the [metrics] section.
 type Metrics struct {

@@ -65,6 +65,7 @@ func TestDefaults(t *testing.T) {
 		{"bounce", cfg.Queue.BounceEnabled(), true},
 		{"log.subjects", cfg.Log.Subjects, false},
 		{"log.trace_days", cfg.Log.TraceDays, 30},
+		{"log.trace", cfg.Log.TraceEnabled(), true},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -202,6 +203,26 @@ func TestParseQueueIgnoresTheRest(t *testing.T) {
 	}
 	if _, err := ParseQueue([]byte(config+"workerz = 3\n"), "x.toml"); err == nil || !strings.Contains(err.Error(), "queue.workerz: unknown key") {
 		t.Errorf("unknown [queue] key: %v", err)
+	}
+}
+
+func TestParseTraceReadsTraceSwitch(t *testing.T) {
+	for _, c := range []struct {
+		log  string
+		want bool
+	}{{"", true}, {"\n[log]\ntrace = true\n", true}, {"\n[log]\ntrace = false\nlevel = \"debug\"\n", false}} {
+		config := minimal + "\n[queue]\ndir = \"/var/spool/smtpgw\"\n" + c.log
+		q, on, err := ParseTrace([]byte(config), "x.toml")
+		if err != nil || q.Dir != "/var/spool/smtpgw" || on != c.want {
+			t.Errorf("ParseTrace with %q = %q, %v, %v; want trace %v", c.log, q.Dir, on, err, c.want)
+		}
+		cfg, err := Parse([]byte(config), "x.toml")
+		if err != nil || cfg.Log.TraceEnabled() != c.want {
+			t.Errorf("Parse with %q: trace %v, %v; want %v", c.log, err == nil && cfg.Log.TraceEnabled(), err, c.want)
+		}
+	}
+	if _, _, err := ParseTrace([]byte(minimal+"\n[log]\ntrace = \"no\"\n"), "x.toml"); err == nil || !strings.Contains(err.Error(), "x.toml:") {
+		t.Errorf("trace = \"no\": %v, want an error naming the line", err)
 	}
 }
 

@@ -45,21 +45,29 @@ func Parse(data []byte, name string) (*Config, error) {
 // the queue admin commands: they must work whatever the rest of the file
 // holds, such as a credential they may not read.
 func ParseQueue(data []byte, name string) (Queue, error) {
+	q, _, err := ParseTrace(data, name)
+	return q, err
+}
+
+// ParseTrace is ParseQueue for `smtpgw trace`, which also needs to know
+// whether [log] trace is on.
+func ParseTrace(data []byte, name string) (q Queue, traceOn bool, err error) {
 	var doc struct {
 		Queue Queue `toml:"queue"`
+		Log   Log   `toml:"log"`
 	}
 	md, err := toml.Decode(string(data), &doc)
 	if err != nil {
-		return Queue{}, decodeErrors(name, data, err)
+		return Queue{}, false, decodeErrors(name, data, err)
 	}
 	v := &validator{file: name, lines: indexKeys(data)}
 	v.unknownKeys(md.Undecoded(), "queue.")
 	doc.Queue.applyDefaults()
 	v.checkQueue(&doc.Queue)
 	if len(v.problems) > 0 {
-		return Queue{}, v.problems
+		return Queue{}, false, v.problems
 	}
-	return doc.Queue, nil
+	return doc.Queue, doc.Log.TraceEnabled(), nil
 }
 
 // ClientSecret returns the client secret from client_secret_file, else
@@ -175,6 +183,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.AuthWorkers, 2*runtime.NumCPU())
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "text")
+	defaultTrue(&c.Log.Trace)
 	setDefault(&c.Log.TraceDays, defaultTraceDays)
 }
 

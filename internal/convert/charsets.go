@@ -39,8 +39,12 @@ func toUTF8(raw []byte, cs string) string {
 // charsetKey is a charset label without case, quotes, "-" and "_", so
 // that the spellings of one name compare equal.
 func charsetKey(cs string) string {
-	return strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(strings.Trim(cs, " \t'\"")))
+	return charsetSeparators.Replace(strings.ToLower(strings.Trim(cs, " \t'\"")))
 }
+
+// charsetSeparators is built once: building a Replacer costs more than
+// using it, and every text part of every message asks for its charset.
+var charsetSeparators = strings.NewReplacer("-", "", "_", "")
 
 // asciiKeys are US-ASCII's labels. The charset indexes read them as
 // Windows-1252; lenientUTF8 also reads the UTF-8 sent under them.

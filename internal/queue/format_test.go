@@ -156,12 +156,16 @@ func TestOpenConvertsVersion1(t *testing.T) {
 	}
 }
 
-// A delivered message's file is reused for the next message, emptied
-// first; a large one is removed rather than kept.
+// A delivered message's file is reused for the next message, written over
+// and cut to its length, so nothing of the older message or of its state
+// records shows; a large one is removed rather than kept.
 func TestDoneKeepsSpareFiles(t *testing.T) {
 	s := openSpool(t)
 	long := testRaw + strings.Repeat("longer than the next message\r\n", 100)
 	first := commit(t, s, testEnvelope(), long)
+	if err := s.SaveState(first, State{Attempts: 7}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Done(first); err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +182,12 @@ func TestDoneKeepsSpareFiles(t *testing.T) {
 	}
 	if got := readAll(t, e); got != testRaw || !reflect.DeepEqual(e.State, State{}) {
 		t.Errorf("message written into a spare: raw %q, state %+v", got, e.State)
+	}
+	if err := s.SaveState(second, State{Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if e, err = s.Get(second); err != nil || e.State.Attempts != 1 || readAll(t, e) != testRaw {
+		t.Errorf("message in a spare after SaveState: %+v, %v", e, err)
 	}
 
 	large := commit(t, s, testEnvelope(), strings.Repeat("x", maxSpareSize+1))

@@ -57,14 +57,19 @@ func (sp *spares) keep(path, spare string) error {
 	return nil
 }
 
-// createTemp opens the file a new message is written to: a spare,
-// emptied, when there is one, else a new file in tmp/ named after id.
-func (s *Spool) createTemp(id string) (*os.File, error) {
+// createTemp opens the file a new message is written to: a spare when
+// there is one, else a new file in tmp/ named after id. A spare is not
+// emptied but written over, and cut to the new message's length at
+// Commit (reused tells): truncating it at open would free its blocks only
+// for the writes to allocate them again, which cost as much as creating a
+// file.
+func (s *Spool) createTemp(id string) (f *os.File, reused bool, err error) {
 	if spare := s.spares.take(); spare != "" {
-		if f, err := os.OpenFile(spare, os.O_WRONLY|os.O_TRUNC, 0); err == nil {
-			return f, nil
+		if f, err := os.OpenFile(spare, os.O_WRONLY, 0); err == nil {
+			return f, true, nil
 		}
 		os.Remove(spare)
 	}
-	return os.OpenFile(s.path(tmpDir, id, msgExt), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err = os.OpenFile(s.path(tmpDir, id, msgExt), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	return f, false, err
 }

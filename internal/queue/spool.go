@@ -129,6 +129,7 @@ type Incoming struct {
 	id       string
 	env      *envelope.Envelope
 	file     *os.File
+	reused   bool // file is a spare, holding an older message past size
 	buf      *bufio.Writer
 	rawStart int64 // where the raw message starts in the file
 	rawSize  int64 // set by Commit
@@ -158,7 +159,7 @@ func (s *Spool) CreateKeepingFree(env *envelope.Envelope, minFree int64) (*Incom
 	if err != nil {
 		return nil, fmt.Errorf("spool: encode envelope: %w", err)
 	}
-	f, err := s.createTemp(id)
+	f, reused, err := s.createTemp(id)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
@@ -167,7 +168,7 @@ func (s *Spool) CreateKeepingFree(env *envelope.Envelope, minFree int64) (*Incom
 	spooled := *env
 	buf := writers.Get().(*bufio.Writer)
 	buf.Reset(f)
-	in := &Incoming{spool: s, id: id, env: &spooled, file: f, buf: buf, minFree: max(minFree, 0)}
+	in := &Incoming{spool: s, id: id, env: &spooled, file: f, reused: reused, buf: buf, minFree: max(minFree, 0)}
 	// The header's size is written at Commit; until then it says 0.
 	in.buf.Write(encodeHeader(0))
 	in.buf.Write(header)
@@ -241,13 +242,16 @@ func (in *Incoming) Commit() (string, error) {
 	return in.id, nil
 }
 
-// writeSize puts the raw message's size, now known, into the header.
+// writeSize puts the raw message's size, now known, into the header, and
+// cuts a spare to the message's length.
 func (in *Incoming) writeSize() error {
-	end, err := in.file.Seek(0, io.SeekCurrent)
-	if err == nil {
-		in.rawSize = end - in.rawStart
-		_, err = in.file.WriteAt(encodeHeader(in.rawSize), 0)
+	in.rawSize = in.size - in.rawStart
+	if in.reused {
+		if err := in.file.Truncate(in.size); err != nil {
+			return err
+		}
 	}
+	_, err := in.file.WriteAt(encodeHeader(in.rawSize), 0)
 	return err
 }
 

@@ -219,7 +219,9 @@ func (s *session) data(r io.Reader) (string, error) {
 	maxSize := int64(s.srv.cfg.Server.MaxMessageSize)
 	header := &headerCapture{}
 	w := &spoolWriter{w: in}
-	size, err := io.Copy(w, io.TeeReader(newHeaderLimit(&sizeLimit{r: r, left: maxSize}), header))
+	buf := copyBuffers.Get().(*[]byte)
+	size, err := io.CopyBuffer(w, io.TeeReader(newHeaderLimit(&sizeLimit{r: r, left: maxSize}), header), *buf)
+	copyBuffers.Put(buf)
 	if err == nil {
 		err = s.checkMessage(tx.id, size, header)
 	}
@@ -246,6 +248,11 @@ func (s *session) data(r io.Reader) (string, error) {
 	s.recordAccepted(id, env, size, header.buf)
 	return id, nil
 }
+
+// copyBuffers carry messages from the client to the spool: a new buffer
+// for each message, as io.Copy makes, was a good part of the garbage of a
+// small message.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // checkMessage refuses what must not be queued once the whole message is
 // in: an empty message (DATA with nothing, or BDAT 0 LAST alone), and for

@@ -63,7 +63,7 @@ type Graph struct {
 // the credential files. It never changes once built.
 type graphClient struct {
 	cred         azcore.TokenCredential
-	tokens       *tokenCache // of cred, for scopes other than Graph's
+	tokens       *tokenCache // of cred: streamed requests and scopes other than Graph's
 	scope        string
 	adapter      *msgraphsdk.GraphRequestAdapter
 	root         string       // Graph's root URL, as https://graph.microsoft.com
