@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/convert"
@@ -163,13 +164,32 @@ func (g *graphClient) upload(ctx context.Context, uploadURL string, a convert.At
 func (g *graphClient) putChunk(ctx context.Context, uploadURL string, data []byte, start, total int64) error {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, uploadURL, bytes.NewReader(data))
+	body := &chunkBody{Reader: bytes.NewReader(data), closed: make(chan struct{})}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, uploadURL, body)
 	if err != nil {
 		return &Error{Kind: KindMessage, Message: "build upload request", Err: err}
 	}
+	req.ContentLength = int64(len(data))
 	req.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+int64(len(data))-1, total))
 	_, err = g.uploadRequest(req)
+	// The transport may still be reading data after the answer came (a
+	// server may answer before it has read the whole body); the caller
+	// reuses data for the next chunk only once the transport let go of it.
+	<-body.closed
 	return err
+}
+
+// chunkBody is an upload request's body that tells when the transport
+// has closed it, which it always does, on success and on error alike.
+type chunkBody struct {
+	*bytes.Reader
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (b *chunkBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
 }
 
 // nextExpected asks an upload session for the first byte it still needs.
