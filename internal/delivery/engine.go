@@ -493,11 +493,14 @@ func (e *Engine) nextWake(now, periodic time.Time) time.Time {
 // (moved back from failed/) are added, and next attempt times are reread.
 // Items in flight are left alone: only their attempt writes their state.
 func (e *Engine) rescan(now time.Time) error {
+	// Take the committed messages before listing the spool: one committed
+	// after the listing would look vanished and be dropped until the next
+	// rescan. One committed after this call waits in e.committed.
+	e.takeCommitted()
 	ids, err := e.spool.Queued()
 	if err != nil {
 		return fmt.Errorf("delivery: %w", err)
 	}
-	e.takeCommitted()
 	onDisk := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		onDisk[id] = true
