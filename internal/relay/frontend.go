@@ -80,10 +80,6 @@ func (f *Frontend) Accept(ctx context.Context, ln net.Listener, refusal string, 
 func (f *Frontend) Serve(ctx context.Context, c *clients.Conn, idleAfterLogin time.Duration, preLogin PreLogin) {
 	info := &Session{Protocol: f.Protocol}
 	start := time.Now()
-	m := f.Backend.Metrics
-	if m != nil {
-		defer m.Opened(f.Protocol)()
-	}
 	defer func() { info.Log(ctx, c.Log(), time.Since(start)) }()
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
@@ -119,7 +115,7 @@ func (f *Frontend) Serve(ctx context.Context, c *clients.Conn, idleAfterLogin ti
 	stop() // from here Pipe ends on ctx itself
 	down, pending := client.HandOver()
 	var in, out Counter
-	if m != nil {
+	if m := f.Backend.Metrics; m != nil {
 		in, out = m.Bytes(f.Protocol)
 	}
 	info.Relay = Pipe(down, upstream, pending, max(idleAfterLogin, limits.IdleTimeout.D()), ctx.Done(), in, out)

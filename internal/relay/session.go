@@ -51,7 +51,6 @@ func (s *Session) Log(ctx context.Context, l *slog.Logger, duration time.Duratio
 
 // Metrics are the reading front ends' counters, labelled by protocol.
 type Metrics struct {
-	open   *prometheus.GaugeVec
 	logins *prometheus.CounterVec
 	bytes  *prometheus.CounterVec
 }
@@ -59,10 +58,6 @@ type Metrics struct {
 // NewMetrics makes unregistered metrics.
 func NewMetrics() *Metrics {
 	return &Metrics{
-		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "smtpgw_read_sessions_open",
-			Help: "IMAP and POP3 sessions open now.",
-		}, []string{"protocol"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smtpgw_read_logins_total",
 			Help: "IMAP and POP3 logins by outcome: ok, bad_credentials, throttled, upstream_refused, upstream_unavailable.",
@@ -76,20 +71,12 @@ func NewMetrics() *Metrics {
 
 // Register adds the metrics to r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.open, m.logins, m.bytes} {
+	for _, c := range []prometheus.Collector{m.logins, m.bytes} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// Opened counts a session of protocol as open until the returned function
-// is called.
-func (m *Metrics) Opened(protocol string) (closed func()) {
-	g := m.open.WithLabelValues(protocol)
-	g.Inc()
-	return g.Dec
 }
 
 // Login counts one login attempt's outcome.
