@@ -13,15 +13,6 @@ import (
 // secret instead of client_secret_file.
 const ClientSecretEnv = "SMTPGW_CLIENT_SECRET"
 
-// Load reads and validates the configuration file at path.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read configuration: %w", err)
-	}
-	return Parse(data, path)
-}
-
 // Parse validates a configuration read from the file called name. Every
 // problem found is reported at once, as Errors.
 func Parse(data []byte, name string) (*Config, error) {
