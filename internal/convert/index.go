@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -103,13 +104,25 @@ type indexer struct {
 	index   messageIndex
 }
 
+// indexReaders read messages for indexMessage: a new buffer for each
+// message was a good part of the garbage of converting a small one. The
+// indexer copies what it keeps of a line, so nothing points into them
+// once a message is indexed.
+var indexReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // indexMessage reads the size bytes of raw once and indexes their parts.
 // Past maxParts parts (0: no limit) it stops and records where the rest
 // starts. Only the message header can make it fail: a part with a broken
 // header still has a body.
 func indexMessage(raw io.ReaderAt, size int64, maxParts int) (*messageIndex, error) {
+	br := indexReaders.Get().(*bufio.Reader)
+	br.Reset(io.NewSectionReader(raw, 0, size))
+	defer func() {
+		br.Reset(nil)
+		indexReaders.Put(br)
+	}()
 	ix := &indexer{
-		lines:    lineReader{br: bufio.NewReaderSize(io.NewSectionReader(raw, 0, size), int(min(size, 64<<10)))},
+		lines:    lineReader{br: br},
 		size:     size,
 		maxParts: maxParts,
 		index:    messageIndex{root: &entity{}, overflowStart: -1},

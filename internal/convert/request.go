@@ -1,12 +1,11 @@
 package convert
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -75,24 +74,15 @@ type SourceError struct {
 func (e *SourceError) Error() string { return fmt.Sprintf("attachment %q: %v", e.Name, e.Err) }
 func (e *SourceError) Unwrap() error { return e.Err }
 
-// stringChunk is how much text is escaped at a time.
-const stringChunk = 32 << 10
-
 // jsonWriter writes JSON to w, or only counts it when w is nil. The first
 // error sticks and stops further output.
 type jsonWriter struct {
-	w       io.Writer
-	n       int64
-	err     error
-	scratch bytes.Buffer  // one escaped piece of a string
-	enc     *json.Encoder // writes into scratch, escaping as json.Marshal does
+	w   io.Writer
+	n   int64
+	err error
 }
 
-func newJSONWriter(w io.Writer) *jsonWriter {
-	j := &jsonWriter{w: w}
-	j.enc = json.NewEncoder(&j.scratch)
-	return j
-}
+func newJSONWriter(w io.Writer) *jsonWriter { return &jsonWriter{w: w} }
 
 func (j *jsonWriter) raw(s string) {
 	j.n += int64(len(s))
@@ -108,42 +98,94 @@ func (j *jsonWriter) rawBytes(b []byte) {
 	}
 }
 
-// str writes s as a JSON string. Plain text goes out as it is; anything
-// needing escapes goes through encoding/json a piece at a time, cut
-// between characters so that the pieces escape as the whole would.
+// str writes s as a JSON string, escaped as encoding/json escapes it. The
+// output gathers in a pooled buffer, written out whenever it holds
+// strBuffer bytes, so that a text of any length costs neither a copy of
+// its size nor a write per escape.
 func (j *jsonWriter) str(s string) {
-	j.raw(`"`)
-	for s != "" {
-		n := min(len(s), stringChunk)
-		// Back up to the start of a character; more than UTFMax-1 bytes
-		// back there is none, and invalid bytes escape one by one anyway.
-		for back := 0; n < len(s) && !utf8.RuneStart(s[n]) && back < utf8.UTFMax-1; back++ {
-			n--
-		}
-		piece := s[:n]
-		s = s[n:]
-		if plain(piece) {
-			j.raw(piece)
+	buf := strBuffers.Get().(*[]byte)
+	out := append((*buf)[:0], '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if jsonPlain[s[i]] {
+			i++ // the common case, kept inline
 			continue
 		}
-		j.scratch.Reset()
-		j.enc.Encode(piece) // a string always encodes
-		escaped := j.scratch.Bytes()
-		j.rawBytes(escaped[1 : len(escaped)-2]) // drop the quotes and the newline
+		escape, size := jsonEscape(s, i)
+		if escape != "" {
+			out = append(j.appendRun(out, s[start:i]), escape...)
+			start = i + size
+		}
+		i += size
 	}
-	j.raw(`"`)
+	out = append(j.appendRun(out, s[start:]), '"')
+	j.rawBytes(out)
+	*buf = out
+	strBuffers.Put(buf)
 }
 
-// plain reports text that encoding/json writes unchanged.
-func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
+// strBuffer is how much escaped text str gathers before writing it.
+const strBuffer = 16 << 10
+
+var strBuffers = sync.Pool{New: func() any { b := make([]byte, 0, strBuffer); return &b }}
+
+// appendRun appends run, text needing no escape, to out; when out would
+// grow past strBuffer it writes out first, and a run that large itself.
+func (j *jsonWriter) appendRun(out []byte, run string) []byte {
+	if len(out)+len(run) <= strBuffer {
+		return append(out, run...)
 	}
-	return true
+	j.rawBytes(out)
+	if len(run) > strBuffer {
+		j.raw(run)
+		return out[:0]
+	}
+	return append(out[:0], run...)
 }
+
+// jsonEscape returns what encoding/json writes for the character at s[i]
+// ("" for the character itself) and the character's length in bytes: the
+// escapes of "\\", the quote, controls and HTML's <, > and &; \ufffd
+// for each invalid UTF-8 byte; and U+2028 and U+2029, which end lines in
+// JavaScript.
+func jsonEscape(s string, i int) (string, int) {
+	if c := s[i]; c < utf8.RuneSelf {
+		return asciiEscapes[c], 1
+	}
+	r, size := utf8.DecodeRuneInString(s[i:])
+	switch {
+	case r == utf8.RuneError && size == 1:
+		return `\ufffd`, 1
+	case r == '\u2028':
+		return `\u2028`, size
+	case r == '\u2029':
+		return `\u2029`, size
+	}
+	return "", size
+}
+
+// jsonPlain tells the bytes that stand for themselves in a JSON string:
+// the ASCII characters without an escape.
+var jsonPlain = func() (table [256]bool) {
+	for c, escape := range asciiEscapes {
+		table[c] = escape == ""
+	}
+	return table
+}()
+
+// asciiEscapes is encoding/json's escape of each ASCII byte, "" where it
+// writes the byte itself.
+var asciiEscapes = func() (table [utf8.RuneSelf]string) {
+	const hex = "0123456789abcdef"
+	for c := range byte(0x20) {
+		table[c] = `\u00` + string(hex[c>>4]) + string(hex[c&0xf])
+	}
+	for c, escape := range map[byte]string{'\b': `\b`, '\f': `\f`, '\n': `\n`, '\r': `\r`, '\t': `\t`,
+		'"': `\"`, '\\': `\\`, '<': `\u003c`, '>': `\u003e`, '&': `\u0026`} {
+		table[c] = escape
+	}
+	return table
+}()
 
 func (j *jsonWriter) bool(b bool) { j.raw(strconv.FormatBool(b)) }
 

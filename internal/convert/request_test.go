@@ -53,15 +53,37 @@ func TestStreamedRequestCorpus(t *testing.T) {
 
 // awkward is text that tests every escape: controls, NUL, HTML characters,
 // quotes, invalid UTF-8, U+2028, and multi-byte characters and invalid
-// bytes at every position around the escaping pieces' edges.
+// bytes next to each other and to escapes, at the start and the end.
 func awkward() string {
 	var b strings.Builder
 	b.WriteString("\x00\x01\b\f\n\r\t\"\\<>&\u2028\u2029\x7f\xff\xc3(é€😀")
-	for b.Len() < 3*stringChunk+10 {
-		b.WriteString("abc€😀\x80\x80\x80\x80\x80é<")
+	for b.Len() < 100<<10 {
+		b.WriteString("abc€😀\x80\x80\x80\x80\x80é<\u2028\xe2\x80")
 	}
-	b.WriteString(strings.Repeat("\x80", stringChunk+7))
+	b.WriteString(strings.Repeat("\x80", 7))
 	return b.String()
+}
+
+// TestStringEscapesAsEncodingJSON compares the writer's strings with
+// encoding/json's for every byte alone and after a character, and for
+// every character of the BMP's edges and beyond.
+func TestStringEscapesAsEncodingJSON(t *testing.T) {
+	var texts []string
+	for c := range 256 {
+		texts = append(texts, string([]byte{byte(c)}), "é"+string([]byte{byte(c)})+"a", string([]byte{0xe2, 0x80, byte(c)}))
+	}
+	for _, r := range []rune{0x7f, 0x80, 0x7ff, 0x800, 0x2027, 0x2028, 0x2029, 0x202a, 0xd7ff, 0xe000, 0xfffd, 0xffff, 0x10000, 0x10ffff} {
+		texts = append(texts, string(r), "<"+string(r)+">")
+	}
+	for _, s := range texts {
+		want, _ := json.Marshal(s)
+		var got bytes.Buffer
+		j := newJSONWriter(&got)
+		j.str(s)
+		if !bytes.Equal(got.Bytes(), want) || j.n != int64(len(want)) {
+			t.Errorf("%q: wrote %q (%d bytes counted), encoding/json %q", s, got.Bytes(), j.n, want)
+		}
+	}
 }
 
 func TestStreamedRequestEveryField(t *testing.T) {

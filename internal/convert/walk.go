@@ -216,7 +216,11 @@ func (w *walker) body(e *entity) io.Reader {
 // decoded size, read to the end.
 func (w *walker) readText(e *entity, limit int) (tree, int64, error) {
 	r := w.body(e)
-	raw, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	// Decoding never lengthens a body (base64 and quoted-printable
+	// shorten it), so a buffer of the encoded length holds it: reading
+	// into one that doubles as it fills made twice the garbage.
+	buf := make([]byte, 0, min(e.bodyEnd-e.bodyStart, int64(limit))+1)
+	raw, err := readAllInto(buf, io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return tree{}, 0, err
 	}
@@ -230,6 +234,24 @@ func (w *walker) readText(e *entity, limit int) (tree, int64, error) {
 	}
 	rest, err := io.Copy(io.Discard, r)
 	return tree{}, int64(len(raw)) + rest, err
+}
+
+// readAllInto is io.ReadAll appending to buf, which it grows only if r
+// holds more than buf's capacity.
+func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // measure counts an attachment's decoded bytes without keeping them; for an
