@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +17,7 @@ import (
 )
 
 // streamBuffer is how much of a streamed request body is gathered before
-// it goes to the connection; a smaller body gets a buffer of its size.
+// it goes to the connection; a smaller body is written whole first.
 const streamBuffer = 64 << 10
 
 // post sends a JSON request whose body write produces as it is sent, from
@@ -35,20 +36,10 @@ func (g *graphClient) post(ctx context.Context, path string, size int64, write f
 	if err != nil {
 		return Receipt{}, err
 	}
-	pr, pw := io.Pipe()
-	written := make(chan error, 1)
-	go func() {
-		bw := bufio.NewWriterSize(pw, int(min(size, streamBuffer)))
-		err := write(bw)
-		if err == nil {
-			err = bw.Flush()
-		}
-		pw.CloseWithError(err) // nil: the reader sees the end of the body
-		written <- err
-	}()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.baseURL+path, pr)
+	reqBody, written := requestBody(size, write)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.baseURL+path, reqBody)
 	if err != nil {
-		pr.Close()
+		reqBody.Close()
 		<-written
 		return Receipt{}, &Error{Kind: KindMessage, Message: "build request", Err: err}
 	}
@@ -60,7 +51,7 @@ func (g *graphClient) post(ctx context.Context, path string, size int64, write f
 	sent := &recordedResponse{clientRequestID: newClientRequestID()}
 	req.Header.Set("client-request-id", sent.clientRequestID)
 	resp, err := g.plain.Do(req)
-	pr.Close() // Graph may answer before reading it all
+	reqBody.Close() // Graph may answer before reading it all
 	writeErr := <-written
 	var source *convert.SourceError
 	if errors.As(writeErr, &source) {
@@ -88,6 +79,33 @@ func (g *graphClient) post(ctx context.Context, path string, size int64, write f
 		}
 	}
 	return receipt, nil
+}
+
+// requestBody returns the body that write produces, of size bytes, and a
+// channel giving write's error once it has returned. A body no larger than
+// streamBuffer is written whole first, into a buffer of its size: the
+// stream's buffer would hold all of it anyway, and from memory it needs
+// neither a goroutine and a pipe nor the transport's own copy buffer. A
+// larger one streams through a pipe as the request is sent. Either way a
+// failed write makes the request fail: the body falls short of its length.
+func requestBody(size int64, write func(io.Writer) error) (io.ReadCloser, <-chan error) {
+	written := make(chan error, 1)
+	if size <= streamBuffer {
+		buf := bytes.NewBuffer(make([]byte, 0, size))
+		written <- write(buf)
+		return io.NopCloser(bytes.NewReader(buf.Bytes())), written
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		bw := bufio.NewWriterSize(pw, streamBuffer)
+		err := write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err) // nil: the reader sees the end of the body
+		written <- err
+	}()
+	return pr, written
 }
 
 // graphError turns a Graph error body into the error the SDK would have
