@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync"
 
 	"github.com/smtpgw/smtpgw/internal/envelope"
 )
@@ -70,9 +71,19 @@ type layout struct {
 // stateStart is where the state records begin.
 func (l layout) stateStart() int64 { return l.rawStart + l.rawSize }
 
+// layoutReaders read the start of message files: every delivery attempt
+// loads its message's envelope, and a new buffer each time was garbage.
+// readEnvelope copies the line it decodes, so nothing points into them.
+var layoutReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
+
 // readLayout reads the header and envelope of a .msg file of size bytes.
 func readLayout(r io.Reader, size int64) (layout, error) {
-	br := bufio.NewReader(r)
+	br := layoutReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil)
+		layoutReaders.Put(br)
+	}()
 	var l layout
 	if head, err := br.Peek(len(headerPrefix)); err == nil && string(head) == headerPrefix {
 		line := make([]byte, headerLen)

@@ -59,7 +59,9 @@ func loggedRecipients(rcpts []string) string {
 // headerFields reads the Message-ID and the decoded Subject of a header;
 // a header it cannot read gives what was read before the fault.
 func headerFields(header []byte) (messageID, subject string) {
-	h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(header))).ReadMIMEHeader()
+	// A buffer no larger than the header: most are far below bufio's 4 KiB.
+	br := bufio.NewReaderSize(bytes.NewReader(header), min(len(header), 4096))
+	h, _ := textproto.NewReader(br).ReadMIMEHeader()
 	subject = h.Get("Subject")
 	if decoded, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
 		subject = decoded

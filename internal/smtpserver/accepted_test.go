@@ -82,3 +82,46 @@ func TestLoggedRecipientsKeepTheFirstTwentyAndCount(t *testing.T) {
 		t.Errorf("a long recipient is not bounded: %q", got)
 	}
 }
+
+// TestHeaderCaptureKeepsOnlyTheHeader feeds messages to headerCapture in
+// two pieces cut at every place, and one byte at a time: what it keeps is
+// the header with its blank line, never the body, however the blank line
+// is split.
+func TestHeaderCaptureKeepsOnlyTheHeader(t *testing.T) {
+	for _, tc := range []struct{ message, header string }{
+		{"Subject: a\r\nFrom: b@c\r\n\r\nbody\r\n\r\nmore\r\n", "Subject: a\r\nFrom: b@c\r\n\r\n"},
+		{"Subject: a\n\nbody\r\n\r\n", "Subject: a\n\n"},
+		{"Subject: a\r\n\nbody\n\n", "Subject: a\r\n\n"},
+		{"\r\n\r\nbody", "\r\n\r\n"},
+		{"Subject: no body\r\n", "Subject: no body\r\n"},
+	} {
+		for cut := 0; cut <= len(tc.message); cut++ {
+			var h headerCapture
+			h.Write([]byte(tc.message[:cut]))
+			h.Write([]byte(tc.message[cut:]))
+			if string(h.buf) != tc.header {
+				t.Fatalf("%q cut at %d: kept %q, want %q", tc.message, cut, h.buf, tc.header)
+			}
+		}
+		var h headerCapture
+		for i := range len(tc.message) {
+			h.Write([]byte{tc.message[i]})
+		}
+		if string(h.buf) != tc.header {
+			t.Fatalf("%q byte by byte: kept %q, want %q", tc.message, h.buf, tc.header)
+		}
+	}
+}
+
+// TestHeaderCaptureOverflow keeps maxCheckedHeader bytes of a header that
+// never ends, and says so.
+func TestHeaderCaptureOverflow(t *testing.T) {
+	var h headerCapture
+	line := []byte("X-Long: " + strings.Repeat("a", 1000) + "\r\n")
+	for range maxCheckedHeader/len(line) + 2 {
+		h.Write(line)
+	}
+	if !h.overflow || len(h.buf) != maxCheckedHeader {
+		t.Fatalf("overflow %v, kept %d bytes, want %d", h.overflow, len(h.buf), maxCheckedHeader)
+	}
+}

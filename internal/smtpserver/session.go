@@ -292,19 +292,41 @@ func (h *headerCapture) Write(p []byte) (int, error) {
 	if h.done {
 		return len(p), nil
 	}
-	from := max(len(h.buf)-3, 0)
-	h.buf = append(h.buf, p...)
-	if end := bytes.Index(h.buf[from:], []byte("\r\n\r\n")); end >= 0 {
-		h.buf = h.buf[:from+end+4]
+	// Only the header is appended, never the body after it: the blank line
+	// is looked for across the last bytes kept and the start of p, then
+	// in p.
+	tail := h.buf[max(len(h.buf)-3, 0):]
+	var joint [6]byte
+	n := copy(joint[:], tail)
+	n += copy(joint[n:], p)
+	take := blankLineEnd(joint[:n]) - len(tail)
+	if take < 0 {
+		take = blankLineEnd(p)
+	}
+	switch {
+	case take >= 0:
+		h.buf = append(h.buf, p[:take]...)
 		h.done = true
-	} else if end := bytes.Index(h.buf[from:], []byte("\n\n")); end >= 0 {
-		h.buf = h.buf[:from+end+2]
-		h.done = true
-	} else if len(h.buf) > maxCheckedHeader {
-		h.buf = h.buf[:maxCheckedHeader]
+	case len(h.buf)+len(p) > maxCheckedHeader:
+		h.buf = append(h.buf, p[:maxCheckedHeader-len(h.buf)]...)
 		h.done, h.overflow = true, true
+	default:
+		h.buf = append(h.buf, p...)
 	}
 	return len(p), nil
+}
+
+// blankLineEnd returns where the first blank line in b ends, CRLF or bare
+// LF, or -1 for none.
+func blankLineEnd(b []byte) int {
+	end := -1
+	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+		end = i + 4
+	}
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 && (end < 0 || i+2 < end) {
+		end = i + 2
+	}
+	return end
 }
 
 // sizeLimit fails with smtp.ErrDataTooLarge once more than left bytes
