@@ -34,7 +34,7 @@ const (
 // Graph that answers at once. intake-msgs/s counts until the last 250;
 // e2e-msgs/s until the fake Graph has every message.
 func BenchmarkLoad(b *testing.B) {
-	fake := graphtest.New(b)
+	fake := graphtest.New(b, graphtest.Counting())
 	g := startForLoad(b, fake, true)
 	body := tenKilobyteMessage()
 

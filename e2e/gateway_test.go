@@ -3,9 +3,8 @@
 package e2e
 
 import (
-	"bufio"
+	"bytes"
 	"fmt"
-	"github.com/smtpgw/smtpgw/internal/testlog"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/smtpgw/smtpgw/internal/testlog"
 )
 
 // binary is the smtpgw built once for the whole package by TestMain.
@@ -71,41 +72,58 @@ func startGateway(t testing.TB, dir, config string, env ...string) *gateway {
 	g.cmd = exec.Command(binary, args...)
 	g.cmd.Dir = dir
 	g.cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
+	started := &startWatch{addrs: make(chan []string, 1)}
 	g.cmd.Stdout = g.logs
-	g.cmd.Stderr = io.MultiWriter(g.logs, pw)
+	g.cmd.Stderr = io.MultiWriter(g.logs, started)
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
 		g.cmd.Wait()
-		pw.Close()
 		close(g.done)
-	}()
-	started := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "smtpgw started") {
-				var addrs []string
-				if m := listenersRE.FindStringSubmatch(sc.Text()); m != nil {
-					addrs = strings.Fields(m[1])
-				}
-				started <- addrs
-				break
-			}
-		}
-		io.Copy(io.Discard, pr)
 	}()
 	t.Cleanup(func() { g.Stop() })
 	select {
-	case g.Addr = <-started:
+	case g.Addr = <-started.addrs:
 	case <-g.done:
 		t.Fatalf("smtpgw exited during start-up:\n%s", g.logs)
 	case <-time.After(startupTimeout):
 		t.Fatalf("smtpgw did not start within %s:\n%s", startupTimeout, g.logs)
 	}
 	return g
+}
+
+// startWatch reads the gateway's log until its start-up line and sends
+// the SMTP addresses it lists; after that line it ignores what follows, so
+// that a load test's thousands of log lines cost the test process no
+// more than keeping them. exec writes the log from one goroutine.
+type startWatch struct {
+	addrs   chan []string
+	partial []byte // the start of a line not yet ended
+	seen    bool
+}
+
+func (w *startWatch) Write(p []byte) (int, error) {
+	if w.seen {
+		return len(p), nil
+	}
+	w.partial = append(w.partial, p...)
+	for {
+		line, rest, ok := bytes.Cut(w.partial, []byte("\n"))
+		if !ok {
+			return len(p), nil
+		}
+		w.partial = rest
+		if bytes.Contains(line, []byte("smtpgw started")) {
+			var addrs []string
+			if m := listenersRE.FindSubmatch(line); m != nil {
+				addrs = strings.Fields(string(m[1]))
+			}
+			w.seen, w.partial = true, nil
+			w.addrs <- addrs
+			return len(p), nil
+		}
+	}
 }
 
 // MetricsURL waits for the metrics listener, which a [metrics] address

@@ -98,6 +98,13 @@ func (s *Server) graph(route string, h func(http.ResponseWriter, *http.Request, 
 }
 
 func (s *Server) sendMail(w http.ResponseWriter, r *http.Request, body []byte) {
+	if s.opts.counting {
+		s.mu.Lock()
+		s.accepted++
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
 	sent := Sent{Mailbox: r.PathValue("m"), RequestID: w.Header().Get("request-id")}
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
 		mime, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(body)))
@@ -296,6 +303,7 @@ func (s *Server) deleteMessage(w http.ResponseWriter, r *http.Request, _ []byte)
 func (s *Server) record(sent Sent) {
 	s.mu.Lock()
 	s.sent = append(s.sent, sent)
+	s.accepted = len(s.sent)
 	s.mu.Unlock()
 }
 
