@@ -158,23 +158,42 @@ func TestOpenConvertsVersion1(t *testing.T) {
 
 // A delivered message's file is reused for the next message, written over
 // and cut to its length, so nothing of the older message or of its state
-// records shows; a large one is removed rather than kept.
+// records shows; a large one is removed rather than kept. Open makes the
+// spares a burst right after a start writes into, and empties old ones.
 func TestDoneKeepsSpareFiles(t *testing.T) {
 	s := openSpool(t)
+	spareSizes := func() map[string]int64 {
+		t.Helper()
+		sizes := map[string]int64{}
+		for _, name := range files(t, s, spareDir) {
+			fi, err := os.Stat(filepath.Join(s.Dir(), spareDir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sizes[name] = fi.Size()
+		}
+		return sizes
+	}
+	if got := spareSizes(); len(got) != maxSpares {
+		t.Fatalf("%d spares after Open, want %d", len(got), maxSpares)
+	}
 	long := testRaw + strings.Repeat("longer than the next message\r\n", 100)
 	first := commit(t, s, testEnvelope(), long)
+	if got := spareSizes(); len(got) != maxSpares-1 {
+		t.Fatalf("%d spares once a message took one, want %d", len(got), maxSpares-1)
+	}
 	if err := s.SaveState(first, State{Attempts: 7}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Done(first); err != nil {
 		t.Fatal(err)
 	}
-	if got := files(t, s, tmpDir); len(got) != 1 || got[0] != first+spareExt {
-		t.Fatalf("tmp after Done = %v, want the spare %s", got, first+spareExt)
+	if got := spareSizes(); len(got) != maxSpares || got[first+spareExt] == 0 {
+		t.Fatalf("spares after Done = %v, want %d with %s", got, maxSpares, first+spareExt)
 	}
 	second := commit(t, s, testEnvelope(), testRaw)
-	if got := files(t, s, tmpDir); len(got) != 0 {
-		t.Errorf("tmp after reuse = %v, want empty", got)
+	if _, kept := spareSizes()[first+spareExt]; kept {
+		t.Errorf("the delivered message's spare was not the one reused")
 	}
 	e, err := s.Get(second)
 	if err != nil {
@@ -194,8 +213,8 @@ func TestDoneKeepsSpareFiles(t *testing.T) {
 	if err := s.Done(large); err != nil {
 		t.Fatal(err)
 	}
-	if got := files(t, s, tmpDir); len(got) != 0 {
-		t.Errorf("tmp after Done of a large message = %v, want empty", got)
+	if _, kept := spareSizes()[large+spareExt]; kept {
+		t.Errorf("a large delivered message was kept as a spare")
 	}
 	if err := s.Done(second); err != nil {
 		t.Fatal(err)
@@ -203,8 +222,14 @@ func TestDoneKeepsSpareFiles(t *testing.T) {
 	if s, err = Open(s.Dir()); err != nil {
 		t.Fatal(err)
 	}
-	if got := files(t, s, tmpDir); len(got) != 0 {
-		t.Errorf("tmp after restart = %v, want the spares removed", got)
+	got := spareSizes()
+	for name, size := range got {
+		if size != 0 {
+			t.Errorf("spare %s holds %d bytes after a restart, want it emptied", name, size)
+		}
+	}
+	if len(got) != maxSpares || len(files(t, s, tmpDir)) != 0 {
+		t.Errorf("after a restart: %d spares, tmp %v; want %d and nothing", len(got), files(t, s, tmpDir), maxSpares)
 	}
 }
 

@@ -2,27 +2,58 @@ package queue
 
 import (
 	"os"
+	"path/filepath"
 	"sync"
+	"time"
 )
 
 // Creating a file is the dearest step of spooling a message: on ext4 under
 // load it costs more CPU than writing, fsyncing and renaming a 10 KB
 // message together (the inode is allocated, then freed again at removal,
-// which costs more than a rename). So the files of delivered messages are
-// kept as spares in tmp/, and new messages are written into them: Done
-// renames a small delivered message there, Create truncates and reuses it.
-// Spares are small, so that they hold little disk (16 MiB at most); like
-// every file in tmp/ they are removed at start.
+// which costs more than a rename), and without a journal ext4 skips every
+// inode freed in the last minute or more each time it allocates one, so
+// the cost grows with the mail that went through. So the spool keeps
+// spare files in spare/, and new messages are written into them: Done
+// renames a small delivered message there, Create writes over it. Open
+// empties the spares left from before and makes new ones up to maxSpares,
+// so that a burst right after a start creates no file either. Spares are
+// small, so that they hold little disk (16 MiB at most).
 const (
 	maxSpares    = 256
 	maxSpareSize = 64 << 10
 	spareExt     = ".spare"
 )
 
-// spares are the files of delivered messages waiting to be reused.
+// spares are the files waiting to be written over by new messages.
 type spares struct {
 	mu    sync.Mutex
 	paths []string
+}
+
+// prepare empties the spares a previous run left in dir, removing any
+// beyond maxSpares, and makes empty ones up to maxSpares. A spare that
+// cannot be made is only a file to create later: it is not an error.
+func (sp *spares) prepare(dir string) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	left, _ := os.ReadDir(dir)
+	for _, e := range left {
+		path := filepath.Join(dir, e.Name())
+		if len(sp.paths) < maxSpares && os.Truncate(path, 0) == nil {
+			sp.paths = append(sp.paths, path)
+		} else {
+			os.Remove(path)
+		}
+	}
+	for len(sp.paths) < maxSpares {
+		path := filepath.Join(dir, newID(time.Now())+spareExt)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+		if err != nil {
+			return
+		}
+		f.Close()
+		sp.paths = append(sp.paths, path)
+	}
 }
 
 // take returns a spare's path, or "" when there is none.

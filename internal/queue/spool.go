@@ -4,8 +4,9 @@
 //
 // Layout under the spool directory:
 //
-//	tmp/            files being written, and spares (see spare.go); all
-//	                removed at start
+//	tmp/            files being written; removed at start
+//	spare/          files kept to be written over by new messages: empty,
+//	                or a delivered message's; emptied at start (spare.go)
 //	queue/ID.msg    a header, one line of envelope JSON, the raw message
 //	                unchanged, then the delivery state records (attempts,
 //	                next attempt, last error), appended (see format.go)
@@ -38,6 +39,7 @@ import (
 // Names inside the spool directory.
 const (
 	tmpDir    = "tmp"
+	spareDir  = "spare"
 	queueDir  = "queue"
 	failedDir = "failed"
 	pokeFile  = "poke"
@@ -65,12 +67,13 @@ type Spool struct {
 	room     room
 }
 
-// Open creates the spool folders under dir if needed and removes leftovers
+// Open creates the spool folders under dir if needed, removes leftovers
 // of interrupted writes: temporary files (never acknowledged, so nothing is
-// lost) and .state files whose message is gone. Only the process that
-// delivers from the spool may call Open; admin commands use OpenExisting.
+// lost) and .state files whose message is gone, and prepares the spares.
+// Only the process that delivers from the spool may call Open; admin
+// commands use OpenExisting.
 func Open(dir string) (*Spool, error) {
-	for _, sub := range []string{tmpDir, queueDir, failedDir} {
+	for _, sub := range []string{tmpDir, spareDir, queueDir, failedDir} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o750); err != nil {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
@@ -88,6 +91,7 @@ func Open(dir string) (*Spool, error) {
 			return nil, err
 		}
 	}
+	s.spares.prepare(filepath.Join(dir, spareDir))
 	return s, nil
 }
 

@@ -207,7 +207,7 @@ func (s *Spool) Done(id string) error {
 	if !validID(id) {
 		return notFound(id, nil)
 	}
-	if err := s.spares.keep(s.path(queueDir, id, msgExt), s.path(tmpDir, id, spareExt)); err != nil {
+	if err := s.spares.keep(s.path(queueDir, id, msgExt), s.path(spareDir, id, spareExt)); err != nil {
 		return notFound(id, err)
 	}
 	s.queueSync.syncSoon()

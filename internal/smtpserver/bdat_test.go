@@ -2,8 +2,6 @@ package smtpserver
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -53,12 +51,12 @@ func TestBDAT(t *testing.T) {
 	r.cmd("RSET", "250 ")
 	deadline := time.Now().Add(5 * time.Second)
 	for attempt := 0; ; attempt++ {
-		leftovers, err := os.ReadDir(filepath.Join(ts.spool.Dir(), "tmp"))
-		if err == nil && len(leftovers) == 0 {
+		left := ts.leftovers(t)
+		if len(left) == 0 {
 			break
 		}
 		if attempt > 100 || time.Now().After(deadline) {
-			t.Fatalf("abandoned transfer left %v (%v)", leftovers, err)
+			t.Fatalf("abandoned transfer left %v", left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

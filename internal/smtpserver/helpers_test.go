@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/textproto"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -304,6 +306,26 @@ func (ts *testServer) queued(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	return ids
+}
+
+// leftovers lists what refused or abandoned messages left in the spool:
+// files being written, in tmp/, and spares holding bytes (these tests
+// deliver nothing, so every spare should still be empty).
+func (ts *testServer) leftovers(t *testing.T) []string {
+	t.Helper()
+	var left []string
+	for _, folder := range []string{"tmp", "spare"} {
+		entries, err := os.ReadDir(filepath.Join(ts.spool.Dir(), folder))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if fi, err := e.Info(); err == nil && (folder == "tmp" || fi.Size() > 0) {
+				left = append(left, folder+"/"+e.Name())
+			}
+		}
+	}
+	return left
 }
 
 // queueID extracts the queue ID from a DATA reply ("[250 ]2.0.0 OK:

@@ -264,9 +264,8 @@ func TestRefusals(t *testing.T) {
 	if ids := ts.queued(t); len(ids) != 0 {
 		t.Errorf("refused transactions left messages in the queue: %v", ids)
 	}
-	leftovers, _ := os.ReadDir(filepath.Join(ts.spool.Dir(), "tmp"))
-	if len(leftovers) != 0 {
-		t.Errorf("refused transactions left temporary files: %v", leftovers)
+	if left := ts.leftovers(t); len(left) != 0 {
+		t.Errorf("refused transactions left files: %v", left)
 	}
 	logs := ts.logs.String()
 	if !strings.Contains(logs, "msg=refused") || !strings.Contains(logs, `msg="authentication failed"`) {
@@ -293,14 +292,16 @@ func TestInsecureAuthListener(t *testing.T) {
 
 func TestSpoolFailure(t *testing.T) {
 	ts := startServer(t, testConfig(t))
-	// A file where the spool's temporary folder should be: Create fails
-	// even for root.
-	tmp := filepath.Join(ts.spool.Dir(), "tmp")
-	if err := os.RemoveAll(tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tmp, nil, 0o600); err != nil {
-		t.Fatal(err)
+	// Files where the spool's folders for new messages should be: Create
+	// fails even for root.
+	for _, folder := range []string{"tmp", "spare"} {
+		path := filepath.Join(ts.spool.Dir(), folder)
+		if err := os.RemoveAll(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c := ts.dial(t, plainListener)
 	_, err := send(c, "printer@contoso.com", []string{"a@example.com"}, testMessage)
