@@ -19,7 +19,7 @@ func commitFile(f *os.File, dst string, dir *dirSync) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), dst)
+		err = rename(f.Name(), dst)
 	}
 	if err != nil {
 		os.Remove(f.Name())

@@ -81,7 +81,7 @@ func (sp *spares) keep(path, spare string) error {
 	if fi.Size() > maxSpareSize || len(sp.paths) >= maxSpares {
 		return os.Remove(path)
 	}
-	if err := os.Rename(path, spare); err != nil {
+	if err := rename(path, spare); err != nil {
 		return err
 	}
 	sp.paths = append(sp.paths, spare)

@@ -260,7 +260,7 @@ func (s *Spool) move(from, to, id string, st State) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(s.path(from, id, msgExt), s.path(to, id, msgExt)); err != nil {
+	if err := rename(s.path(from, id, msgExt), s.path(to, id, msgExt)); err != nil {
 		return notFound(id, err)
 	}
 	// The destination first, so the message is durably in its new folder
