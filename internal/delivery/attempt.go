@@ -77,9 +77,14 @@ func classify(ctx context.Context, err error) (verdict, *upstream.Error) {
 // attempt makes one delivery attempt of message id and does the spool
 // bookkeeping for its outcome. A probe is an attempt made while the
 // credential is refused, to see whether an admin fixed it: the credential
-// files are read again first.
-func (e *Engine) attempt(ctx context.Context, id string, probe bool) result {
-	entry, err := e.spool.Get(id)
+// files are read again first. committed is the message as just committed,
+// for its first attempt; without it the message is read from the spool.
+func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry, probe bool) result {
+	entry := committed
+	var err error
+	if entry == nil {
+		entry, err = e.spool.Get(id)
+	}
 	if errors.Is(err, queue.ErrNotFound) {
 		return result{id: id, finished: true}
 	}

@@ -117,6 +117,10 @@ type item struct {
 	received time.Time  // by the gateway
 	expires  time.Time  // when its maximum age passes
 	guarded  *guardHold // the mailbox guard holds it until next
+	// committed is the message as the spool committed it, until its first
+	// attempt takes it instead of reading the file back; a rescan drops
+	// it, since an admin command may have changed the message since.
+	committed *queue.Entry
 }
 
 // lane holds the messages of one mailbox.
@@ -288,7 +292,9 @@ func (e *Engine) takeCommitted() {
 	now := e.clock.Now()
 	for _, entry := range entries {
 		if _, ok := e.items[entry.Envelope.ID]; !ok {
-			e.schedule(e.track(entry), now)
+			it := e.track(entry)
+			it.committed = entry
+			e.schedule(it, now)
 		}
 	}
 }
@@ -387,7 +393,9 @@ func (e *Engine) start(ctx context.Context, l *lane, probe *hold) {
 	}
 	l.inFlight++
 	e.inFlight++
-	go func() { e.results <- e.attempt(ctx, it.id, probe != nil) }()
+	committed := it.committed
+	it.committed = nil
+	go func() { e.results <- e.attempt(ctx, it.id, committed, probe != nil) }()
 }
 
 // sendable reports whether lane l has a message ready and room to send it.
@@ -506,6 +514,7 @@ func (e *Engine) rescan(now time.Time) error {
 		onDisk[id] = true
 	}
 	for id, it := range e.items {
+		it.committed = nil
 		if !onDisk[id] && !it.inFlight {
 			e.forget(it)
 		}

@@ -501,3 +501,27 @@ func TestCorruptMessageIsKept(t *testing.T) {
 		t.Errorf("spool = %+v, want the corrupt message failed", list)
 	}
 }
+
+// A message's first attempt takes it as the spool committed it rather than
+// reading it back; deleted by an admin before that attempt, it is still
+// never sent, even when no rescan came in between.
+func TestDeletedBeforeFirstAttempt(t *testing.T) {
+	h := start(t, options{queue: "workers = 1"})
+	h.target.block = make(chan struct{})
+	first := h.submit(mailbox, sender)
+	h.waitCalls(first, 1)
+	deleted := h.submit(mailbox, sender) // waits for the only worker
+	admin, err := queue.OpenExisting(h.spool.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Delete(deleted); err != nil {
+		t.Fatal(err)
+	}
+	close(h.target.block) // the clock stands still: no rescan notices the poke
+	last := h.submit(mailbox, sender)
+	h.waitCalls(last, 1)
+	if got := len(h.target.callsFor(deleted)); got != 0 {
+		t.Errorf("message deleted before its first attempt sent %d times", got)
+	}
+}
