@@ -168,6 +168,23 @@ func TestStreamedRequestSourceErrors(t *testing.T) {
 	}
 }
 
+// Text that grows in its conversion to UTF-8 can take the body past its
+// bound: a Latin-1 part of 3/4 of the bound becomes 3/2 of it. The text
+// parts after it still travel, as attachments.
+func TestBodyTextGrownPastTheBound(t *testing.T) {
+	latin1 := strings.Repeat("\xe9", maxBodyBytes*3/4)
+	raw := "To: a@contoso.com\nContent-Type: multipart/mixed; boundary=b\n\n" +
+		"--b\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\n" + latin1 +
+		"\n--b\nContent-Type: text/plain\n\nafter it\n--b--\n"
+	res := convertString(t, raw, testEnvelope)
+	if n := len(res.Message.Body.Content); n != 2*len(latin1) {
+		t.Errorf("body of %d bytes, want the Latin-1 part in UTF-8, %d", n, 2*len(latin1))
+	}
+	if len(res.Attachments) != 1 || res.Attachments[0].Size != int64(len("after it")) {
+		t.Errorf("attachments %+v, want the second text part", res.Attachments)
+	}
+}
+
 // Text kept in memory is bounded per message, not per part: five text
 // parts of 3/8 of the bound each give a body of the first two and three
 // attachments streamed from the source, each whole.

@@ -218,8 +218,12 @@ func (w *walker) readText(e *entity, limit int) (tree, int64, error) {
 	r := w.body(e)
 	// Decoding never lengthens a body (base64 and quoted-printable
 	// shorten it), so a buffer of the encoded length holds it: reading
-	// into one that doubles as it fills made twice the garbage.
-	buf := make([]byte, 0, min(e.bodyEnd-e.bodyStart, int64(limit))+1)
+	// into one that doubles as it fills made twice the garbage. One byte
+	// more tells a body over limit, and one more again lets the read that
+	// finds the end happen without growing the buffer. The limit is below
+	// zero once earlier parts, grown by their conversion to UTF-8, used
+	// more than all of it.
+	buf := make([]byte, 0, max(min(e.bodyEnd-e.bodyStart, int64(limit)), 0)+2)
 	raw, err := readAllInto(buf, io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return tree{}, 0, err
