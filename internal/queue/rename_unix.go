@@ -13,8 +13,13 @@ import (
 // that does not exist cost half as much as the rename itself, twice for
 // every message.
 func rename(oldpath, newpath string) error {
-	if err := syscall.Rename(oldpath, newpath); err != nil {
-		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+	for {
+		err := syscall.Rename(oldpath, newpath)
+		switch {
+		case err == nil:
+			return nil
+		case err != syscall.EINTR: // as os.Rename, retried on a signal
+			return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+		}
 	}
-	return nil
 }

@@ -15,8 +15,8 @@ import (
 // the cost grows with the mail that went through. So the spool keeps
 // spare files in spare/, and new messages are written into them: Done
 // renames a small delivered message there, Create writes over it. Open
-// empties the spares left from before and makes new ones up to maxSpares,
-// so that a burst right after a start creates no file either. Spares are
+// replaces the spares left from before with maxSpares empty ones, so that
+// a burst right after a start creates no file either. Spares are
 // small, so that they hold little disk (16 MiB at most).
 const (
 	maxSpares    = 256
@@ -30,20 +30,17 @@ type spares struct {
 	paths []string
 }
 
-// prepare empties the spares a previous run left in dir, removing any
-// beyond maxSpares, and makes empty ones up to maxSpares. A spare that
-// cannot be made is only a file to create later: it is not an error.
+// prepare removes the spares a previous run left in dir and makes
+// maxSpares empty ones. The old ones are removed, not emptied in place: a
+// crash in the middle of a rename may have left a spare's name on a
+// queued message's file too. A spare that cannot be made is only a file
+// to create later: it is not an error.
 func (sp *spares) prepare(dir string) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	left, _ := os.ReadDir(dir)
 	for _, e := range left {
-		path := filepath.Join(dir, e.Name())
-		if len(sp.paths) < maxSpares && os.Truncate(path, 0) == nil {
-			sp.paths = append(sp.paths, path)
-		} else {
-			os.Remove(path)
-		}
+		os.Remove(filepath.Join(dir, e.Name()))
 	}
 	for len(sp.paths) < maxSpares {
 		path := filepath.Join(dir, newID(time.Now())+spareExt)

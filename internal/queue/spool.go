@@ -6,7 +6,8 @@
 //
 //	tmp/            files being written; removed at start
 //	spare/          files kept to be written over by new messages: empty,
-//	                or a delivered message's; emptied at start (spare.go)
+//	                or a delivered message's; replaced by empty ones at
+//	                start (spare.go)
 //	queue/ID.msg    a header, one line of envelope JSON, the raw message
 //	                unchanged, then the delivery state records (attempts,
 //	                next attempt, last error), appended (see format.go)
