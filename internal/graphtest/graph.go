@@ -303,7 +303,7 @@ func (s *Server) deleteMessage(w http.ResponseWriter, r *http.Request, _ []byte)
 func (s *Server) record(sent Sent) {
 	s.mu.Lock()
 	s.sent = append(s.sent, sent)
-	s.accepted = len(s.sent)
+	s.accepted++
 	s.mu.Unlock()
 }
 

@@ -21,7 +21,8 @@ import (
 const streamBuffer = 64 << 10
 
 // post sends a JSON request whose body write produces as it is sent, from
-// the spool through the encoder: it is never held whole in memory. size is
+// the spool through the encoder: a body larger than streamBuffer is never
+// held whole in memory (see requestBody). size is
 // the exact length write produces. When out is not nil the JSON response is
 // decoded into it. The SDK's adapter cannot do this (it takes the body as
 // one []byte), so the request goes out on the plain client with a token
