@@ -21,7 +21,8 @@ const maxLoggedLine = 512
 // AUTH and all message text left out: the message is summed up by its
 // size, even when the client sends it before the 354.
 type smtpLines struct {
-	conn *clients.Conn
+	conn  *clients.Conn
+	debug bool // the conversation is logged (conn.Debug)
 
 	in, out  []byte      // partial lines
 	greeted  bool        // the greeting (or a refusal) is out
@@ -112,7 +113,8 @@ func (l *smtpLines) clientLine(line string, size int) (string, bool) {
 	return line, true
 }
 
-// Server implements clients.Protocol.
+// Server implements clients.Protocol. It runs on every reply, so the
+// lines are turned into strings only when the conversation is logged.
 func (l *smtpLines) Server(p []byte) (logged []string, errors int, encrypted bool) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
@@ -120,10 +122,12 @@ func (l *smtpLines) Server(p []byte) (logged []string, errors int, encrypted boo
 			l.out = appendBounded(l.out, p)
 			break
 		}
-		line := strings.TrimSuffix(string(appendBounded(l.out, p[:i])), "\r")
-		l.out = l.out[:0]
+		line := bytes.TrimSuffix(appendBounded(l.out, p[:i]), []byte("\r"))
+		l.out = line[:0]
 		p = p[i+1:]
-		logged = append(logged, line)
+		if l.debug {
+			logged = append(logged, string(line))
+		}
 		isError, tls := l.serverLine(line)
 		if isError {
 			errors++
@@ -135,7 +139,7 @@ func (l *smtpLines) Server(p []byte) (logged []string, errors int, encrypted boo
 
 // serverLine notes a reply line: whether it is an error reply that counts,
 // and whether TLS starts after it.
-func (l *smtpLines) serverLine(line string) (isError, startsTLS bool) {
+func (l *smtpLines) serverLine(line []byte) (isError, startsTLS bool) {
 	if len(line) >= 4 && line[3] == '-' {
 		return false, false // a final line follows
 	}
@@ -143,7 +147,7 @@ func (l *smtpLines) serverLine(line string) (isError, startsTLS bool) {
 	switch {
 	case !l.greeted:
 		l.greeted = true
-	case code == "220":
+	case string(code) == "220":
 		// After the greeting, 220 only answers STARTTLS. A client that
 		// never said EHLO did not see STARTTLS offered: close rather than
 		// serve a session go-smtp would start without one of ours.
@@ -152,8 +156,8 @@ func (l *smtpLines) serverLine(line string) (isError, startsTLS bool) {
 			l.conn.CloseAfterNextWrite()
 		}
 		return false, true
-	case code == "334":
-	case code == "354":
+	case string(code) == "334":
+	case string(code) == "354":
 		l.data = true
 	default:
 		l.auth = false
@@ -163,7 +167,7 @@ func (l *smtpLines) serverLine(line string) (isError, startsTLS bool) {
 		}
 	}
 	// 421 closes the connection anyway; counting it would only delay it.
-	return (code[0] == '4' || code[0] == '5') && code != "421", false
+	return (code[0] == '4' || code[0] == '5') && string(code) != "421", false
 }
 
 // TooManyErrors implements clients.Protocol.

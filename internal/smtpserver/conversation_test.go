@@ -185,3 +185,24 @@ func (r *rawConn) startTLS(t *testing.T) {
 	r.conn = conn
 	r.text = textproto.NewConn(conn)
 }
+
+// TestRepliesCountedWithoutAllocating: outside the debug log, reading a
+// reply for its error count allocates nothing, and the count is right.
+func TestRepliesCountedWithoutAllocating(t *testing.T) {
+	l := &smtpLines{greeted: true}
+	replies := []byte("250-smtp.example.com\r\n250 PIPELINING\r\n550 5.7.1 Sender address not allowed\r\n")
+	allocs := testing.AllocsPerRun(100, func() {
+		logged, errors, encrypted := l.Server(replies)
+		if logged != nil || errors != 1 || encrypted {
+			t.Fatalf("Server = %q, %d, %v; want nil, 1, false", logged, errors, encrypted)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per reply, want 0", allocs)
+	}
+	l.debug = true
+	logged, _, _ := l.Server(replies)
+	if len(logged) != 3 || logged[2] != "550 5.7.1 Sender address not allowed" {
+		t.Errorf("logged %q at debug", logged)
+	}
+}

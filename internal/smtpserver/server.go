@@ -204,7 +204,7 @@ func (s *Server) accept(l *listener) {
 		}
 		// The watch goes above TLS, where the replies can be read; go-smtp
 		// finds the TLS state under it (see newSession).
-		lines := &smtpLines{conn: c}
+		lines := &smtpLines{conn: c, debug: c.Debug()}
 		watch := c.Watch(lines)
 		var conn net.Conn = c
 		if l.cfg.TLS == config.TLSImplicit {
