@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,13 +103,14 @@ func reasonLabel(err error) string {
 	return "other"
 }
 
-// clientAddr is the IP address of a connection's client.
+// clientAddr is the IP address of a connection's client; the zero Addr
+// for a connection that is not TCP (a net.Pipe in tests).
 func clientAddr(a net.Addr) netip.Addr {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
 		return netip.Addr{}
 	}
-	return ap.Addr().Unmap()
+	return tcp.AddrPort().Addr().Unmap()
 }
 
 // addressKey is what the per-address limits count by: the IPv4 address,
@@ -125,8 +127,9 @@ func addressKey(a netip.Addr) string {
 // identified (at most three quarters of max_connections), and per address
 // key those that a per-address limit applies to.
 type tracker struct {
+	ids atomic.Uint64 // the last connection number given
+
 	mu           sync.Mutex
-	ids          uint64
 	total        int
 	unidentified int
 	perAddress   map[string]int
@@ -194,9 +197,4 @@ func (t *tracker) leaveAddressLocked(c *Conn) {
 	}
 }
 
-func (t *tracker) nextID() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.ids++
-	return t.ids
-}
+func (t *tracker) nextID() uint64 { return t.ids.Add(1) }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,16 +43,20 @@ type Conn struct {
 	// Guarded by the gate's tracker.
 	unidentified, perAddress bool
 
-	mu              sync.Mutex
-	outer           net.Conn // what the front end writes to: this conn, or TLS over it
-	loggedIn        bool
-	busy            bool
-	draining        bool
-	closeAfterWrite bool
-	loginFailures   int
-	errors          int    // error replies sent
-	first           []byte // the client's first bytes, until sniffed
-	sniffed         bool
+	// Touched only by the goroutine reading the connection.
+	first   []byte // the client's first bytes, until sniffed
+	sniffed bool
+
+	// Read on every reply without taking mu.
+	closeAfterWrite atomic.Bool
+
+	mu            sync.Mutex
+	outer         net.Conn // what the front end writes to: this conn, or TLS over it
+	loggedIn      bool
+	busy          bool
+	draining      bool
+	loginFailures int
+	errors        int // error replies sent
 }
 
 // Debug reports whether this connection's conversation is logged line by
@@ -112,20 +117,15 @@ const sniffLength = len("CONNECT ")
 // the handshake, which never matches.
 func (c *Conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if !c.admission.SniffHTTP {
+	if !c.admission.SniffHTTP || c.sniffed {
 		return n, err
 	}
-	c.mu.Lock()
-	if !c.sniffed {
-		c.first = append(c.first, p[:min(n, sniffLength-len(c.first))]...)
-		c.sniffed = len(c.first) == sniffLength || bytes.IndexByte(p[:n], '\n') >= 0 || err != nil
-		if isHTTPRequest(c.first) {
-			c.mu.Unlock()
-			c.Close()
-			return 0, ErrHTTPRequest
-		}
+	c.first = append(c.first, p[:min(n, sniffLength-len(c.first))]...)
+	c.sniffed = len(c.first) == sniffLength || bytes.IndexByte(p[:n], '\n') >= 0 || err != nil
+	if isHTTPRequest(c.first) {
+		c.Close()
+		return 0, ErrHTTPRequest
 	}
-	c.mu.Unlock()
 	return n, err
 }
 
@@ -163,10 +163,7 @@ func (c *Conn) AllowRead(d time.Duration) {
 
 func (c *Conn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	c.mu.Lock()
-	closeNow := c.closeAfterWrite
-	c.mu.Unlock()
-	if closeNow {
+	if c.closeAfterWrite.Load() {
 		c.Close()
 	}
 	return n, err
@@ -207,7 +204,7 @@ func (c *Conn) Begin() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.draining {
-		c.closeAfterWrite = true
+		c.closeAfterWrite.Store(true)
 		return false
 	}
 	c.busy = true
@@ -221,15 +218,13 @@ func (c *Conn) End() {
 	defer c.mu.Unlock()
 	c.busy = false
 	if c.draining {
-		c.closeAfterWrite = true
+		c.closeAfterWrite.Store(true)
 	}
 }
 
 // CloseAfterNextWrite closes the connection once the next reply is out.
 func (c *Conn) CloseAfterNextWrite() {
-	c.mu.Lock()
-	c.closeAfterWrite = true
-	c.mu.Unlock()
+	c.closeAfterWrite.Store(true)
 }
 
 // Drain starts the shutdown of this connection: an idle one is told
