@@ -79,6 +79,16 @@ func from(addr string) net.Conn {
 
 var smtpAdmission = Admission{Protocol: "smtp", Lifetime: time.Minute}
 
+// admit admits a connection from addr, which the test expects to pass.
+func admit(t testing.TB, g *Gate, addr string) *Conn {
+	t.Helper()
+	c, err := g.Admit(from(addr), smtpAdmission)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestIdentities(t *testing.T) {
 	g := testGate(t, "")
 	dir := g.dir.Load()
@@ -210,9 +220,9 @@ func TestGuessingKeys(t *testing.T) {
 		"2001:db8:1:2:3::4":   "2001:db8:1:2::/64 net 2001:db8:1::/48",
 		"::ffff:198.51.100.9": "198.51.100.9 net 198.51.100.0/24",
 	} {
-		a, n := guessingKeys(netip.MustParseAddr(addr).Unmap())
-		if got := a + " " + n; got != want {
-			t.Errorf("guessingKeys(%s) = %s, want %s", addr, got, want)
+		a := netip.MustParseAddr(addr).Unmap()
+		if got := addressKey(a) + " " + networkKey(a); got != want {
+			t.Errorf("keys of %s = %s, want %s", addr, got, want)
 		}
 	}
 }
@@ -348,28 +358,44 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-// TestStormLine: while many addresses guess, an address not known to log
-// in waits in the second line of the password checks; one that logged in
-// before stays in the first.
-func TestStormLine(t *testing.T) {
-	g := testGate(t, "[limits]\nauth_failures_global = 3\nauth_min_duration = \"1ms\"\n")
-	printer, _ := g.Admit(from("10.9.0.1"), smtpAdmission)
+// TestCheckLine: a login waits in the first line of the password checks
+// when its address logged in lately, even while many addresses guess; in
+// the last when its address failed lately, or, during such a storm, when
+// it is not known; in the middle otherwise.
+func TestCheckLine(t *testing.T) {
+	g := testGate(t, "[limits]\nauth_failures_global = 3\nauth_failures = 10\nauth_min_duration = \"1ms\"\n")
+	st := g.settings.Load()
+	lineOf := func(c *Conn) int {
+		now := time.Now()
+		failures, storm, _ := g.guessing(c, st, now)
+		return g.checkLine(c, failures, storm, now)
+	}
+	printer := admit(t, g, "10.9.0.1")
 	if _, err := g.Login(printer, printerUser, printerPassword); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 3 {
-		c, _ := g.Admit(from(fmt.Sprintf("10.%d.0.1", i)), smtpAdmission)
-		g.Login(c, printerUser, "guess")
-		c.Close()
-	}
-	st := g.settings.Load()
-	for addr, wantStorm := range map[string]bool{"10.9.0.1": true, "10.50.0.1": true} {
-		failures, storm, throttled := g.guessing(netip.MustParseAddr(addr), st, time.Now())
-		if failures != 0 || storm != wantStorm || throttled {
-			t.Errorf("%s: failures %d storm %v throttled %v", addr, failures, storm, throttled)
+	stranger, guesser := admit(t, g, "10.50.0.1"), admit(t, g, "10.0.0.1")
+	for name, tc := range map[string]struct {
+		c    *Conn
+		want int
+	}{"printer": {printer, known}, "stranger": {stranger, clean}, "guesser": {guesser, clean}} {
+		if got := lineOf(tc.c); got != tc.want {
+			t.Errorf("before guessing, %s waits in line %d, want %d", name, got, tc.want)
 		}
 	}
-	if g.logins.Count("10.9.0.1", time.Now(), knownGoodWindow) != 1 || g.logins.Count("10.50.0.1", time.Now(), knownGoodWindow) != 0 {
-		t.Error("the address that logged in is not known, or a stranger is")
+	g.Login(guesser, printerUser, "guess")
+	if got := lineOf(guesser); got != suspect {
+		t.Errorf("an address that failed waits in line %d, want %d", got, suspect)
+	}
+	for i := 1; i < 3; i++ {
+		g.Login(admit(t, g, fmt.Sprintf("10.%d.0.1", i)), printerUser, "guess")
+	}
+	for name, tc := range map[string]struct {
+		c    *Conn
+		want int
+	}{"printer": {printer, known}, "stranger": {stranger, suspect}, "guesser": {guesser, suspect}} {
+		if got := lineOf(tc.c); got != tc.want {
+			t.Errorf("while many guess, %s waits in line %d, want %d", name, got, tc.want)
+		}
 	}
 }

@@ -34,23 +34,13 @@ func (g *Gate) Login(c *Conn, username, password string) (_ *Identity, err error
 		return nil, g.Fail(c, fmt.Errorf("%w: username of %d bytes or with control characters", ErrMalformed, len(username)))
 	}
 	now := time.Now()
-	failures, storm, throttled := g.guessing(c.addr, st, now)
+	failures, storm, throttled := g.guessing(c, st, now)
 	if throttled {
-		g.metrics.loginFailures.WithLabelValues(c.admission.Protocol).Inc()
-		return nil, g.failOnConnection(c, ErrThrottled)
+		// Not counted toward the throttle again, so that a client that keeps
+		// trying still sees it end once the window has passed.
+		return nil, g.failed(c, ErrThrottled)
 	}
-	// Addresses that logged in lately go first and those that failed lately
-	// last; while many addresses guess, every address not known to log in
-	// waits with those that failed.
-	line := clean
-	switch {
-	case failures > 0:
-		line = suspect
-	case g.logins.Count(addressKey(c.addr), now, knownGoodWindow) > 0:
-		line = known
-	case storm:
-		line = suspect
-	}
+	line := g.checkLine(c, failures, storm, now)
 	dir := g.dir.Load()
 	id, known := dir.verified(g.verified, username, password, now)
 	if !known {
@@ -67,8 +57,8 @@ func (g *Gate) Login(c *Conn, username, password string) (_ *Identity, err error
 	c.mu.Unlock()
 	g.conns.identified(c)
 	// One event per address is enough to know it, and bounds the memory.
-	if key := addressKey(c.addr); g.logins.Count(key, time.Now(), knownGoodWindow) == 0 {
-		g.logins.Add(key, time.Now(), knownGoodWindow, 1)
+	if g.logins.Count(c.key, time.Now(), knownGoodWindow) == 0 {
+		g.logins.Add(c.key, time.Now(), knownGoodWindow, 1)
 	}
 	return id, nil
 }
@@ -79,16 +69,20 @@ func (g *Gate) Login(c *Conn, username, password string) (_ *Identity, err error
 // It returns reason, or ErrTooManyFailures wrapping it once the connection
 // has failed max_auth_failures times: the front end then closes.
 func (g *Gate) Fail(c *Conn, reason error) error {
-	g.metrics.loginFailures.WithLabelValues(c.admission.Protocol).Inc()
 	now := time.Now()
 	span := g.settings.Load().limits.AuthFailureWindow.D()
-	addrKey, netKey := guessingKeys(c.addr)
-	if g.authFailures.Count(addrKey, now, span) == 0 {
+	if g.authFailures.Count(c.key, now, span) == 0 {
 		// The network is judged by how many of its addresses fail.
-		g.authFailures.Add(netKey, now, span, 1)
+		g.authFailures.Add(networkKey(c.addr), now, span, 1)
 	}
-	g.authFailures.Add(addrKey, now, span, 1)
+	g.authFailures.Add(c.key, now, span, 1)
 	g.authFailures.Add(globalKey, now, span, 1)
+	return g.failed(c, reason)
+}
+
+// failed counts a failed login in the metrics and on the connection.
+func (g *Gate) failed(c *Conn, reason error) error {
+	g.metrics.loginFailures.WithLabelValues(c.admission.Protocol).Inc()
 	return g.failOnConnection(c, reason)
 }
 
@@ -111,31 +105,46 @@ const globalKey = "all"
 // max_connections kept for identified clients.
 const knownGoodWindow = 24 * time.Hour
 
-// guessing returns addr's failed logins in the window; whether every
-// client together reached auth_failures_global (a guessing storm); and
-// whether addr's logins are throttled: its own failures reached
-// auth_failures, or auth_failing_addresses of its network failed, or
-// there is a storm and addr is one of those failing.
-func (g *Gate) guessing(addr netip.Addr, st *settings, now time.Time) (failures int, storm, throttled bool) {
+// guessing returns c's address's failed logins in the window; whether
+// every client together reached auth_failures_global (a guessing storm);
+// and whether c's logins are throttled: its address's own failures
+// reached auth_failures, or auth_failing_addresses of its network failed,
+// or there is a storm and its address is one of those failing.
+func (g *Gate) guessing(c *Conn, st *settings, now time.Time) (failures int, storm, throttled bool) {
 	l := st.limits
 	span := l.AuthFailureWindow.D()
-	addrKey, netKey := guessingKeys(addr)
-	failures = g.authFailures.Count(addrKey, now, span)
+	failures = g.authFailures.Count(c.key, now, span)
 	storm = g.authFailures.Count(globalKey, now, span) >= l.AuthFailuresGlobal
 	throttled = failures >= l.AuthFailures ||
-		g.authFailures.Count(netKey, now, span) >= l.AuthFailingAddresses ||
+		g.authFailures.Count(networkKey(c.addr), now, span) >= l.AuthFailingAddresses ||
 		storm && failures > 0
 	return failures, storm, throttled
 }
 
-// guessingKeys are the counters of a failed login from client: its address
-// (an IPv6 client's /64), and its network, /24 or /48, where one attacker
-// may hold many addresses.
-func guessingKeys(client netip.Addr) (address, network string) {
+// checkLine is the line of the password checks a login from c waits in:
+// addresses that logged in lately go first and those that failed lately
+// last; while many addresses guess (storm), every address not known to
+// log in waits with those that failed.
+func (g *Gate) checkLine(c *Conn, failures int, storm bool, now time.Time) int {
+	switch {
+	case failures > 0:
+		return suspect
+	case g.logins.Count(c.key, now, knownGoodWindow) > 0:
+		return known
+	case storm:
+		return suspect
+	}
+	return clean
+}
+
+// networkKey counts the failed logins of client's network, /24 or /48,
+// where one attacker may hold many addresses; its address counts by
+// addressKey.
+func networkKey(client netip.Addr) string {
 	bits := 48
 	if client.Is4() {
 		bits = 24
 	}
 	p, _ := client.Prefix(bits)
-	return addressKey(client), "net " + p.String()
+	return "net " + p.String()
 }
