@@ -117,7 +117,20 @@ func TestIdentities(t *testing.T) {
 			t.Errorf("Network(%s) = %q, want %q", tc.addr, got, tc.want)
 		}
 	}
+	// Unknown users are checked against a hash as costly as the costliest.
 	cfg := testConfig(t, bcrypt.MinCost, "")
+	slow, err := bcrypt.GenerateFromPassword([]byte("x"), bcrypt.MinCost+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Users = append(cfg.Users, config.User{Username: "slow", PasswordHash: string(slow), Mailbox: "slow@contoso.com"})
+	if err := g.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cost, _ := bcrypt.Cost(g.dir.Load().dummyHash); cost != bcrypt.MinCost+1 {
+		t.Errorf("dummy hash cost %d, want %d", cost, bcrypt.MinCost+1)
+	}
+	cfg = testConfig(t, bcrypt.MinCost, "")
 	cfg.Users[0].PasswordHash = "plain text"
 	if err := g.Reload(cfg); err == nil || !strings.Contains(err.Error(), printerUser) {
 		t.Errorf("bad hash: %v", err)
