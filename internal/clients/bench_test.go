@@ -68,10 +68,7 @@ func BenchmarkLoginUnderGuessing(b *testing.B) {
 
 // printerLogin logs the printer in on a new connection from addr.
 func printerLogin(b *testing.B, g *Gate, addr string) {
-	c, err := g.Admit(from(addr), smtpAdmission)
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := admit(b, g, addr)
 	defer c.Close()
 	if _, err := g.Login(c, printerUser, printerPassword); err != nil {
 		b.Fatal(err)

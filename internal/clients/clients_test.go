@@ -139,10 +139,7 @@ func TestIdentities(t *testing.T) {
 
 func TestLogin(t *testing.T) {
 	g := testGate(t, "[limits]\nauth_min_duration = \"50ms\"\n")
-	c, err := g.Admit(from("192.0.2.7"), smtpAdmission)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := admit(t, g, "192.0.2.7")
 	start := time.Now()
 	if _, err := g.Login(c, "nobody", "guess"); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("unknown user: %v", err)
@@ -211,10 +208,7 @@ func TestAdmit(t *testing.T) {
 
 func TestRefused(t *testing.T) {
 	g := testGate(t, "[limits]\nerrors_before_delay = 3\nerror_delay = \"1s\"\nmax_errors = 10\n")
-	c, err := g.Admit(from("192.0.2.7"), smtpAdmission)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := admit(t, g, "192.0.2.7")
 	want := map[int]time.Duration{1: 0, 3: 0, 4: time.Second, 5: 2 * time.Second, 10: 7 * time.Second}
 	for n := 1; n <= 10; n++ {
 		delay, closeNow := c.Refused()
@@ -315,20 +309,17 @@ func TestCheckPoolTakesTurns(t *testing.T) {
 func TestGuessingBudget(t *testing.T) {
 	g := testGate(t, "[limits]\nauth_failures_global = 20\nauth_min_duration = \"1ms\"\n")
 	for i := range 20 {
-		c, err := g.Admit(from(fmt.Sprintf("10.%d.0.1", i)), smtpAdmission)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := admit(t, g, fmt.Sprintf("10.%d.0.1", i))
 		if _, err := g.Login(c, printerUser, "guess"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("guess %d: %v", i, err)
 		}
 		c.Close()
 	}
-	guesser, _ := g.Admit(from("10.3.0.1"), smtpAdmission)
+	guesser := admit(t, g, "10.3.0.1")
 	if _, err := g.Login(guesser, printerUser, printerPassword); !errors.Is(err, ErrThrottled) {
 		t.Errorf("a guessing address past the global budget: %v", err)
 	}
-	printer, _ := g.Admit(from("10.200.0.1"), smtpAdmission)
+	printer := admit(t, g, "10.200.0.1")
 	if _, err := g.Login(printer, printerUser, printerPassword); err != nil {
 		t.Errorf("an address that never failed: %v", err)
 	}
@@ -343,9 +334,7 @@ func TestRefusalsSummed(t *testing.T) {
 	// A period far longer than the test, ended by hand: a busy machine
 	// must not split the refusals over several periods.
 	g.refused = &refusalSummary{log: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil)), every: time.Hour}
-	if _, err := g.Admit(from("192.0.2.7"), smtpAdmission); err != nil {
-		t.Fatal(err)
-	}
+	admit(t, g, "192.0.2.7")
 	for range 1000 {
 		if _, err := g.Admit(from("192.0.2.7"), smtpAdmission); !errors.Is(err, ErrAddressConnections) {
 			t.Fatalf("over the limit: %v", err)

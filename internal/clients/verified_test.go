@@ -14,10 +14,7 @@ import (
 // which must look alike, and never a success.
 func TestLoginFloorOnFailuresOnly(t *testing.T) {
 	g := testGate(t, "[limits]\nauth_min_duration = \"10s\"\n")
-	c, err := g.Admit(from("192.0.2.7"), smtpAdmission)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := admit(t, g, "192.0.2.7")
 	start := time.Now()
 	if _, err := g.Login(c, printerUser, printerPassword); err != nil {
 		t.Fatal(err)
@@ -34,12 +31,9 @@ func TestLoginFloorOnFailuresOnly(t *testing.T) {
 func TestVerifiedPasswords(t *testing.T) {
 	g := testGate(t, "[limits]\nauth_min_duration = \"1ms\"\nauth_failures = 2\n")
 	login := func(addr, password string) error {
-		c, err := g.Admit(from(addr), smtpAdmission)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := admit(t, g, addr)
 		defer c.Close()
-		_, err = g.Login(c, printerUser, password)
+		_, err := g.Login(c, printerUser, password)
 		return err
 	}
 	cached := func(password string) bool {

@@ -1,9 +1,7 @@
 package smtpserver
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -12,9 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
-	"github.com/smtpgw/smtpgw/internal/queue"
 	"github.com/smtpgw/smtpgw/internal/trace"
 )
 
@@ -49,29 +45,13 @@ allowed_senders = ["*@contoso.com"]
 	if err != nil {
 		b.Fatal(err)
 	}
-	spool, err := queue.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	gate, err := clients.New(cfg, logger)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := New(cfg, spool, gate, logger)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	w, err := trace.Open(b.TempDir(), 30, logger)
+	srv := startServer(b, cfg)
+	w, err := trace.Open(b.TempDir(), 30, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer w.Close()
-	addr := srv.Addrs()[0].String()
+	addr := srv.addrs[0]
 	msg := "From: scanner@contoso.com\r\nTo: alice@contoso.com\r\nMessage-ID: <load@contoso.com>\r\nSubject: load\r\n\r\n" +
 		strings.Repeat(strings.Repeat("0123456789", 7)+"\r\n", 10*1024/72)
 
