@@ -91,8 +91,6 @@ func (g *Gate) admit(raw net.Conn, addr netip.Addr, a Admission) (*Conn, error) 
 // reasonLabel is a refusal's metrics label.
 func reasonLabel(err error) string {
 	switch err {
-	case ErrShuttingDown:
-		return "shutdown"
 	case ErrTooManyConnections:
 		return "connections"
 	case ErrAddressConnections:

@@ -70,9 +70,6 @@ func (c *Conn) Addr() netip.Addr { return c.addr }
 // Log is the connection's logger: it carries its number and client.
 func (c *Conn) Log() *slog.Logger { return c.log }
 
-// Closed is closed once the connection is.
-func (c *Conn) Closed() <-chan struct{} { return c.closed }
-
 // Refused counts an error reply the client is about to receive and says
 // how long to wait before sending it (errors_before_delay, error_delay),
 // and whether this one is over max_errors: the front end then says goodbye

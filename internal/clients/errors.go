@@ -7,7 +7,6 @@ import "errors"
 // goes to the log only.
 var (
 	// Admission.
-	ErrShuttingDown       = errors.New("server shutting down")
 	ErrTooManyConnections = errors.New("too many connections")
 	ErrAddressConnections = errors.New("too many connections from this address")
 	ErrAddressRate        = errors.New("too many new connections from this address")

@@ -18,7 +18,8 @@ type Protocol interface {
 	// whether the bytes after it are encrypted (STARTTLS).
 	Server(p []byte) (logged []string, errors int, encrypted bool)
 	// TooManyErrors is the line sent instead of an error reply past
-	// max_errors, before the connection closes.
+	// max_errors, before the connection closes. It is asked for once, as
+	// that happens, so that a front end may count the close there.
 	TooManyErrors() string
 }
 

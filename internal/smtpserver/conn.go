@@ -19,9 +19,8 @@ type registry struct {
 // connState is what the server keeps about one connection beyond its
 // go-smtp session, which STARTTLS replaces.
 type connState struct {
-	watch    *clients.Watch
-	lines    *smtpLines
-	aboveTLS bool // the watch reads go-smtp's own TLS layer (see watchAboveTLS)
+	watch *clients.Watch
+	lines *smtpLines
 }
 
 func newRegistry() *registry {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/smtpgw/smtpgw/internal/clients"
 )
 
@@ -21,8 +23,9 @@ const maxLoggedLine = 512
 // AUTH and all message text left out: the message is summed up by its
 // size, even when the client sends it before the 354.
 type smtpLines struct {
-	conn  *clients.Conn
-	debug bool // the conversation is logged (conn.Debug)
+	conn    *clients.Conn
+	debug   bool                   // the conversation is logged (conn.Debug)
+	refused *prometheus.CounterVec // the server's refusals, by reason
 
 	in, out  []byte      // partial lines
 	greeted  bool        // the greeting (or a refusal) is out
@@ -170,9 +173,12 @@ func (l *smtpLines) serverLine(line []byte) (isError, startsTLS bool) {
 	return (code[0] == '4' || code[0] == '5') && string(code) != "421", false
 }
 
-// TooManyErrors implements clients.Protocol.
+// TooManyErrors implements clients.Protocol: the connection closes for
+// it, a refusal of its own.
 func (l *smtpLines) TooManyErrors() string {
-	return replyLine(replyFor(errTooManyErrors).smtp)
+	r := replyFor(errTooManyErrors)
+	l.refused.WithLabelValues(r.reason).Inc()
+	return replyLine(r.smtp)
 }
 
 // appendBounded appends p to b up to maxLoggedLine bytes.

@@ -30,13 +30,9 @@ var (
 	errSpool               = errors.New("spool failure")
 	errNoRoom              = errors.New("spool below min_free_space")
 	errClientData          = errors.New("reading the message from the client failed")
-	errShuttingDown        = clients.ErrShuttingDown
+	errShuttingDown        = errors.New("server shutting down")
 	errTooManyErrors       = errors.New("too many errors on this connection")
 )
-
-// errHTTPRequest ends a connection whose first command is an HTTP request;
-// it gets no reply.
-var errHTTPRequest = clients.ErrHTTPRequest
 
 // reply is how one internal reason reaches the client. The SMTP code decides
 // whether the client may retry: 4xx is temporary, 5xx is permanent.

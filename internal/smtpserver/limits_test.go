@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // waitForServer retries f until it holds: the server notices a closed
@@ -102,6 +104,9 @@ auth_min_duration = "1ms"
 	}
 	if logs := ts.logs.String(); strings.Count(logs, "msg=refused") != 11 {
 		t.Errorf("want 11 refusals logged:\n%s", logs)
+	}
+	if got := testutil.ToFloat64(ts.metrics.refused.WithLabelValues("errors")); got != 1 {
+		t.Errorf("closes for max_errors counted %v times, want 1", got)
 	}
 }
 

@@ -116,8 +116,8 @@ func (s *Server) newSMTPServer(l *listener) *smtp.Server {
 	srv.MaxMessageBytes = 0
 	srv.MaxRecipients = s.cfg.Server.MaxRecipients
 	// go-smtp sets this deadline before each command; the message body
-	// gets read_timeout (session.Data) and trackedConn caps both at the
-	// session's lifetime.
+	// gets read_timeout (session.Data), and the gate's clients.Conn caps
+	// both at the session's lifetime.
 	srv.ReadTimeout = s.gate.Limits().IdleTimeout.D()
 	srv.WriteTimeout = s.cfg.Server.WriteTimeout.D()
 	// The session decides whether AUTH is allowed without TLS (see
@@ -204,7 +204,7 @@ func (s *Server) accept(l *listener) {
 		}
 		// The watch goes above TLS, where the replies can be read; go-smtp
 		// finds the TLS state under it (see newSession).
-		lines := &smtpLines{conn: c, debug: c.Debug()}
+		lines := &smtpLines{conn: c, debug: c.Debug(), refused: s.metrics.refused}
 		watch := c.Watch(lines)
 		var conn net.Conn = c
 		if l.cfg.TLS == config.TLSImplicit {

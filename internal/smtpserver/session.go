@@ -375,8 +375,7 @@ func (s *session) Reset() {
 // it above (see watchAboveTLS).
 func (s *session) Logout() error {
 	s.abandonAuth()
-	if _, nowTLS := clients.TLSState(s.smtp.Conn()); nowTLS && !s.tls && !s.state.aboveTLS {
-		s.state.aboveTLS = true
+	if _, nowTLS := clients.TLSState(s.smtp.Conn()); nowTLS && !s.tls {
 		if !watchAboveTLS(s.smtp, s.state.watch) {
 			s.log.Error("closing the connection: cannot watch the conversation after STARTTLS with this go-smtp version")
 			s.conn.Close()
