@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/smtpgw/smtpgw/internal/certs"
 	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/delivery"
@@ -53,6 +54,7 @@ type gateway struct {
 	log     *slog.Logger
 	level   *slog.LevelVar
 	gate    *clients.Gate // identities, admission and logins of every front end
+	certs   *certs.Served // the certificates of every TLS listener
 	readers *readers      // IMAP and POP3 listeners
 	server  *smtpserver.Server
 	target  upstream.Target
@@ -128,14 +130,17 @@ func (g *gateway) run(controls <-chan control, life lifecycle) error {
 	if err := g.gate.Register(registry); err != nil {
 		return err
 	}
-	if g.server, err = smtpserver.New(cfg, spool, g.gate, logger); err != nil {
+	if g.certs, err = certs.NewServed(cfg, spool.Dir(), logger); err != nil {
+		return err
+	}
+	if g.server, err = smtpserver.New(cfg, spool, g.gate, g.certs, logger); err != nil {
 		return err
 	}
 	g.server.SetTrace(traces)
 	if err := g.server.Register(registry); err != nil {
 		return err
 	}
-	if g.readers, err = newReaders(cfg, g.gate, g.target, engine, spool.Dir(), logger, registry); err != nil {
+	if g.readers, err = newReaders(cfg, g.gate, g.certs, g.target, engine, logger, registry); err != nil {
 		return err
 	}
 	ready := &readiness{spool: spool, minFree: int64(cfg.Queue.MinFreeSpace)}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,8 +24,6 @@ import (
 // mailbox, through the same gate as SMTP clients.
 type readers struct {
 	listeners []*readerListener
-	spoolDir  string
-	log       *slog.Logger
 
 	ctx    context.Context // ends every session at shutdown
 	cancel context.CancelFunc
@@ -41,13 +38,13 @@ type readerListener struct {
 }
 
 // newReaders prepares the IMAP and POP3 listeners of cfg; none when it has
-// none. Reading needs the Graph target: its credential gets the tokens,
-// and Entra ID's verdicts on it reach state, the upstream-down state that
-// sending keeps.
-func newReaders(cfg *config.Config, gate *clients.Gate, target upstream.Target, state credentialState, spoolDir string, logger *slog.Logger, registry prometheus.Registerer) (*readers, error) {
-	r := &readers{spoolDir: spoolDir, log: logger}
+// none. Their TLS listeners serve the certificates of served, which the
+// gateway reloads. Reading needs the Graph target: its credential gets
+// the tokens, and Entra ID's verdicts on it reach state, the upstream-down
+// state that sending keeps.
+func newReaders(cfg *config.Config, gate *clients.Gate, served *certs.Served, target upstream.Target, state credentialState, logger *slog.Logger, registry prometheus.Registerer) (*readers, error) {
+	r := &readers{}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	var served []tls.Certificate
 	var backend *relay.Backend
 	for _, lc := range cfg.Listeners {
 		if lc.Protocol != config.ProtocolIMAP && lc.Protocol != config.ProtocolPOP3 {
@@ -71,16 +68,7 @@ func newReaders(cfg *config.Config, gate *clients.Gate, target upstream.Target, 
 			}
 			backend = &relay.Backend{Gate: gate, Dial: dialer.Dial, Metrics: metrics}
 		}
-		l := &readerListener{cfg: lc}
-		if lc.TLS != config.TLSNone {
-			if served == nil {
-				var err error
-				if served, err = certs.Load(cfg, spoolDir, logger); err != nil {
-					return nil, err
-				}
-			}
-			l.tls = certs.NewSwappable(certs.ListenerConfig(lc, served))
-		}
+		l := &readerListener{cfg: lc, tls: served.Listener(lc)}
 		f := relay.Frontend{Listener: lc, MaxAuthFailures: cfg.Server.MaxAuthFailures, Backend: backend, Logger: logger}
 		if l.tls != nil {
 			f.TLS = l.tls.Config
@@ -118,25 +106,6 @@ func (r *readers) Addrs() []net.Addr {
 		}
 	}
 	return addrs
-}
-
-// Reload applies a changed [tls] certificate to new sessions; a generated
-// self-signed certificate stays, since clients may have pinned it. Users
-// and read_mailbox reach new sessions through the gate's own reload.
-func (r *readers) Reload(cfg *config.Config) error {
-	if cfg.TLS.CertFile == "" {
-		return nil
-	}
-	served, err := certs.Load(cfg, r.spoolDir, r.log)
-	if err != nil {
-		return err
-	}
-	for _, l := range r.listeners {
-		if l.tls != nil {
-			l.tls.Store(certs.ListenerConfig(l.cfg, served))
-		}
-	}
-	return nil
 }
 
 // Shutdown closes the listeners and ends every session: a reading client

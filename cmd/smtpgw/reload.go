@@ -35,12 +35,8 @@ func (g *gateway) reload() {
 		g.log.Error("reload refused; the running configuration stays", "error", err)
 		return
 	}
-	if err := g.server.Reload(cfg); err != nil {
+	if err := g.certs.Reload(cfg); err != nil {
 		g.log.Error("reload of the TLS certificate refused; the running certificate stays", "error", err)
-		return
-	}
-	if err := g.readers.Reload(cfg); err != nil {
-		g.log.Error("reload of the IMAP and POP3 certificate refused; the running certificate stays", "error", err)
 		return
 	}
 	if cfg.Graph != nil && g.cfg.Graph != nil {

@@ -1,8 +1,8 @@
 // Package certs provides the TLS certificates every listener serves: the
 // admin's [tls] files, or self-signed ones kept beside the spool so that
-// devices that pin them keep trusting the gateway across restarts. A
-// Swappable configuration lets a reload change the certificate for new
-// connections.
+// devices that pin them keep trusting the gateway across restarts. Served
+// reads them once for every listener, and its Reload changes them for new
+// connections through each listener's Swappable configuration.
 package certs
 
 import (

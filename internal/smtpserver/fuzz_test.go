@@ -89,7 +89,8 @@ func FuzzSession(f *testing.F) {
 	}
 	logs := &panicWatch{}
 	cfg := fuzzConfig(f)
-	srv, err := New(cfg, spool, testGate(f, cfg), slog.New(slog.NewTextHandler(logs, nil)))
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	srv, err := New(cfg, spool, testGate(f, cfg), testCerts(f, cfg, spool.Dir(), logger), logger)
 	if err != nil {
 		f.Fatal(err)
 	}

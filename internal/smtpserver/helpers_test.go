@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/smtpgw/smtpgw/internal/certs"
 	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/envelope"
@@ -152,10 +153,11 @@ auth_min_duration = "1ms"
 // testServer is a running server on loopback with a real spool.
 type testServer struct {
 	*Server
-	gate  *clients.Gate
-	spool *queue.Spool
-	logs  *testlog.Buffer
-	addrs []string
+	gate   *clients.Gate
+	served *certs.Served
+	spool  *queue.Spool
+	logs   *testlog.Buffer
+	addrs  []string
 }
 
 func startServer(t testing.TB, cfg *config.Config) *testServer {
@@ -176,14 +178,15 @@ func startServerLogging(t testing.TB, cfg *config.Config, level slog.Level) *tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(cfg, spool, gate, logger)
+	served := testCerts(t, cfg, spool.Dir(), logger)
+	srv, err := New(cfg, spool, gate, served, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{Server: srv, gate: gate, spool: spool, logs: logs}
+	ts := &testServer{Server: srv, gate: gate, served: served, spool: spool, logs: logs}
 	for _, a := range srv.Addrs() {
 		ts.addrs = append(ts.addrs, a.String())
 	}
@@ -197,6 +200,17 @@ func startServerLogging(t testing.TB, cfg *config.Config, level slog.Level) *tes
 	return ts
 }
 
+// testCerts loads the certificates of cfg's TLS listeners as the gateway
+// does, keeping self-signed ones in spoolDir ("": in memory only).
+func testCerts(t testing.TB, cfg *config.Config, spoolDir string, logger *slog.Logger) *certs.Served {
+	t.Helper()
+	served, err := certs.NewServed(cfg, spoolDir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return served
+}
+
 // testGate is a gate for cfg that logs nothing.
 func testGate(t testing.TB, cfg *config.Config) *clients.Gate {
 	t.Helper()
@@ -207,12 +221,13 @@ func testGate(t testing.TB, cfg *config.Config) *clients.Gate {
 	return gate
 }
 
-// reload applies cfg as the gateway does: the gate, then the server.
+// reload applies cfg as the gateway does: the gate, then the
+// certificates.
 func (ts *testServer) reload(cfg *config.Config) error {
 	if err := ts.gate.Reload(cfg); err != nil {
 		return err
 	}
-	return ts.Reload(cfg)
+	return ts.served.Reload(cfg)
 }
 
 // clientTLS trusts the self-signed certificate.

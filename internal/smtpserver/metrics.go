@@ -1,12 +1,11 @@
 package smtpserver
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smtpgw/smtpgw/internal/certs"
 )
 
 type metrics struct {
@@ -16,7 +15,7 @@ type metrics struct {
 	certExpiry   *certExpiry
 }
 
-func newMetrics() *metrics {
+func newMetrics(served *certs.Served) *metrics {
 	return &metrics{
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "smtpgw_smtp_messages_accepted_total",
@@ -31,7 +30,8 @@ func newMetrics() *metrics {
 			Help: "Failed SMTP AUTH attempts.",
 		}),
 		certExpiry: &certExpiry{desc: prometheus.NewDesc("smtpgw_tls_certificate_expiry_seconds",
-			"Seconds until the first of the TLS listeners' certificates expires (negative once it has); absent without a TLS listener.", nil, nil)},
+			"Seconds until the first of the TLS listeners' certificates expires (negative once it has); absent without a TLS listener.", nil, nil),
+			served: served},
 	}
 }
 
@@ -45,36 +45,17 @@ func (s *Server) Register(r prometheus.Registerer) error {
 	return nil
 }
 
-// certExpiry reports when the served TLS certificates expire. Start and
-// Reload set it, a scrape reads it: hence the atomic.
+// certExpiry reports when the served TLS certificates expire, as a
+// scrape finds them: a reload may have replaced them.
 type certExpiry struct {
-	desc     *prometheus.Desc
-	notAfter atomic.Int64 // Unix seconds of the earliest expiry; 0: none
-}
-
-// set records the earliest expiry among certs.
-func (c *certExpiry) set(certs []tls.Certificate) {
-	var earliest time.Time
-	for _, cert := range certs {
-		leaf := cert.Leaf
-		if leaf == nil && len(cert.Certificate) > 0 {
-			leaf, _ = x509.ParseCertificate(cert.Certificate[0])
-		}
-		if leaf != nil && (earliest.IsZero() || leaf.NotAfter.Before(earliest)) {
-			earliest = leaf.NotAfter
-		}
-	}
-	if earliest.IsZero() {
-		c.notAfter.Store(0)
-		return
-	}
-	c.notAfter.Store(earliest.Unix())
+	desc   *prometheus.Desc
+	served *certs.Served
 }
 
 func (c *certExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *certExpiry) Collect(ch chan<- prometheus.Metric) {
-	if at := c.notAfter.Load(); at != 0 {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, time.Until(time.Unix(at, 0)).Seconds())
+	if at := c.served.NotAfter(); !at.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, time.Until(at).Seconds())
 	}
 }

@@ -33,9 +33,7 @@ type Server struct {
 	cfg       *config.Config
 	spool     *queue.Spool
 	log       *slog.Logger
-	gate      *clients.Gate     // identities, admission, logins; shared with other front ends
-	certs     []tls.Certificate // served by TLS listeners; replaced by Reload
-	tlsFiles  config.TLS        // where certs came from
+	gate      *clients.Gate // identities, admission, logins; shared with other front ends
 	metrics   *metrics
 	conns     *registry
 	rates     *identityRates
@@ -54,21 +52,20 @@ type listener struct {
 	handoff *handoffListener
 }
 
-// New prepares a server for cfg, whose clients gate admits and logs in;
-// Start binds the listeners. Listener MinVersion and network Prefixes are
-// read as config.Load sets them.
-func New(cfg *config.Config, spool *queue.Spool, gate *clients.Gate, logger *slog.Logger) (*Server, error) {
+// New prepares a server for cfg, whose clients gate admits and logs in
+// and whose TLS listeners serve the certificates of served (which the
+// gateway reloads); Start binds the listeners. Listener MinVersion and
+// network Prefixes are read as config.Load sets them.
+func New(cfg *config.Config, spool *queue.Spool, gate *clients.Gate, served *certs.Served, logger *slog.Logger) (*Server, error) {
 	s := &Server{
-		cfg:      cfg,
-		spool:    spool,
-		log:      logger,
-		gate:     gate,
-		tlsFiles: cfg.TLS,
-		metrics:  newMetrics(),
-		conns:    newRegistry(),
-		rates:    newIdentityRates(),
+		cfg:     cfg,
+		spool:   spool,
+		log:     logger,
+		gate:    gate,
+		metrics: newMetrics(served),
+		conns:   newRegistry(),
+		rates:   newIdentityRates(),
 	}
-	var served []tls.Certificate
 	for _, lc := range cfg.Listeners {
 		if lc.Protocol == config.ProtocolIMAP || lc.Protocol == config.ProtocolPOP3 {
 			continue // served by imapserver and pop3server
@@ -77,31 +74,14 @@ func New(cfg *config.Config, spool *queue.Spool, gate *clients.Gate, logger *slo
 		switch lc.TLS {
 		case config.TLSNone, "":
 		case config.TLSStartTLS, config.TLSImplicit:
-			if served == nil {
-				var err error
-				if served, err = certs.Load(cfg, spoolDir(spool), logger); err != nil {
-					return nil, err
-				}
-			}
-			l.tls = certs.NewSwappable(certs.ListenerConfig(lc, served))
+			l.tls = served.Listener(lc)
 		default:
 			return nil, fmt.Errorf("listener %s: unknown tls mode %q", lc.Address, lc.TLS)
 		}
 		l.smtp = s.newSMTPServer(l)
 		s.listeners = append(s.listeners, l)
 	}
-	s.certs = served
-	s.metrics.certExpiry.set(served)
 	return s, nil
-}
-
-// spoolDir is where self-signed certificates are kept; none without a
-// spool.
-func spoolDir(spool *queue.Spool) string {
-	if spool == nil {
-		return ""
-	}
-	return spool.Dir()
 }
 
 func (s *Server) newSMTPServer(l *listener) *smtp.Server {

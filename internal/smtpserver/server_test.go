@@ -429,7 +429,7 @@ func TestStartReportsBindError(t *testing.T) {
 		{Address: "127.0.0.1:0", TLS: config.TLSNone},
 		{Address: busy.Addr().String(), TLS: config.TLSNone},
 	}
-	srv, err := New(cfg, nil, testGate(t, cfg), testLogger())
+	srv, err := New(cfg, nil, testGate(t, cfg), testCerts(t, cfg, "", testLogger()), testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
