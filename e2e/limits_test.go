@@ -137,12 +137,16 @@ func sendAuthLogin(addr, source string, n int) error {
 }
 
 // TestIdleConnectionsDoNotLockOut: an address outside every [[network]]
-// opening 100 connections and holding them gets its per-address share;
-// another address, and the network's clients, are still served.
+// opening 100 connections and holding them gets its per-address share
+// (connections_per_address, default 20) and no more; another address, and
+// the network's clients, are still served.
 func TestIdleConnectionsDoNotLockOut(t *testing.T) {
 	dir := t.TempDir()
 	g := startGateway(t, dir, gatewayConfig(t, dir, outboxTarget(dir)))
-	holdIdle(t, g.Addr[0], "127.0.0.2", 100)
+	const perAddress = 20
+	if held := len(holdIdle(t, g.Addr[0], "127.0.0.2", 100)); held != perAddress {
+		t.Errorf("idle connections admitted from one address: %d, want connections_per_address (%d)", held, perAddress)
+	}
 	for _, source := range []string{"127.0.0.3", "127.0.0.1"} {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}
 		conn, err := d.Dial("tcp", g.Addr[0])
