@@ -106,3 +106,18 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(data)
 }
+
+// TestDevelopmentNamesEveryPackage: docs/development.md's table of packages
+// names every folder under internal/, so a new package gets its row.
+func TestDevelopmentNamesEveryPackage(t *testing.T) {
+	page := readFile(t, "docs/development.md")
+	entries, err := os.ReadDir("internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && !strings.Contains(page, "`internal/"+e.Name()+"`") {
+			t.Errorf("docs/development.md does not name internal/%s in its table of packages", e.Name())
+		}
+	}
+}
