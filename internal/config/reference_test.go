@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/smtpgw/smtpgw"
 )
 
@@ -18,9 +20,10 @@ import (
 // section (## `[server]`, ## `[[listener]]`) followed by a table with one
 // row per key: | `key` | type | default | meaning |. A default written as a
 // code span, alone or followed by a note in parentheses, is a TOML value:
-// written into a minimal configuration it must load to what leaving the
-// key out loads to. Any other default is prose (the machine's host name, 2
-// per CPU, required) and is not checked.
+// decoded on its own into the key's type it must equal what leaving the
+// key out loads to, and written into a minimal configuration it must load
+// to that too. Any other default is prose (the machine's host name, 2 per
+// CPU, required) and is not checked.
 const referencePage = "../../docs/configuration.md"
 
 var (
@@ -85,6 +88,7 @@ func readReference(t *testing.T) map[string]map[string]referenceKey {
 type loaderKey struct {
 	section string // "[server]", "[[listener]]"
 	name    string
+	typ     reflect.Type // the field's type
 	value   func(*Config) reflect.Value
 }
 
@@ -109,7 +113,8 @@ func loaderKeys() []loaderKey {
 		}
 		for _, path := range keyPaths(st, nil) {
 			field := sf.Index
-			keys = append(keys, loaderKey{section: section, name: tomlName(st.FieldByIndex(path)), value: func(c *Config) reflect.Value {
+			key := st.FieldByIndex(path)
+			keys = append(keys, loaderKey{section: section, name: tomlName(key), typ: key.Type, value: func(c *Config) reflect.Value {
 				v := reflect.ValueOf(c).Elem().FieldByIndex(field)
 				switch v.Kind() {
 				case reflect.Pointer:
@@ -196,6 +201,10 @@ func minimalWith(section, key, value string) string {
 func TestConfigurationReference(t *testing.T) {
 	t.Setenv(ClientSecretEnv, "from-the-environment")
 	page := readReference(t)
+	// What leaving every key out loads to; [graph]'s keys are read with
+	// [graph] in place of [outbox].
+	base := parseMinimal(t, "")
+	graphBase := parseMinimal(t, "[graph]")
 	inLoader := map[string]bool{}
 	for _, k := range loaderKeys() {
 		inLoader[k.section+" "+k.name] = true
@@ -211,16 +220,28 @@ func TestConfigurationReference(t *testing.T) {
 		if m == nil {
 			continue
 		}
-		base, err := Parse([]byte(minimalWith(k.section, "", "")), "minimal.toml")
+		loaded := base
+		if k.section == "[graph]" {
+			loaded = graphBase
+		}
+		want := k.value(loaded)
+		// The loader fills a key set to its type's zero value (0, "",
+		// "0s") as if it were left out, so only the literal decoded
+		// alone tells such a default from the loader's.
+		literal, err := decodeLiteral(k.typ, m[1])
 		if err != nil {
-			t.Fatal(err)
+			t.Errorf("%s:%d: %s %s: the default %s is not a %s: %v", referencePage, row.line, k.section, k.name, m[1], k.typ, err)
+			continue
+		}
+		if !sameValue(literal, want) {
+			t.Errorf("%s:%d: %s %s: the page's default is %s, but the loader's default is %v", referencePage, row.line, k.section, k.name, m[1], want)
 		}
 		written, err := Parse([]byte(minimalWith(k.section, k.name, m[1])), "minimal.toml")
 		if err != nil {
 			t.Errorf("%s:%d: %s %s: the default %s does not load: %v", referencePage, row.line, k.section, k.name, m[1], err)
 			continue
 		}
-		if got, want := k.value(written), k.value(base); !sameValue(got, want) {
+		if got := k.value(written); !sameValue(got, want) {
 			t.Errorf("%s:%d: %s %s: the page's default %s loads as %v, but the loader's default is %v", referencePage, row.line, k.section, k.name, m[1], got, want)
 		}
 	}
@@ -231,6 +252,30 @@ func TestConfigurationReference(t *testing.T) {
 			}
 		}
 	}
+}
+
+// parseMinimal loads the minimal configuration for section's keys.
+func parseMinimal(t *testing.T, section string) *Config {
+	t.Helper()
+	cfg, err := Parse([]byte(minimalWith(section, "", "")), "minimal.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// decodeLiteral decodes the TOML value literal alone into a value of typ,
+// as the loader decodes a key's value, before any default applies.
+func decodeLiteral(typ reflect.Type, literal string) (reflect.Value, error) {
+	holder := reflect.New(reflect.StructOf([]reflect.StructField{{Name: "V", Type: typ, Tag: `toml:"v"`}}))
+	if _, err := toml.Decode("v = "+literal, holder.Interface()); err != nil {
+		return reflect.Value{}, err
+	}
+	v := holder.Elem().Field(0)
+	if v.Kind() == reflect.Pointer && !v.IsNil() {
+		v = v.Elem()
+	}
+	return v, nil
 }
 
 // sameValue compares two loaded values; an empty list is no list.
