@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/smtpgw/smtpgw/internal/graphtest"
+	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
 
 // chromium returns Debian's chromium. Without it the test is skipped on a
@@ -77,27 +82,60 @@ func TestStatusPageInBrowserDuringOutage(t *testing.T) {
 	}
 }
 
-// monitoringNames are the smtpgw metric names the shipped dashboard and
-// alert rules use.
-func monitoringNames(t *testing.T) []string {
+// metricName is an smtpgw metric name as a page or a rule writes it.
+var metricName = regexp.MustCompile(`smtpgw_[a-z0-9_]*[a-z0-9]`)
+
+// namedMetrics returns the smtpgw metric names that files name, each with
+// the first file that names it.
+func namedMetrics(t *testing.T, files []string) map[string]string {
 	t.Helper()
-	var names []string
-	for _, f := range []string{"smtpgw-dashboard.json", "smtpgw-alerts.yml"} {
-		data, err := os.ReadFile(filepath.Join("..", "deploy", "monitoring", f))
+	names := map[string]string{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		names = append(names, regexp.MustCompile(`smtpgw_[a-z0-9_]*[a-z0-9]`).FindAllString(string(data), -1)...)
+		for _, name := range metricName.FindAllString(string(data), -1) {
+			if _, seen := names[name]; !seen {
+				names[name] = strings.TrimPrefix(f, "../")
+			}
+		}
 	}
-	slices.Sort(names)
-	return slices.Compact(names)
+	return names
 }
 
-// TestMonitoringNamesOnlyExportedMetrics checks every metric the dashboard
-// and the alert rules name against the /metrics of two running gateways:
-// one with a client certificate (so that its expiry is exported) that
-// Entra ID refuses (so that token failures are), one with a client secret
-// whose expiry the configuration gives.
+// monitoringNames are the smtpgw metric names the shipped dashboard and
+// alert rules use and the pages of docs/ name, each with where it is named.
+func monitoringNames(t *testing.T) map[string]string {
+	t.Helper()
+	deploy := namedMetrics(t, []string{
+		filepath.Join("..", "deploy", "monitoring", "smtpgw-dashboard.json"),
+		filepath.Join("..", "deploy", "monitoring", "smtpgw-alerts.yml"),
+	})
+	if len(deploy) < 10 {
+		t.Fatalf("found only %v in deploy/monitoring", slices.Sorted(maps.Keys(deploy)))
+	}
+	pages, err := filepath.Glob(filepath.Join("..", "docs", "*.md"))
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no pages in docs/ (%v)", err)
+	}
+	for name, where := range namedMetrics(t, append(pages, filepath.Join("..", "README.md"))) {
+		if _, seen := deploy[name]; !seen {
+			deploy[name] = where
+		}
+	}
+	return deploy
+}
+
+// TestMonitoringNamesOnlyExportedMetrics checks every metric the dashboard,
+// the alert rules and the docs name against the /metrics of four running
+// gateways: one with a client certificate (so that its expiry is
+// exported) that Entra ID refuses (so that token failures are), which
+// also refuses a client without identity, a wrong password and a 21st
+// connection from one address; one with a client secret whose expiry the
+// configuration gives; one that reads for IMAP clients (one session
+// relayed); one that sends through Exchange's SMTP (one message delivered,
+// one refused).
 func TestMonitoringNamesOnlyExportedMetrics(t *testing.T) {
 	fake := graphtest.New(t)
 	dir := t.TempDir()
@@ -106,11 +144,12 @@ func TestMonitoringNamesOnlyExportedMetrics(t *testing.T) {
 	if err := os.WriteFile(certFile, pemData, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	target := fmt.Sprintf("[graph]\ntenant_id = %q\nclient_id = %q\ncertificate_file = %q\nauthority_host = %q\nendpoint = %q\n\n[metrics]\naddress = \"127.0.0.1:0\"\n",
-		fake.TenantID, fake.ClientID, certFile, fake.URL+"/", fake.URL)
+	target := fmt.Sprintf("[graph]\ntenant_id = %q\nclient_id = %q\ncertificate_file = %q\nauthority_host = %q\nendpoint = %q\n",
+		fake.TenantID, fake.ClientID, certFile, fake.URL+"/", fake.URL) + withMetrics
 	g := startGateway(t, dir, gatewayConfig(t, dir, target), "SSL_CERT_FILE="+fake.WriteCAFile(dir))
 	base := g.MetricsURL()
 	mustSubmit(t, g.Addr[0], submission{From: "scanner@contoso.com", To: []string{"alice@contoso.com"}, Body: "Subject: x\n\ny\n"})
+	refuseOnce(t, g)
 	var metrics string
 	waitFor(t, deliveryTimeout, func() bool {
 		_, metrics = httpGet(t, base+"/metrics")
@@ -118,13 +157,72 @@ func TestMonitoringNamesOnlyExportedMetrics(t *testing.T) {
 	})
 	_, secretMetrics := httpGet(t, startWithWrongSecret(t).metrics+"/metrics")
 	metrics += secretMetrics
-	names := monitoringNames(t)
-	if len(names) < 10 {
-		t.Fatalf("found only %v in deploy/monitoring", names)
-	}
-	for _, name := range names {
-		if !regexp.MustCompile(`(?m)^` + name + `[{ ]`).MatchString(metrics) {
-			t.Errorf("deploy/monitoring uses %s, which the gateway does not export", name)
+	metrics += readerMetrics(t)
+	metrics += exchangeSMTPMetrics(t)
+	for name, where := range monitoringNames(t) {
+		// A histogram is exported as its _bucket, _sum and _count series.
+		if !regexp.MustCompile(`(?m)^` + name + `(_bucket|_sum|_count)?[{ ]`).MatchString(metrics) {
+			t.Errorf("%s names %s, which the gateway does not export", where, name)
 		}
 	}
+}
+
+// refuseOnce has g refuse a MAIL FROM without identity, a wrong AUTH
+// password and a connection over connections_per_address.
+func refuseOnce(t *testing.T, g *gateway) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", g.Addr[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	if err := c.Mail("app@contoso.com", nil); err == nil || !strings.Contains(err.Error(), "530") {
+		t.Errorf("MAIL FROM without identity: %v, want 530", err)
+	}
+	if _, err := submit(g.Addr[1], submission{StartTLS: true, Username: "mfp", Password: "wrong", From: "scanner@contoso.com",
+		To: []string{"alice@contoso.com"}, Body: "Subject: x\n\ny\n"}); err == nil {
+		t.Error("a wrong password was accepted")
+	}
+	if held := holdIdle(t, g.Addr[0], "127.0.0.3", 21); len(held) != 20 {
+		t.Errorf("%d of 21 connections from one address admitted, want 20", len(held))
+	}
+}
+
+// readerMetrics returns the /metrics of a gateway that relayed one IMAP
+// session to Dovecot.
+func readerMetrics(t *testing.T) string {
+	t.Helper()
+	r := startReaders(t, graphtest.ExchangeAudience+"/.default")
+	c := relaytest.Dial(t, r.imapPlain)
+	c.Expect("* OK ")
+	c.Send("a LOGIN helpdesk-app \"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\"\r\n")
+	c.Expect("a OK ")
+	c.Send("b LOGOUT\r\n")
+	for !strings.HasPrefix(c.Expect(""), "b OK") {
+	}
+	_, metrics := httpGet(t, r.g.MetricsURL()+"/metrics")
+	return metrics
+}
+
+// exchangeSMTPMetrics returns the /metrics of a gateway sending through
+// Dovecot's submission, as through Exchange's SMTP, once it delivered one
+// message and had one refused (a mailbox the app was not granted).
+func exchangeSMTPMetrics(t *testing.T) string {
+	t.Helper()
+	x := exchangeGateway(t, withMetrics)
+	x.d.Grant(t, "noreply@contoso.com")
+	x.d.AddMailbox(t, "scanner@contoso.com")
+	g := startGateway(t, x.dir, x.config, x.env)
+	mustSubmit(t, g.Addr[0], submission{From: "noreply@contoso.com", To: []string{"alice@example.com"}, Body: "Subject: sent\r\n\r\nbody\r\n"})
+	mustSubmit(t, g.Addr[1], submission{StartTLS: true, Username: "mfp", Password: "printer-secret", From: "scanner@contoso.com",
+		To: []string{"bob@example.com"}, Body: "Subject: held\r\n\r\nbody\r\n"})
+	x.d.Sink.WaitTransactions(t, 1, deliveryTimeout)
+	var metrics string
+	waitFor(t, deliveryTimeout, func() bool {
+		_, metrics = httpGet(t, g.MetricsURL()+"/metrics")
+		return strings.Contains(metrics, "smtpgw_exchange_smtp_failures_total{")
+	})
+	return metrics
 }
