@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -16,23 +17,23 @@ import (
 	"github.com/smtpgw/smtpgw/internal/convert"
 )
 
-// pythonOverTLS is the README's Python example on the quick-start setup:
-// STARTTLS verifying the certificate that `smtpgw tls-certificate` printed.
-// Arguments: port, certificate file.
-const pythonOverTLS = `
-import smtplib, ssl, sys
-from email.message import EmailMessage
-
-msg = EmailMessage()
-msg["From"] = "scanner@example.com"
-msg["To"] = "someone@example.com"
-msg["Subject"] = "Hello over TLS"
-msg.set_content("Sent with STARTTLS, certificate verified.")
-
-with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
-    s.starttls(context=ssl.create_default_context(cafile=sys.argv[2]))
-    s.send_message(msg)
-`
+// readmePython returns the README's Python example, the script between
+// "python3 - <<'EOF'" and "EOF", with the quick start's STARTTLS port
+// replaced by port.
+func readmePython(t *testing.T, port string) string {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, found := strings.Cut(string(readme), "python3 - <<'EOF'\n")
+	script, _, ended := strings.Cut(rest, "\nEOF\n")
+	const quickStartPort = `smtplib.SMTP("127.0.0.1", 2587)`
+	if !found || !ended || !strings.Contains(script, quickStartPort) {
+		t.Fatalf("README.md no longer has a python3 - <<'EOF' block connecting with %s: update it and this test", quickStartPort)
+	}
+	return strings.Replace(script, quickStartPort, `smtplib.SMTP("127.0.0.1", `+port+`)`, 1)
+}
 
 // TestTLSCertificateTrusted: on the quick-start setup, `smtpgw
 // tls-certificate` prints (before the first start) the certificate that the
@@ -68,8 +69,12 @@ func TestTLSCertificateTrusted(t *testing.T) {
 		t.Error("the STARTTLS listener serves a certificate other than the one printed")
 	}
 
+	// The README's script, run as the README runs it: from the folder
+	// holding smtpgw.pem.
 	_, port, _ := net.SplitHostPort(g.Addr[1])
-	python := exec.Command("python3", "-c", pythonOverTLS, port, pemFile)
+	python := exec.Command("python3", "-")
+	python.Dir = dir
+	python.Stdin = strings.NewReader(readmePython(t, port))
 	if out, err := python.CombinedOutput(); err != nil {
 		t.Fatalf("python3 smtplib over STARTTLS: %v\n%s", err, out)
 	}
