@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/graphtest"
+	"github.com/smtpgw/smtpgw/internal/testtools"
 )
 
 // The side-by-side with Postfix: 2,000 messages of 10 KB over 20 sessions,
@@ -40,12 +41,10 @@ const (
 // message trace ([log] trace = false) and reports what writing the trace
 // costs: intake throughput (until smtp-source has every 250) with and
 // without it, and CPU per message. Without Postfix installed (make bench
-// installs it) it is skipped.
+// installs it) it is skipped, unless CI is "true".
 func BenchmarkVersusPostfix(b *testing.B) {
 	for _, p := range []string{postfixCommand, smtpSource, smtpSink} {
-		if _, err := os.Stat(p); err != nil {
-			b.Skipf("Postfix is not installed (%v): apt-get install postfix", err)
-		}
+		testtools.Require(b, p, "apt-get install postfix")
 	}
 	// Two rounds, interleaved, best of each: the machine is shared, and a
 	// burst of load from elsewhere should not decide the ratio. The

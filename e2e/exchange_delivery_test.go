@@ -13,6 +13,7 @@ import (
 
 	"github.com/smtpgw/smtpgw/internal/dovecottest"
 	"github.com/smtpgw/smtpgw/internal/graphtest"
+	"github.com/smtpgw/smtpgw/internal/testtools"
 )
 
 // These tests follow messages through the whole gateway, its engine
@@ -32,10 +33,7 @@ func waitQueueEmpty(t *testing.T, metrics string) {
 // TestExchangeSMTPSignedMessageVerifies: an S/MIME signed message still
 // verifies with openssl after the trip through the gateway and Exchange.
 func TestExchangeSMTPSignedMessageVerifies(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl is not installed (scripts/test-deps installs it)")
-	}
+	openssl := testtools.Require(t, "openssl", "apt-get install openssl")
 	x := exchangeGateway(t, "")
 	x.d.Grant(t, "noreply@contoso.com")
 	g := startGateway(t, x.dir, x.config, x.env)

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtpgw/smtpgw/internal/graphtest"
+	"github.com/smtpgw/smtpgw/internal/testtools"
 )
 
 // The cases of the limits' "done when", against the built binary with the
@@ -58,12 +59,10 @@ func TestSMTPSourceFromNetwork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("2,000 messages: not in -short")
 	}
-	if _, err := exec.LookPath(smtpSource); err != nil {
-		t.Skipf("smtp-source is not installed (%v): apt-get install postfix", err)
-	}
+	source := testtools.Require(t, smtpSource, "apt-get install postfix")
 	fake := graphtest.New(t)
 	g := startWithGraph(t, fake)
-	out, err := exec.Command(smtpSource, "-s", "20", "-m", "2000", "-l", "10240",
+	out, err := exec.Command(source, "-s", "20", "-m", "2000", "-l", "10240",
 		"-f", "app@contoso.com", "-t", "alice@contoso.com", g.Addr[0]).CombinedOutput()
 	if err != nil {
 		t.Fatalf("smtp-source: %v\n%s", err, out)

@@ -18,21 +18,8 @@ import (
 
 	"github.com/smtpgw/smtpgw/internal/graphtest"
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
+	"github.com/smtpgw/smtpgw/internal/testtools"
 )
-
-// chromium returns Debian's chromium. Without it the test is skipped on a
-// developer's machine and fails under CI, which installs it (.ci/run).
-func chromium(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is missing: .ci/run installs Debian's chromium package")
-		}
-		t.Skip("skipped: no chromium (apt-get install chromium)")
-	}
-	return path
-}
 
 // browse loads url in headless Chromium with a fresh profile and no
 // network of its own, with extra flags (--dump-dom, --screenshot=…), and
@@ -60,7 +47,7 @@ func browse(t *testing.T, browser, url string, extra ...string) string {
 // SMTPGW_STATUS_SCREENSHOT=FILE also saves a phone-sized screenshot (the
 // one in docs/).
 func TestStatusPageInBrowserDuringOutage(t *testing.T) {
-	browser := chromium(t)
+	browser := testtools.Require(t, "chromium", "apt-get install chromium")
 	o := startWithWrongSecret(t)
 	id := mustSubmit(t, o.g.Addr[0], submission{From: "scanner@contoso.com", To: []string{"alice@contoso.com"},
 		Body: "Subject: scan\n\npage\n"})

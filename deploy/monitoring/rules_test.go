@@ -3,22 +3,17 @@
 package monitoring
 
 import (
-	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/smtpgw/smtpgw/internal/testtools"
 )
 
 // promtool runs Debian's promtool (package prometheus). Without it the
 // test is skipped on a developer's machine and fails under CI.
 func promtool(t *testing.T, args ...string) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is missing: .ci/run installs Debian's prometheus package")
-		}
-		t.Skip("skipped: no promtool (apt-get install prometheus)")
-	}
+	path := testtools.Require(t, "promtool", "apt-get install prometheus")
 	out, err := exec.Command(path, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool %v: %v\n%s", args, err, out)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/graphtest"
+	"github.com/smtpgw/smtpgw/internal/testtools"
 )
 
 // Server is a running Dovecot. Addresses are 127.0.0.1:PORT.
@@ -50,20 +51,7 @@ type mailIdentity struct {
 // there it fails, since CI installs it.
 func Start(t testing.TB, fake *graphtest.Server) *Server {
 	t.Helper()
-	binary, err := exec.LookPath("dovecot")
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/usr/local/sbin"} {
-			if _, statErr := os.Stat(filepath.Join(dir, "dovecot")); statErr == nil {
-				binary, err = filepath.Join(dir, "dovecot"), nil
-			}
-		}
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("dovecottest: dovecot is not installed (apt-get install dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond)")
-		}
-		t.Skip("dovecottest: dovecot is not installed (apt-get install dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond)")
-	}
+	binary := testtools.Require(t, "dovecot", "apt-get install dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond")
 
 	// Dovecot's unprivileged processes read this folder: not t.TempDir(),
 	// whose parents only the test's user may enter.
