@@ -20,10 +20,6 @@ import (
 // included, with send_via = "smtp": what Dovecot relays to its sink is
 // what Exchange Online would deliver.
 
-// withMetrics is the configuration that enables /status and the status
-// page on a free port.
-const withMetrics = "\n[metrics]\naddress = \"127.0.0.1:0\"\n"
-
 // waitQueueEmpty waits until the gateway has nothing left to send.
 func waitQueueEmpty(t *testing.T, metrics string) {
 	t.Helper()
@@ -35,7 +31,6 @@ func waitQueueEmpty(t *testing.T, metrics string) {
 func TestExchangeSMTPSignedMessageVerifies(t *testing.T) {
 	openssl := testtools.Require(t, "openssl", "apt-get install openssl")
 	x := exchangeGateway(t, "")
-	x.d.Grant(t, "noreply@contoso.com")
 	g := startGateway(t, x.dir, x.config, x.env)
 
 	dir := t.TempDir()
@@ -68,7 +63,6 @@ func TestExchangeSMTPSignedMessageVerifies(t *testing.T) {
 func TestExchangeSMTPLargeAttachmentIntact(t *testing.T) {
 	const size = 20 << 20
 	x := exchangeGateway(t, "")
-	x.d.Grant(t, "noreply@contoso.com")
 	g := startGateway(t, x.dir, x.config, x.env)
 	var msg bytes.Buffer
 	if err := writeLargeMessage(&msg, size); err != nil {
@@ -87,7 +81,6 @@ func TestExchangeSMTPLargeAttachmentIntact(t *testing.T) {
 // the message arrives, once.
 func TestExchangeSMTPRelayDownRetriedThenDeliveredOnce(t *testing.T) {
 	x := exchangeGateway(t, withMetrics)
-	x.d.Grant(t, "noreply@contoso.com")
 	x.d.Sink.Down()
 	g := startGateway(t, x.dir, x.config, x.env)
 	metrics := g.MetricsURL()
@@ -111,7 +104,6 @@ func TestExchangeSMTPOneMailboxSessionsAndToken(t *testing.T) {
 	const perMailbox, senders, perSender = 2, 5, 6
 	x := exchangeGateway(t, "")
 	x.config = strings.Replace(x.config, "[queue]", fmt.Sprintf("[queue]\nmailbox_concurrency = %d", perMailbox), 1)
-	x.d.Grant(t, "noreply@contoso.com")
 	g := startGateway(t, x.dir, x.config, x.env)
 
 	// Several clients at once, so that messages wait for the mailbox's
@@ -149,7 +141,6 @@ func TestExchangeSMTPOneMailboxSessionsAndToken(t *testing.T) {
 // refused one.
 func TestExchangeSMTPRefusedRecipientBouncedOthersOnce(t *testing.T) {
 	x := exchangeGateway(t, withMetrics)
-	x.d.Grant(t, "noreply@contoso.com")
 	x.d.Sink.Refuse("nobody@example.com")
 	x.d.Sink.LimitRecipients(2)
 	x.d.Sink.FailNthData(2)
@@ -205,7 +196,6 @@ func TestExchangeSMTPRefusedRecipientBouncedOthersOnce(t *testing.T) {
 // held, with its reply and the admin's fix, as for Graph.
 func TestExchangeSMTPStatusNamesTheWayOut(t *testing.T) {
 	x := exchangeGateway(t, withMetrics)
-	x.d.Grant(t, "noreply@contoso.com")
 	x.d.AddMailbox(t, "scanner@contoso.com")
 	g := startGateway(t, x.dir, x.config, x.env)
 	metrics := g.MetricsURL()
@@ -241,7 +231,6 @@ func TestExchangeSMTPStatusNamesTheWayOut(t *testing.T) {
 // sender's bounce names the third alone: the others received it.
 func TestExchangeSMTPLateRefusalBouncesOnlyTheRefused(t *testing.T) {
 	x := exchangeGateway(t, withMetrics)
-	x.d.Grant(t, "noreply@contoso.com")
 	x.d.Sink.LimitRecipients(2)
 	x.d.Sink.FailNthData(2)
 	g := startGateway(t, x.dir, x.config, x.env)

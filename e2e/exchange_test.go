@@ -25,12 +25,14 @@ type exchangeSetup struct {
 	dir, config, env, secretFile string
 }
 
-// exchangeGateway prepares an exchangeSetup; extra is added to the
+// exchangeGateway prepares an exchangeSetup whose app is granted
+// noreply@contoso.com, the [[network]]'s mailbox; extra is added to the
 // configuration.
 func exchangeGateway(t *testing.T, extra string) *exchangeSetup {
 	t.Helper()
 	x := &exchangeSetup{fake: graphtest.New(t), dir: t.TempDir()}
 	x.d = dovecottest.Start(t, x.fake)
+	x.d.Grant(t, "noreply@contoso.com")
 	x.secretFile = x.fake.WriteSecretFile(x.dir)
 	target := x.fake.GraphTOMLWithSecretFile(x.secretFile) + extra +
 		fmt.Sprintf("\n[exchange]\nsmtp_address = %q\nsend_via = \"smtp\"\n", x.d.SubmissionAddress)
@@ -56,7 +58,6 @@ func exchangeGateway(t *testing.T, extra string) *exchangeSetup {
 func TestExchangeSMTPWayOut(t *testing.T) {
 	x := exchangeGateway(t, "")
 	d := x.d
-	d.Grant(t, "noreply@contoso.com")
 	d.AddMailbox(t, "scanner@contoso.com")
 	g := startGateway(t, x.dir, x.config, x.env)
 
@@ -88,7 +89,6 @@ func TestExchangeSMTPWayOut(t *testing.T) {
 func TestExchangeSMTPCrashSafety(t *testing.T) {
 	x := exchangeGateway(t, "")
 	d := x.d
-	d.Grant(t, "noreply@contoso.com")
 	g := startGateway(t, x.dir, x.config, x.env)
 
 	acked := killDuringBurst(t, g, "noreply@contoso.com")
@@ -113,7 +113,6 @@ func subjectOf(message string) string {
 func TestExchangeSMTPCheckSendTest(t *testing.T) {
 	x := exchangeGateway(t, "")
 	d := x.d
-	d.Grant(t, "noreply@contoso.com")
 	d.AddMailbox(t, "scanner@contoso.com")
 	path := filepath.Join(x.dir, "smtpgw.toml")
 	os.WriteFile(path, []byte(x.config), 0o600)
@@ -137,8 +136,7 @@ func TestExchangeSMTPCheckSendTest(t *testing.T) {
 // refuses, every message waits, /status says why, and after the fix and a
 // reload each arrives once.
 func TestExchangeSMTPWrongSecretHoldsUntilFixed(t *testing.T) {
-	x := exchangeGateway(t, "\n[metrics]\naddress = \"127.0.0.1:0\"\n")
-	x.d.Grant(t, "noreply@contoso.com")
+	x := exchangeGateway(t, withMetrics)
 	if err := os.WriteFile(x.secretFile, []byte("not-the-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -126,6 +126,10 @@ func (w *startWatch) Write(p []byte) (int, error) {
 	}
 }
 
+// withMetrics is the configuration that enables /metrics, /status and the
+// status page on a free port.
+const withMetrics = "\n[metrics]\naddress = \"127.0.0.1:0\"\n"
+
 // MetricsURL waits for the metrics listener, which a [metrics] address
 // enables, and returns its base URL.
 func (g *gateway) MetricsURL() string {

@@ -199,7 +199,6 @@ func readerMetrics(t *testing.T) string {
 func exchangeSMTPMetrics(t *testing.T) string {
 	t.Helper()
 	x := exchangeGateway(t, withMetrics)
-	x.d.Grant(t, "noreply@contoso.com")
 	x.d.AddMailbox(t, "scanner@contoso.com")
 	g := startGateway(t, x.dir, x.config, x.env)
 	mustSubmit(t, g.Addr[0], submission{From: "noreply@contoso.com", To: []string{"alice@example.com"}, Body: "Subject: sent\r\n\r\nbody\r\n"})

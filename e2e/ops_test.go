@@ -130,7 +130,7 @@ func TestReadyWithGraphDown(t *testing.T) {
 	secret := filepath.Join(dir, "client-secret")
 	os.WriteFile(secret, []byte("s3cret"), 0o600)
 	graph := fmt.Sprintf("[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\n"+
-		"client_secret_file = %q\nauthority_host = \"https://127.0.0.1:1/\"\nendpoint = \"https://127.0.0.1:1\"\n\n[metrics]\naddress = \"127.0.0.1:0\"\n", secret)
+		"client_secret_file = %q\nauthority_host = \"https://127.0.0.1:1/\"\nendpoint = \"https://127.0.0.1:1\"\n", secret) + withMetrics
 	g := startGateway(t, dir, gatewayConfig(t, dir, graph))
 	m := metricsRE.FindStringSubmatch(g.logs.String())
 	if m == nil {

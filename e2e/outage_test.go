@@ -95,7 +95,7 @@ func startWithWrongSecret(t *testing.T) *outage {
 	}
 	// The secret also expires soon, as the admin noted in the configuration.
 	expires := time.Now().UTC().AddDate(0, 0, secretDaysLeft+1).Format(time.DateOnly)
-	target := fake.GraphTOMLWithSecretFile(o.secretFile) + "client_secret_expires = " + expires + "\n\n[metrics]\naddress = \"127.0.0.1:0\"\n"
+	target := fake.GraphTOMLWithSecretFile(o.secretFile) + "client_secret_expires = " + expires + "\n" + withMetrics
 	o.g = startGateway(t, dir, gatewayConfig(t, dir, target), "SSL_CERT_FILE="+fake.WriteCAFile(dir))
 	o.metrics = o.g.MetricsURL()
 	return o
