@@ -18,23 +18,30 @@ import (
 // Exchange's default limit.
 const headerMessageSize = 35_000_000
 
-// headerShapes are the message headers of BenchmarkHeaderMemory, each
-// written as size bytes of header lines. Those that pass the header limits
-// are refused while they stream in; the others, just within the limits,
-// are followed by an attachment up to headerMessageSize, and delivered.
-var headerShapes = []struct {
+// headerShape is one message header of BenchmarkHeaderMemory, written as
+// size bytes of writeLine's lines (the most fields a header may have when
+// size is 0).
+type headerShape struct {
 	name      string
-	refused   bool
+	refused   bool // past the header limits: refused while it streams in
 	size      int
 	writeLine func(w *bufio.Writer, i int) int // one line, returns its length
-}{
-	{"short-lines", true, headerMessageSize, shortField},
-	{"folded-field", true, headerMessageSize, foldedAddress},
-	{"long-line", true, headerMessageSize, longLine},
-	{"no-header-end", true, headerMessageSize, shortField},
-	{"short-lines-within", false, 0, shortField},
-	{"folded-field-within", false, convert.MaxHeaderBytes - 4096, foldedAddress},
-	{"long-line-within", false, convert.MaxHeaderBytes - 4096, longLine},
+	oneLine   bool                             // writeLine writes pieces of one line, ended after the last
+	noEnd     bool                             // no header end: the header lines fill the message
+}
+
+// headerShapes are the headers of BenchmarkHeaderMemory. Those past the
+// header limits are refused while they stream in; the others, just within
+// the limits, are followed by an attachment up to headerMessageSize, and
+// delivered.
+var headerShapes = []headerShape{
+	{name: "short-lines", refused: true, size: headerMessageSize, writeLine: shortField},
+	{name: "folded-field", refused: true, size: headerMessageSize, writeLine: foldedAddress},
+	{name: "long-line", refused: true, size: headerMessageSize, writeLine: longLine, oneLine: true},
+	{name: "no-header-end", refused: true, size: headerMessageSize, writeLine: shortField, noEnd: true},
+	{name: "short-lines-within", size: 0, writeLine: shortField},
+	{name: "folded-field-within", size: convert.MaxHeaderBytes - 4096, writeLine: foldedAddress},
+	{name: "long-line-within", size: convert.MaxHeaderBytes - 4096, writeLine: longLine, oneLine: true},
 }
 
 func shortField(w *bufio.Writer, i int) int {
@@ -83,7 +90,7 @@ func BenchmarkHeaderMemory(b *testing.B) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					errs <- sendShaped(g.Addr[0], shape.size, shape.writeLine, shape.name == "no-header-end", shape.name == "long-line" || shape.name == "long-line-within")
+					errs <- sendShaped(g.Addr[0], shape)
 				}()
 			}
 			wg.Wait()
@@ -110,38 +117,30 @@ func BenchmarkHeaderMemory(b *testing.B) {
 }
 
 // sendShaped sends one message of headerMessageSize bytes whose header
-// starts with headerSize bytes of writeLine's lines (the most fields a
-// header may have when headerSize is 0), as the allowlisted network.
-// Without a header end, the header lines fill the message.
-func sendShaped(addr string, headerSize int, writeLine func(*bufio.Writer, int) int, noEnd, oneLine bool) error {
+// starts with shape, as the allowlisted network.
+func sendShaped(addr string, shape headerShape) error {
 	c, err := smtp.Dial(addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.Mail("scanner@contoso.com", nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt("alice@contoso.com", nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
+	w, err := openData(c, "scanner@contoso.com", "alice@contoso.com")
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriterSize(w, 1<<16)
 	written := 0
 	for i := 0; ; i++ {
-		if headerSize == 0 && i == convert.MaxHeaderFields-10 || headerSize > 0 && written >= headerSize {
+		if shape.size == 0 && i == convert.MaxHeaderFields-10 || shape.size > 0 && written >= shape.size {
 			break
 		}
-		written += writeLine(bw, i)
+		written += shape.writeLine(bw, i)
 	}
-	if oneLine {
+	if shape.oneLine {
 		bw.WriteString("\r\n")
 		written += 2
 	}
-	if noEnd {
+	if shape.noEnd {
 		bw.Flush()
 		return w.Close()
 	}

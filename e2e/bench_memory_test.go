@@ -98,13 +98,7 @@ func sendTextParts(addr, from, fill string) error {
 	if err := c.Auth(sasl.NewPlainClient("", "app", "app-secret")); err != nil {
 		return err
 	}
-	if err := c.Mail(from, nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt("alice@contoso.com", nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
+	w, err := openData(c, from, "alice@contoso.com")
 	if err != nil {
 		return err
 	}

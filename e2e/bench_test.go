@@ -90,13 +90,7 @@ func BenchmarkLargeMessage(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Mail("scanner@contoso.com", nil); err != nil {
-		b.Fatal(err)
-	}
-	if err := c.Rcpt("alice@contoso.com", nil); err != nil {
-		b.Fatal(err)
-	}
-	w, err := c.Data()
+	w, err := openData(c, "scanner@contoso.com", "alice@contoso.com")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -46,15 +46,7 @@ func submit(addr string, s submission) (string, error) {
 
 // sendOn runs one mail transaction on an open connection.
 func sendOn(c *smtp.Client, s submission) (string, error) {
-	if err := c.Mail(s.From, nil); err != nil {
-		return "", err
-	}
-	for _, to := range s.To {
-		if err := c.Rcpt(to, nil); err != nil {
-			return "", err
-		}
-	}
-	w, err := c.Data()
+	w, err := openData(c, s.From, s.To...)
 	if err != nil {
 		return "", err
 	}
@@ -71,6 +63,20 @@ func sendOn(c *smtp.Client, s submission) (string, error) {
 		return "", fmt.Errorf("no queue ID in %q", resp.StatusText)
 	}
 	return m[1], nil
+}
+
+// openData sends MAIL FROM from and RCPT TO each of to on c, then DATA,
+// and returns the writer for the message.
+func openData(c *smtp.Client, from string, to ...string) (*smtp.DataCommand, error) {
+	if err := c.Mail(from, nil); err != nil {
+		return nil, err
+	}
+	for _, rcpt := range to {
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			return nil, err
+		}
+	}
+	return c.Data()
 }
 
 func mustSubmit(t testing.TB, addr string, s submission) string {
