@@ -80,12 +80,12 @@ type outage struct {
 	metrics    string // base URL of the metrics listener
 }
 
-// startWithWrongSecret starts a gateway whose secret file holds a secret
-// Entra ID refuses (AADSTS7000215).
 // secretDaysLeft is how many whole days the client secret of
 // startWithWrongSecret has left.
 const secretDaysLeft = 9
 
+// startWithWrongSecret starts a gateway whose secret file holds a secret
+// Entra ID refuses (AADSTS7000215).
 func startWithWrongSecret(t *testing.T) *outage {
 	fake := graphtest.New(t)
 	dir := t.TempDir()

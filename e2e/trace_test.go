@@ -44,9 +44,7 @@ func waitTrace(t *testing.T, dir string, args []string, want ...string) string {
 		}
 		return true
 	}
-	if !holds() {
-		waitFor(t, deliveryTimeout, holds)
-	}
+	waitFor(t, deliveryTimeout, holds)
 	return out
 }
 
