@@ -69,7 +69,7 @@ func newReaders(cfg *config.Config, gate *clients.Gate, served *certs.Served, ta
 			backend = &relay.Backend{Gate: gate, Dial: dialer.Dial, Metrics: metrics}
 		}
 		l := &readerListener{cfg: lc, tls: served.Listener(lc)}
-		f := relay.Frontend{Listener: lc, MaxAuthFailures: cfg.Server.MaxAuthFailures, Backend: backend, Logger: logger}
+		f := relay.Frontend{Listener: lc, Backend: backend, Logger: logger}
 		if l.tls != nil {
 			f.TLS = l.tls.Config
 		}

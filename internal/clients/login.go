@@ -83,10 +83,16 @@ func (g *Gate) Fail(c *Conn, reason error) error {
 // failed counts a failed login in the metrics and on the connection.
 func (g *Gate) failed(c *Conn, reason error) error {
 	g.metrics.loginFailures.WithLabelValues(c.admission.Protocol).Inc()
-	return g.failOnConnection(c, reason)
+	return g.FailOnConnection(c, reason)
 }
 
-func (g *Gate) failOnConnection(c *Conn, reason error) error {
+// FailOnConnection counts a failed login against c alone, not against its
+// address: a throttled one, or a reading front end's login that passed the
+// password check and failed after it (no read_mailbox, Exchange refused or
+// unreachable), which is no sign of guessing. It returns reason, or
+// ErrTooManyFailures wrapping it once the connection has failed
+// max_auth_failures times, as Fail does.
+func (g *Gate) FailOnConnection(c *Conn, reason error) error {
 	c.mu.Lock()
 	c.loginFailures++
 	n := c.loginFailures

@@ -19,6 +19,7 @@ const testPassword = relaytest.Password
 var plain = relaytest.Plain
 
 type harness struct {
+	gate      *clients.Gate
 	up        *relaytest.Upstream
 	log       *testlog.Buffer
 	addr      string
@@ -29,11 +30,10 @@ type harness struct {
 // as Exchange.
 func testServer(cfg *config.Config, gate *clients.Gate, up *relaytest.Upstream, serverTLS *tls.Config, logger *slog.Logger) *Server {
 	return New(relay.Frontend{
-		Listener:        cfg.Listeners[0],
-		TLS:             func() *tls.Config { return serverTLS },
-		MaxAuthFailures: cfg.Server.MaxAuthFailures,
-		Backend:         up.Backend(gate, relay.NewMetrics()),
-		Logger:          logger,
+		Listener: cfg.Listeners[0],
+		TLS:      func() *tls.Config { return serverTLS },
+		Backend:  up.Backend(gate, relay.NewMetrics()),
+		Logger:   logger,
 	})
 }
 
@@ -49,7 +49,8 @@ func start(t *testing.T, listenerKeys string, limitKeys ...string) *harness {
 	serverTLS, clientTLS := relaytest.TLS(t)
 	h := &harness{up: testUpstream(), log: &testlog.Buffer{}, clientTLS: clientTLS}
 	logger := slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := testServer(cfg, relaytest.Gate(t, cfg, logger), h.up, serverTLS, logger)
+	h.gate = relaytest.Gate(t, cfg, logger)
+	srv := testServer(cfg, h.gate, h.up, serverTLS, logger)
 	h.addr = relaytest.Serve(t, cfg.Listeners[0].Address, h.log, srv.Accept)
 	t.Cleanup(h.up.Wait)
 	return h

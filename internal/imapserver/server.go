@@ -35,9 +35,8 @@ func New(f relay.Frontend) *Server {
 // session is the state of one connection before login.
 type session struct {
 	*relay.Client
-	f            *relay.Frontend
-	log          *relay.Session
-	authFailures int
+	f   *relay.Frontend
+	log *relay.Session
 }
 
 // Accept serves the connections of ln until it is closed, then waits for
@@ -194,8 +193,7 @@ func (s *session) login(ctx context.Context, tag, user, pass string) (net.Conn, 
 	default:
 		s.Write(tag + " NO [UNAVAILABLE] Exchange Online cannot be reached now; try again later")
 	}
-	s.authFailures++
-	if closeNow || s.authFailures >= s.f.MaxAuthFailures {
+	if closeNow {
 		s.Write("* BYE Too many failed logins")
 		s.log.End = "too many failed logins"
 		return nil, false

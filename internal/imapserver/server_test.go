@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
 
@@ -134,6 +135,27 @@ func TestTooManyFailedLogins(t *testing.T) {
 	}
 	c.Expect("* BYE")
 	c.ExpectClosed()
+}
+
+// Logins that fail upstream count toward max_auth_failures too, and the
+// limit is the gate's: a reload reaches open connections.
+func TestMaxAuthFailuresReload(t *testing.T) {
+	h := start(t, "allow_insecure_auth = true")
+	h.up.Fail = errUnreachable
+	cfg := relaytest.Config(t, config.ProtocolIMAP, "allow_insecure_auth = true")
+	cfg.Server.MaxAuthFailures = 4
+	c := h.dial(t)
+	c.Expect("* OK ")
+	if err := h.gate.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		c.Send("a" + strconv.Itoa(i) + " LOGIN app " + quote(testPassword) + "\r\n")
+		c.Expect("a" + strconv.Itoa(i) + " NO [UNAVAILABLE]")
+	}
+	c.Expect("* BYE Too many failed logins")
+	c.ExpectClosed()
+	relaytest.WaitForLog(t, h.log, "end=\"too many failed logins\"")
 }
 
 func TestPasswordsNeedTLS(t *testing.T) {

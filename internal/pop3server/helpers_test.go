@@ -23,11 +23,10 @@ type harness struct {
 // as Exchange.
 func testServer(cfg *config.Config, gate *clients.Gate, up *relaytest.Upstream, serverTLS *tls.Config, logger *slog.Logger) *Server {
 	return New(relay.Frontend{
-		Listener:        cfg.Listeners[0],
-		TLS:             func() *tls.Config { return serverTLS },
-		MaxAuthFailures: cfg.Server.MaxAuthFailures,
-		Backend:         up.Backend(gate, relay.NewMetrics()),
-		Logger:          logger,
+		Listener: cfg.Listeners[0],
+		TLS:      func() *tls.Config { return serverTLS },
+		Backend:  up.Backend(gate, relay.NewMetrics()),
+		Logger:   logger,
 	})
 }
 

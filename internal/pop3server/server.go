@@ -37,10 +37,9 @@ func New(f relay.Frontend) *Server {
 // session is the state of one connection before login.
 type session struct {
 	*relay.Client
-	f            *relay.Frontend
-	log          *relay.Session
-	user         string // given by USER, waiting for PASS
-	authFailures int
+	f    *relay.Frontend
+	log  *relay.Session
+	user string // given by USER, waiting for PASS
 }
 
 // Accept serves the connections of ln until it is closed, then waits for
@@ -218,8 +217,7 @@ func (s *session) login(ctx context.Context, user, pass string) (net.Conn, bool)
 	default:
 		s.Write("-ERR [SYS/TEMP] Exchange Online cannot be reached now; try again later")
 	}
-	s.authFailures++
-	if closeNow || s.authFailures >= s.f.MaxAuthFailures {
+	if closeNow {
 		s.log.End = "too many failed logins"
 		return nil, false
 	}

@@ -19,13 +19,12 @@ import (
 // Frontend is what the IMAP and POP3 listeners share: the listener's
 // settings and the session's course around the protocol's own part.
 type Frontend struct {
-	Protocol        string // config.ProtocolIMAP or config.ProtocolPOP3
-	Goodbye         string // starts the protocol's last words: "* BYE " or "-ERR "
-	Listener        config.Listener
-	TLS             func() *tls.Config // the certificate in use; nil for tls = "none"
-	MaxAuthFailures int                // failed logins on one connection before it is closed
-	Backend         *Backend
-	Logger          *slog.Logger // for what concerns the listener; sessions log with their connection's
+	Protocol string // config.ProtocolIMAP or config.ProtocolPOP3
+	Goodbye  string // starts the protocol's last words: "* BYE " or "-ERR "
+	Listener config.Listener
+	TLS      func() *tls.Config // the certificate in use; nil for tls = "none"
+	Backend  *Backend
+	Logger   *slog.Logger // for what concerns the listener; sessions log with their connection's
 }
 
 // PreLogin is a protocol's part of a session: it answers the client until

@@ -40,13 +40,13 @@ type Backend struct {
 // outcome in s and the metrics. On success s.Login is LoginOK and conn is
 // the upstream connection; otherwise s.Login says which failure the front
 // end must answer, and closeNow that the connection must end after the
-// answer (too many failed logins on it). Nothing goes upstream unless the
-// password was right and the user may read.
+// answer (max_auth_failures failed logins on it, as the gate counts them).
+// Nothing goes upstream unless the password was right and the user may
+// read.
 func (b *Backend) Open(ctx context.Context, client net.Conn, s *Session, user, pass string) (conn net.Conn, capabilities []string, closeNow bool) {
 	s.User = b.Gate.Loggable(user)
 	c := clients.Of(client)
 	id, err := b.Gate.Login(c, user, pass)
-	closeNow = errors.Is(err, clients.ErrTooManyFailures) || errors.Is(err, clients.ErrClosed)
 	switch {
 	case errors.Is(err, clients.ErrThrottled):
 		s.Login = LoginThrottled
@@ -55,6 +55,7 @@ func (b *Backend) Open(ctx context.Context, client net.Conn, s *Session, user, p
 	case id.ReadMailbox == "":
 		s.Login = LoginRefused
 		c.Log().Warn(s.Protocol+" login refused", "user", s.User, "error", errNoReadRight)
+		err = b.Gate.FailOnConnection(c, errNoReadRight)
 	default:
 		s.Mailbox = id.ReadMailbox
 		conn, capabilities, err = b.Dial(ctx, s.Protocol, id.ReadMailbox)
@@ -72,7 +73,13 @@ func (b *Backend) Open(ctx context.Context, client net.Conn, s *Session, user, p
 			s.Login = UpstreamDown
 			c.Log().Warn(s.Protocol+" login failed: Exchange Online unavailable", "user", s.User, "mailbox", s.Mailbox, "error", err)
 		}
+		if err != nil {
+			// The password was right: the failure counts toward
+			// max_auth_failures, not toward the address's guessing throttle.
+			err = b.Gate.FailOnConnection(c, err)
+		}
 	}
+	closeNow = errors.Is(err, clients.ErrTooManyFailures) || errors.Is(err, clients.ErrClosed)
 	if b.Metrics != nil {
 		b.Metrics.Login(s.Protocol, s.Login)
 	}
