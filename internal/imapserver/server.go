@@ -57,7 +57,6 @@ func (s *Server) Serve(ctx context.Context, c *clients.Conn) {
 // returns the upstream connection) or the session ends.
 func (s *session) preLogin(ctx context.Context) net.Conn {
 	if s.Write("* OK [CAPABILITY "+s.capabilities()+"] IMAP gateway ready") != nil {
-		s.log.End = "client closed"
 		return nil
 	}
 	for {
@@ -180,7 +179,6 @@ func (s *session) login(ctx context.Context, tag, user, pass string) (net.Conn, 
 		}
 		if s.Write(tag+" OK "+code+"Logged in") != nil {
 			upstream.Close()
-			s.log.End = "client closed"
 			return nil, false
 		}
 		return upstream, true

@@ -60,7 +60,6 @@ func (s *Server) Serve(ctx context.Context, c *clients.Conn) {
 // returns the upstream connection) or the session ends.
 func (s *session) preLogin(ctx context.Context) net.Conn {
 	if s.Write("+OK POP3 gateway ready") != nil {
-		s.log.End = "client closed"
 		return nil
 	}
 	for {
@@ -204,7 +203,6 @@ func (s *session) login(ctx context.Context, user, pass string) (net.Conn, bool)
 	case relay.LoginOK:
 		if s.Write("+OK Logged in") != nil {
 			upstream.Close()
-			s.log.End = "client closed"
 			return nil, false
 		}
 		return upstream, true

@@ -141,7 +141,7 @@ func (c *Client) Fail(answer string) bool {
 	}
 	gc.Pause(delay)
 	if c.Write(answer) != nil {
-		c.info.End = "client closed"
+		c.info.End = EndClientClosed
 		return false
 	}
 	return true
@@ -156,9 +156,9 @@ func (c *Client) ReadFailed(err error) {
 		c.info.End = "line too long"
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.Write(c.goodbye + "Idle for too long")
-		c.info.End = "idle timeout"
+		c.info.End = EndIdle
 	default:
-		c.info.End = "client closed"
+		c.info.End = EndClientClosed
 	}
 }
 

@@ -107,7 +107,7 @@ func (f *Frontend) Serve(ctx context.Context, c *clients.Conn, idleAfterLogin ti
 	upstream := preLogin(ctx, client, info)
 	if upstream == nil {
 		if info.End == "" {
-			info.End = "client closed" // a write to the client failed
+			info.End = EndClientClosed // a write to the client failed: the front ends leave End empty then
 		}
 		return
 	}
