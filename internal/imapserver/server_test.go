@@ -73,6 +73,8 @@ func TestLoginForms(t *testing.T) {
 			if h.up.Dials() != 1 || h.up.Mailbox() != relaytest.Mailbox {
 				t.Errorf("%d upstream logins, to %q; want 1 to %s", h.up.Dials(), h.up.Mailbox(), relaytest.Mailbox)
 			}
+			// The login is logged, its secret replaced.
+			relaytest.WaitForLog(t, h.log, "<credentials>")
 		})
 	}
 }
@@ -246,6 +248,9 @@ func TestSyntaxErrors(t *testing.T) {
 	c.Expect("a BAD")
 	c.Send("b FROB\r\n")
 	c.Expect("* BYE")
+	// The refused lines are logged by their first words only.
+	relaytest.WaitForLog(t, h.log, `dir=C line="+x NOOP"`)
+	relaytest.WaitForLog(t, h.log, `dir=C line="a LOGIN …"`)
 	if strings.Contains(h.log.String(), "secret") || strings.Contains(h.log.String(), "{x}") {
 		t.Errorf("the debug log shows the words after the command of a refused line:\n%s", h.log)
 	}
