@@ -7,6 +7,7 @@ import (
 
 	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/relay"
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
 
@@ -36,7 +37,7 @@ func FuzzSession(f *testing.F) {
 	for i, keys := range []string{"allow_insecure_auth = true", `tls = "starttls"`} {
 		cfg := relaytest.Config(f, config.ProtocolIMAP, keys)
 		gates[i] = relaytest.Gate(f, cfg, logger)
-		servers[i] = testServer(cfg, gates[i], up, serverTLS, logger)
+		servers[i] = testServer(cfg, gates[i], up, relay.NewMetrics(), serverTLS, logger)
 	}
 	f.Fuzz(func(t *testing.T, useStartTLS bool, input []byte) {
 		i := 0

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/relay"
@@ -24,15 +26,16 @@ type harness struct {
 	log       *testlog.Buffer
 	addr      string
 	clientTLS *tls.Config
+	metrics   *prometheus.Registry
 }
 
 // testServer is the server of cfg's listener, with the real gate and up
 // as Exchange.
-func testServer(cfg *config.Config, gate *clients.Gate, up *relaytest.Upstream, serverTLS *tls.Config, logger *slog.Logger) *Server {
+func testServer(cfg *config.Config, gate *clients.Gate, up *relaytest.Upstream, m *relay.Metrics, serverTLS *tls.Config, logger *slog.Logger) *Server {
 	return New(relay.Frontend{
 		Listener: cfg.Listeners[0],
 		TLS:      func() *tls.Config { return serverTLS },
-		Backend:  up.Backend(gate, relay.NewMetrics()),
+		Backend:  up.Backend(gate, m),
 		Logger:   logger,
 	})
 }
@@ -47,10 +50,14 @@ func start(t *testing.T, listenerKeys string, limitKeys ...string) *harness {
 	t.Helper()
 	cfg := relaytest.Config(t, config.ProtocolIMAP, listenerKeys, limitKeys...)
 	serverTLS, clientTLS := relaytest.TLS(t)
-	h := &harness{up: testUpstream(), log: &testlog.Buffer{}, clientTLS: clientTLS}
+	h := &harness{up: testUpstream(), log: &testlog.Buffer{}, clientTLS: clientTLS, metrics: prometheus.NewPedanticRegistry()}
+	m := relay.NewMetrics()
+	if err := m.Register(h.metrics); err != nil {
+		t.Fatal(err)
+	}
 	logger := slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.gate = relaytest.Gate(t, cfg, logger)
-	srv := testServer(cfg, h.gate, h.up, serverTLS, logger)
+	srv := testServer(cfg, h.gate, h.up, m, serverTLS, logger)
 	h.addr = relaytest.Serve(t, cfg.Listeners[0].Address, h.log, srv.Accept)
 	t.Cleanup(h.up.Wait)
 	return h

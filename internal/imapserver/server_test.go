@@ -1,12 +1,14 @@
 package imapserver
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/relay"
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
 
@@ -67,7 +69,8 @@ func TestLoginForms(t *testing.T) {
 			login(c)
 			c.Expect("a OK [CAPABILITY IMAP4rev1 IDLE UIDPLUS] Logged in")
 			// The fake Exchange echoes: what the client sends comes back.
-			c.Send("b SELECT INBOX\r\nc FETCH 1 BODY[]\r\n")
+			const sent = "b SELECT INBOX\r\nc FETCH 1 BODY[]\r\n"
+			c.Send(sent)
 			c.Expect("b SELECT INBOX")
 			c.Expect("c FETCH 1 BODY[]")
 			if h.up.Dials() != 1 || h.up.Mailbox() != relaytest.Mailbox {
@@ -75,6 +78,9 @@ func TestLoginForms(t *testing.T) {
 			}
 			// The login is logged, its secret replaced.
 			relaytest.WaitForLog(t, h.log, "<credentials>")
+			c.Close()
+			relaytest.WaitForLog(t, h.log, fmt.Sprintf("bytes_in=%d bytes_out=%d", len(sent), len(sent)))
+			relaytest.CheckMetrics(t, h.metrics, "imap", relay.LoginOK, len(sent), len(sent))
 		})
 	}
 }
@@ -90,19 +96,20 @@ func TestPipelinedAfterLogin(t *testing.T) {
 
 func TestLoginFailures(t *testing.T) {
 	tests := []struct {
-		name   string
-		user   string
-		pass   string
-		fail   error
-		answer string
-		dials  int
-		log    string
+		name    string
+		user    string
+		pass    string
+		fail    error
+		answer  string
+		dials   int
+		log     string
+		outcome string
 	}{
-		{"wrong password", relaytest.User, "wrong", nil, "a NO [AUTHENTICATIONFAILED] ", 0, "login=bad_credentials"},
-		{"unknown user", "nobody", testPassword, nil, "a NO [AUTHENTICATIONFAILED] ", 0, "login=bad_credentials"},
-		{"user who may only send", relaytest.Sender, testPassword, nil, "a NO [AUTHENTICATIONFAILED] ", 0, "has no read_mailbox"},
-		{"mailbox refused upstream", relaytest.User, testPassword, relaytest.Refused(), "a NO [UNAVAILABLE] ", 1, "Add-MailboxPermission"},
-		{"upstream down", relaytest.User, testPassword, errUnreachable, "a NO [UNAVAILABLE] ", 1, "login=upstream_unavailable"},
+		{"wrong password", relaytest.User, "wrong", nil, "a NO [AUTHENTICATIONFAILED] ", 0, "login=bad_credentials", relay.LoginRefused},
+		{"unknown user", "nobody", testPassword, nil, "a NO [AUTHENTICATIONFAILED] ", 0, "login=bad_credentials", relay.LoginRefused},
+		{"user who may only send", relaytest.Sender, testPassword, nil, "a NO [AUTHENTICATIONFAILED] ", 0, "has no read_mailbox", relay.LoginRefused},
+		{"mailbox refused upstream", relaytest.User, testPassword, relaytest.Refused(), "a NO [UNAVAILABLE] ", 1, "Add-MailboxPermission", relay.UpstreamRefused},
+		{"upstream down", relaytest.User, testPassword, errUnreachable, "a NO [UNAVAILABLE] ", 1, "login=upstream_unavailable", relay.UpstreamDown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,6 +119,7 @@ func TestLoginFailures(t *testing.T) {
 			c.Expect("* OK ")
 			c.Send("a LOGIN " + tt.user + " " + quote(tt.pass) + "\r\n")
 			c.Expect(tt.answer)
+			relaytest.CheckMetrics(t, h.metrics, "imap", tt.outcome, 0, 0)
 			c.Send("z LOGOUT\r\n")
 			c.Expect("* BYE")
 			c.Expect("z OK")

@@ -2,9 +2,11 @@ package pop3server
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/smtpgw/smtpgw/internal/relay"
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
 
@@ -60,12 +62,16 @@ func TestLoginForms(t *testing.T) {
 			login(c)
 			c.Expect("+OK Logged in")
 			// The fake Exchange echoes: what the client sends comes back.
-			c.Send("UIDL\r\nRETR 1\r\n")
+			const sent = "UIDL\r\nRETR 1\r\n"
+			c.Send(sent)
 			c.Expect("UIDL")
 			c.Expect("RETR 1")
 			if h.up.Dials() != 1 {
 				t.Errorf("%d upstream logins, want 1", h.up.Dials())
 			}
+			c.Close()
+			relaytest.WaitForLog(t, h.log, fmt.Sprintf("bytes_in=%d bytes_out=%d", len(sent), len(sent)))
+			relaytest.CheckMetrics(t, h.metrics, "pop3", relay.LoginOK, len(sent), len(sent))
 		})
 	}
 }
@@ -82,16 +88,17 @@ func TestPipelinedAfterLogin(t *testing.T) {
 
 func TestLoginFailures(t *testing.T) {
 	tests := []struct {
-		name   string
-		pass   string
-		fail   error
-		answer string
-		dials  int
-		log    string
+		name    string
+		pass    string
+		fail    error
+		answer  string
+		dials   int
+		log     string
+		outcome string
 	}{
-		{"wrong password", "wrong", nil, "-ERR [AUTH] ", 0, "login=bad_credentials"},
-		{"mailbox refused upstream", pass, relaytest.Refused(), "-ERR [SYS/TEMP] ", 1, "Add-MailboxPermission"},
-		{"upstream down", pass, errors.New("dial tcp: connection refused"), "-ERR [SYS/TEMP] ", 1, "login=upstream_unavailable"},
+		{"wrong password", "wrong", nil, "-ERR [AUTH] ", 0, "login=bad_credentials", relay.LoginRefused},
+		{"mailbox refused upstream", pass, relaytest.Refused(), "-ERR [SYS/TEMP] ", 1, "Add-MailboxPermission", relay.UpstreamRefused},
+		{"upstream down", pass, errors.New("dial tcp: connection refused"), "-ERR [SYS/TEMP] ", 1, "login=upstream_unavailable", relay.UpstreamDown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,6 +109,7 @@ func TestLoginFailures(t *testing.T) {
 			c.Send("USER app\r\nPASS " + tt.pass + "\r\n")
 			c.Expect("+OK")
 			c.Expect(tt.answer)
+			relaytest.CheckMetrics(t, h.metrics, "pop3", tt.outcome, 0, 0)
 			c.Send("QUIT\r\n")
 			c.Expect("+OK")
 			c.ExpectClosed()

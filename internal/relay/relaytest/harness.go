@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,10 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
+	"github.com/smtpgw/smtpgw/internal/relay"
 	"github.com/smtpgw/smtpgw/internal/testlog"
 )
 
@@ -177,6 +181,9 @@ func (c *Client) Expect(prefix string) string {
 	return line
 }
 
+// Close closes the connection, as a client that leaves.
+func (c *Client) Close() { c.conn.Close() }
+
 // ExpectClosed checks that the server closed the connection.
 func (c *Client) ExpectClosed() {
 	c.t.Helper()
@@ -230,4 +237,25 @@ func RunSession(t *testing.T, gate *clients.Gate, up *Upstream, protocol string,
 func ShowsPassword(log string) bool {
 	quoted := strconv.Quote(Password)
 	return strings.Contains(log, Password) || strings.Contains(log, quoted[1:len(quoted)-1])
+}
+
+// CheckMetrics checks the reading front ends' metrics in reg after one
+// login over protocol with outcome, and when it succeeded the bytes
+// relayed: in from the client, out to it.
+func CheckMetrics(t *testing.T, reg prometheus.Gatherer, protocol, outcome string, in, out int) {
+	t.Helper()
+	want := fmt.Sprintf(`# HELP smtpgw_read_logins_total IMAP and POP3 logins by outcome: ok, bad_credentials, throttled, upstream_refused, upstream_unavailable.
+# TYPE smtpgw_read_logins_total counter
+smtpgw_read_logins_total{outcome=%q,protocol=%q} 1
+`, outcome, protocol)
+	if outcome == relay.LoginOK {
+		want += fmt.Sprintf(`# HELP smtpgw_read_relayed_bytes_total Bytes relayed between reading clients and Exchange; direction in is from the client.
+# TYPE smtpgw_read_relayed_bytes_total counter
+smtpgw_read_relayed_bytes_total{direction="in",protocol=%[1]q} %[2]d
+smtpgw_read_relayed_bytes_total{direction="out",protocol=%[1]q} %[3]d
+`, protocol, in, out)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "smtpgw_read_logins_total", "smtpgw_read_relayed_bytes_total"); err != nil {
+		t.Error(err)
+	}
 }
