@@ -1,13 +1,9 @@
 package imapserver
 
 import (
-	"io"
-	"log/slog"
 	"testing"
 
-	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
-	"github.com/smtpgw/smtpgw/internal/relay"
 	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
 
@@ -25,25 +21,5 @@ func FuzzSession(f *testing.F) {
 		"a STARTTLS\r\n\x16\x03\x01\x00",
 		"\r\n\n\x00 \"\\\r\n{1}\r\n",
 	}
-	for _, s := range seeds {
-		f.Add(false, []byte(s))
-		f.Add(true, []byte(s))
-	}
-	serverTLS, _ := relaytest.TLS(f)
-	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var servers [2]*Server
-	var gates [2]*clients.Gate
-	up := testUpstream()
-	for i, keys := range []string{"allow_insecure_auth = true", `tls = "starttls"`} {
-		cfg := relaytest.Config(f, config.ProtocolIMAP, keys)
-		gates[i] = relaytest.Gate(f, cfg, logger)
-		servers[i] = testServer(cfg, gates[i], up, relay.NewMetrics(), serverTLS, logger)
-	}
-	f.Fuzz(func(t *testing.T, useStartTLS bool, input []byte) {
-		i := 0
-		if useStartTLS {
-			i = 1
-		}
-		relaytest.RunSession(t, gates[i], up, config.ProtocolIMAP, servers[i].Serve, input)
-	})
+	relaytest.Fuzz(f, New, config.ProtocolIMAP, testUpstream(), seeds)
 }

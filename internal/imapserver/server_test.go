@@ -14,7 +14,7 @@ import (
 
 func TestPreLoginCommands(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN] ")
 	c.Send("a1 CAPABILITY\r\n")
 	c.Expect("* CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN")
@@ -31,7 +31,7 @@ func TestPreLoginCommands(t *testing.T) {
 	c.Expect("* BYE")
 	c.Expect("a6 OK ")
 	c.ExpectClosed()
-	if h.up.Dials() != 0 {
+	if h.Up.Dials() != 0 {
 		t.Error("the gateway went upstream")
 	}
 }
@@ -64,7 +64,7 @@ func TestLoginForms(t *testing.T) {
 	for name, login := range tests {
 		t.Run(name, func(t *testing.T) {
 			h := start(t, "allow_insecure_auth = true")
-			c := h.dial(t)
+			c := h.Dial(t)
 			c.Expect("* OK ")
 			login(c)
 			c.Expect("a OK [CAPABILITY IMAP4rev1 IDLE UIDPLUS] Logged in")
@@ -73,21 +73,21 @@ func TestLoginForms(t *testing.T) {
 			c.Send(sent)
 			c.Expect("b SELECT INBOX")
 			c.Expect("c FETCH 1 BODY[]")
-			if h.up.Dials() != 1 || h.up.Mailbox() != relaytest.Mailbox {
-				t.Errorf("%d upstream logins, to %q; want 1 to %s", h.up.Dials(), h.up.Mailbox(), relaytest.Mailbox)
+			if h.Up.Dials() != 1 || h.Up.Mailbox() != relaytest.Mailbox {
+				t.Errorf("%d upstream logins, to %q; want 1 to %s", h.Up.Dials(), h.Up.Mailbox(), relaytest.Mailbox)
 			}
 			// The login is logged, its secret replaced.
-			relaytest.WaitForLog(t, h.log, "<credentials>")
+			relaytest.WaitForLog(t, h.Log, "<credentials>")
 			c.Close()
-			relaytest.WaitForLog(t, h.log, fmt.Sprintf("bytes_in=%d bytes_out=%d", len(sent), len(sent)))
-			relaytest.CheckMetrics(t, h.metrics, "imap", relay.LoginOK, len(sent), len(sent))
+			relaytest.WaitForLog(t, h.Log, fmt.Sprintf("bytes_in=%d bytes_out=%d", len(sent), len(sent)))
+			relaytest.CheckMetrics(t, h.Metrics, "imap", relay.LoginOK, len(sent), len(sent))
 		})
 	}
 }
 
 func TestPipelinedAfterLogin(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("* OK ")
 	c.Send("a LOGIN app " + quote(testPassword) + "\r\nb NOOP\r\n")
 	c.Expect("a OK ")
@@ -114,22 +114,22 @@ func TestLoginFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := start(t, "allow_insecure_auth = true")
-			h.up.Fail = tt.fail
-			c := h.dial(t)
+			h.Up.Fail = tt.fail
+			c := h.Dial(t)
 			c.Expect("* OK ")
 			c.Send("a LOGIN " + tt.user + " " + quote(tt.pass) + "\r\n")
 			c.Expect(tt.answer)
-			relaytest.CheckMetrics(t, h.metrics, "imap", tt.outcome, 0, 0)
+			relaytest.CheckMetrics(t, h.Metrics, "imap", tt.outcome, 0, 0)
 			c.Send("z LOGOUT\r\n")
 			c.Expect("* BYE")
 			c.Expect("z OK")
 			c.ExpectClosed()
-			if h.up.Dials() != tt.dials {
-				t.Errorf("%d upstream logins, want %d", h.up.Dials(), tt.dials)
+			if h.Up.Dials() != tt.dials {
+				t.Errorf("%d upstream logins, want %d", h.Up.Dials(), tt.dials)
 			}
-			relaytest.WaitForLog(t, h.log, tt.log)
+			relaytest.WaitForLog(t, h.Log, tt.log)
 			if tt.fail != nil && tt.fail != errUnreachable { // an admin must act
-				relaytest.WaitForLog(t, h.log, "level=ERROR msg=\"imap login refused by Exchange Online\"")
+				relaytest.WaitForLog(t, h.Log, "level=ERROR msg=\"imap login refused by Exchange Online\"")
 			}
 		})
 	}
@@ -137,7 +137,7 @@ func TestLoginFailures(t *testing.T) {
 
 func TestTooManyFailedLogins(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("* OK ")
 	for i := range 3 {
 		c.Send("a" + strconv.Itoa(i) + " LOGIN app wrong\r\n")
@@ -151,12 +151,12 @@ func TestTooManyFailedLogins(t *testing.T) {
 // limit is the gate's: a reload reaches open connections.
 func TestMaxAuthFailuresReload(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	h.up.Fail = errUnreachable
+	h.Up.Fail = errUnreachable
 	cfg := relaytest.Config(t, config.ProtocolIMAP, "allow_insecure_auth = true")
 	cfg.Server.MaxAuthFailures = 4
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("* OK ")
-	if err := h.gate.Reload(cfg); err != nil {
+	if err := h.Gate.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 4 {
@@ -165,29 +165,29 @@ func TestMaxAuthFailuresReload(t *testing.T) {
 	}
 	c.Expect("* BYE Too many failed logins")
 	c.ExpectClosed()
-	relaytest.WaitForLog(t, h.log, "end=\"too many failed logins\"")
+	relaytest.WaitForLog(t, h.Log, "end=\"too many failed logins\"")
 }
 
 func TestPasswordsNeedTLS(t *testing.T) {
 	h := start(t, "")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR LOGINDISABLED]")
 	c.Send("a LOGIN app " + quote(testPassword) + "\r\n")
 	c.Expect("a NO [PRIVACYREQUIRED]")
 	c.Send("b AUTHENTICATE PLAIN " + plain("app", testPassword) + "\r\n")
 	c.Expect("b NO [PRIVACYREQUIRED]")
-	if h.up.Dials() != 0 {
+	if h.Up.Dials() != 0 {
 		t.Error("the gateway went upstream without TLS")
 	}
 }
 
 func TestStartTLS(t *testing.T) {
 	h := start(t, `tls = "starttls"`)
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR STARTTLS LOGINDISABLED]")
 	c.Send("a STARTTLS\r\n")
 	c.Expect("a OK ")
-	c.StartTLS(h.clientTLS)
+	c.StartTLS(h.ClientTLS)
 	c.Send("b CAPABILITY\r\n")
 	c.Expect("* CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN")
 	c.Expect("b OK")
@@ -199,19 +199,20 @@ func TestStartTLS(t *testing.T) {
 // ends instead (CVE-2011-0411 and its IMAP cousins).
 func TestStartTLSInjection(t *testing.T) {
 	h := start(t, `tls = "starttls"`+"\nallow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("* OK ")
 	c.Send("a STARTTLS\r\nb LOGIN app " + quote(testPassword) + "\r\n")
 	c.Expect("a OK ")
 	c.ExpectClosed()
-	if h.up.Dials() != 0 {
+	if h.Up.Dials() != 0 {
 		t.Error("the injected LOGIN ran")
 	}
 }
 
 func TestImplicitTLS(t *testing.T) {
 	h := start(t, `tls = "implicit"`)
-	c := h.dialTLS(t)
+	c := h.Dial(t)
+	c.StartTLS(h.ClientTLS)
 	c.Expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN]")
 	c.Send("a AUTHENTICATE PLAIN " + plain("app", testPassword) + "\r\n")
 	c.Expect("a OK ")
@@ -219,7 +220,7 @@ func TestImplicitTLS(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("* OK ")
 	c.Send("a LOGIN app {5000}\r\n")
 	c.Expect("a NO [TOOBIG]")
@@ -227,13 +228,13 @@ func TestLimits(t *testing.T) {
 	c.Expect("* BYE")
 	c.ExpectClosed()
 
-	c = h.dial(t)
+	c = h.Dial(t)
 	c.Expect("* OK ")
 	c.Send("a NOOP " + strings.Repeat("x", 9000) + "\r\n")
 	c.Expect("* BYE")
 	c.ExpectClosed()
 
-	c = h.dial(t)
+	c = h.Dial(t)
 	c.Expect("* OK ")
 	for i := range 5 {
 		c.Send("a" + strconv.Itoa(i) + " FROB\r\n")
@@ -246,7 +247,7 @@ func TestLimits(t *testing.T) {
 
 func TestSyntaxErrors(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("* OK ")
 	for _, line := range []string{"", "+x NOOP", "a LOGIN\tapp\tsecret", "a LOGIN app {x}"} {
 		c.Send(line + "\r\n")
@@ -257,10 +258,10 @@ func TestSyntaxErrors(t *testing.T) {
 	c.Send("b FROB\r\n")
 	c.Expect("* BYE")
 	// The refused lines are logged by their first words only.
-	relaytest.WaitForLog(t, h.log, `dir=C line="+x NOOP"`)
-	relaytest.WaitForLog(t, h.log, `dir=C line="a LOGIN …"`)
-	if strings.Contains(h.log.String(), "secret") || strings.Contains(h.log.String(), "{x}") {
-		t.Errorf("the debug log shows the words after the command of a refused line:\n%s", h.log)
+	relaytest.WaitForLog(t, h.Log, `dir=C line="+x NOOP"`)
+	relaytest.WaitForLog(t, h.Log, `dir=C line="a LOGIN …"`)
+	if strings.Contains(h.Log.String(), "secret") || strings.Contains(h.Log.String(), "{x}") {
+		t.Errorf("the debug log shows the words after the command of a refused line:\n%s", h.Log)
 	}
 }
 
@@ -268,12 +269,12 @@ func TestSyntaxErrors(t *testing.T) {
 // one after session_lifetime.
 func TestTimeoutsBeforeLogin(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true", `idle_timeout = "200ms"`, `session_lifetime = "1s"`)
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("* OK ")
 	c.Expect("* BYE Idle")
 	c.ExpectClosed()
 
-	c = h.dial(t)
+	c = h.Dial(t)
 	c.Expect("* OK ")
 	start := time.Now()
 	for time.Since(start) < 3*time.Second {

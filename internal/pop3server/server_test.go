@@ -14,7 +14,7 @@ const pass = relaytest.Password
 
 func TestPreLoginCommands(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("+OK ")
 	c.Send("CAPA\r\n")
 	c.Expect("+OK")
@@ -33,7 +33,7 @@ func TestPreLoginCommands(t *testing.T) {
 	c.Send("QUIT\r\n")
 	c.Expect("+OK")
 	c.ExpectClosed()
-	if h.up.Dials() != 0 {
+	if h.Up.Dials() != 0 {
 		t.Error("the gateway went upstream")
 	}
 }
@@ -57,7 +57,7 @@ func TestLoginForms(t *testing.T) {
 	for name, login := range tests {
 		t.Run(name, func(t *testing.T) {
 			h := start(t, "allow_insecure_auth = true")
-			c := h.dial(t)
+			c := h.Dial(t)
 			c.Expect("+OK ")
 			login(c)
 			c.Expect("+OK Logged in")
@@ -66,19 +66,19 @@ func TestLoginForms(t *testing.T) {
 			c.Send(sent)
 			c.Expect("UIDL")
 			c.Expect("RETR 1")
-			if h.up.Dials() != 1 {
-				t.Errorf("%d upstream logins, want 1", h.up.Dials())
+			if h.Up.Dials() != 1 {
+				t.Errorf("%d upstream logins, want 1", h.Up.Dials())
 			}
 			c.Close()
-			relaytest.WaitForLog(t, h.log, fmt.Sprintf("bytes_in=%d bytes_out=%d", len(sent), len(sent)))
-			relaytest.CheckMetrics(t, h.metrics, "pop3", relay.LoginOK, len(sent), len(sent))
+			relaytest.WaitForLog(t, h.Log, fmt.Sprintf("bytes_in=%d bytes_out=%d", len(sent), len(sent)))
+			relaytest.CheckMetrics(t, h.Metrics, "pop3", relay.LoginOK, len(sent), len(sent))
 		})
 	}
 }
 
 func TestPipelinedAfterLogin(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("+OK ")
 	c.Send("USER app\r\nPASS " + pass + "\r\nSTAT\r\n")
 	c.Expect("+OK")
@@ -103,27 +103,27 @@ func TestLoginFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := start(t, "allow_insecure_auth = true")
-			h.up.Fail = tt.fail
-			c := h.dial(t)
+			h.Up.Fail = tt.fail
+			c := h.Dial(t)
 			c.Expect("+OK ")
 			c.Send("USER app\r\nPASS " + tt.pass + "\r\n")
 			c.Expect("+OK")
 			c.Expect(tt.answer)
-			relaytest.CheckMetrics(t, h.metrics, "pop3", tt.outcome, 0, 0)
+			relaytest.CheckMetrics(t, h.Metrics, "pop3", tt.outcome, 0, 0)
 			c.Send("QUIT\r\n")
 			c.Expect("+OK")
 			c.ExpectClosed()
-			if h.up.Dials() != tt.dials {
-				t.Errorf("%d upstream logins, want %d", h.up.Dials(), tt.dials)
+			if h.Up.Dials() != tt.dials {
+				t.Errorf("%d upstream logins, want %d", h.Up.Dials(), tt.dials)
 			}
-			relaytest.WaitForLog(t, h.log, tt.log)
+			relaytest.WaitForLog(t, h.Log, tt.log)
 		})
 	}
 }
 
 func TestTooManyFailedLogins(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("+OK ")
 	for range 3 {
 		c.Send("AUTH PLAIN " + relaytest.Plain("app", "wrong") + "\r\n")
@@ -134,7 +134,7 @@ func TestTooManyFailedLogins(t *testing.T) {
 
 func TestPasswordsNeedTLS(t *testing.T) {
 	h := start(t, "")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("+OK ")
 	c.Send("CAPA\r\n")
 	c.Expect("+OK")
@@ -144,14 +144,14 @@ func TestPasswordsNeedTLS(t *testing.T) {
 	c.Send("USER app\r\nAUTH PLAIN " + relaytest.Plain("app", pass) + "\r\n")
 	c.Expect("-ERR [AUTH] Use STLS")
 	c.Expect("-ERR [AUTH] Use STLS")
-	if h.up.Dials() != 0 {
+	if h.Up.Dials() != 0 {
 		t.Error("the gateway went upstream without TLS")
 	}
 }
 
 func TestSTLS(t *testing.T) {
 	h := start(t, `tls = "starttls"`)
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("+OK ")
 	c.Send("CAPA\r\n")
 	c.Expect("+OK")
@@ -160,7 +160,7 @@ func TestSTLS(t *testing.T) {
 	}
 	c.Send("STLS\r\n")
 	c.Expect("+OK")
-	c.StartTLS(h.clientTLS)
+	c.StartTLS(h.ClientTLS)
 	c.Send("USER app\r\nPASS " + pass + "\r\n")
 	c.Expect("+OK")
 	c.Expect("+OK Logged in")
@@ -169,20 +169,20 @@ func TestSTLS(t *testing.T) {
 // A command sent in plaintext behind STLS never runs.
 func TestSTLSInjection(t *testing.T) {
 	h := start(t, `tls = "starttls"`)
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("+OK ")
 	c.Send("STLS\r\nUSER app\r\nPASS " + pass + "\r\n")
 	c.Expect("+OK")
 	c.ExpectClosed()
-	if h.up.Dials() != 0 {
+	if h.Up.Dials() != 0 {
 		t.Error("the injected login ran")
 	}
 }
 
 func TestImplicitTLS(t *testing.T) {
 	h := start(t, `tls = "implicit"`)
-	c := h.dial(t)
-	c.StartTLS(h.clientTLS)
+	c := h.Dial(t)
+	c.StartTLS(h.ClientTLS)
 	c.Expect("+OK ")
 	c.Send("USER app\r\nPASS " + pass + "\r\n")
 	c.Expect("+OK")
@@ -191,13 +191,13 @@ func TestImplicitTLS(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("+OK ")
 	c.Send("USER " + strings.Repeat("x", 5000) + "\r\n")
 	c.Expect("-ERR Line too long")
 	c.ExpectClosed()
 
-	c = h.dial(t)
+	c = h.Dial(t)
 	c.Expect("+OK ")
 	for range 5 {
 		c.Send("FROB\r\n")
@@ -212,7 +212,7 @@ func TestLimits(t *testing.T) {
 // for the password).
 func TestDebugLogRedacts(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
-	c := h.dial(t)
+	c := h.Dial(t)
 	c.Expect("+OK ")
 	c.Send("PASS\t" + pass + "\r\nUSER app\r\nPASS " + pass + "x\r\n")
 	c.Expect("-ERR")
@@ -222,5 +222,5 @@ func TestDebugLogRedacts(t *testing.T) {
 	c.Expect("+ ")
 	c.Send(relaytest.Plain("app", pass) + "\r\n")
 	c.Expect("+OK Logged in")
-	relaytest.WaitForLog(t, h.log, "PASS <credentials>")
+	relaytest.WaitForLog(t, h.Log, "PASS <credentials>")
 }

@@ -87,8 +87,8 @@ func NewUpstream(capabilities ...string) *Upstream {
 	return &Upstream{Capabilities: capabilities}
 }
 
-// Gate is the real gate of cfg, logging to logger.
-func Gate(t testing.TB, cfg *config.Config, logger *slog.Logger) *clients.Gate {
+// newGate is the real gate of cfg, logging to logger.
+func newGate(t testing.TB, cfg *config.Config, logger *slog.Logger) *clients.Gate {
 	t.Helper()
 	gate, err := clients.New(cfg, logger)
 	if err != nil {
@@ -97,11 +97,11 @@ func Gate(t testing.TB, cfg *config.Config, logger *slog.Logger) *clients.Gate {
 	return gate
 }
 
-// Serve listens on address and runs accept (a front end's Accept) until
+// serve listens on address and runs accept (a front end's Accept) until
 // the test ends; then it stops, waits for the sessions, and checks that
 // log, a debug log, holds the clients' lines but never Password. It
 // returns the address listened on.
-func Serve(t *testing.T, address string, log *testlog.Buffer, accept func(context.Context, net.Listener)) string {
+func serve(t *testing.T, address string, log *testlog.Buffer, accept func(context.Context, net.Listener)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", address)
 	if err != nil {
@@ -210,12 +210,11 @@ func WaitForLog(t *testing.T, log *testlog.Buffer, want string) {
 	t.Errorf("the log lacks %q:\n%s", want, log)
 }
 
-// RunSession admits one end of a net.Pipe through gate and runs serve
+// runSession admits one end of a net.Pipe through gate and runs serve
 // on it while input is written to the other end, then closed: the body of
-// the front ends' fuzz targets. (Whether the log shows a password is
-// checked by the unit tests: a fuzzer soon sends the password as a user
-// name.)
-func RunSession(t *testing.T, gate *clients.Gate, up *Upstream, protocol string, serve func(context.Context, *clients.Conn), input []byte) {
+// Fuzz. (Whether the log shows a password is checked by the unit tests: a
+// fuzzer soon sends the password as a user name.)
+func runSession(t *testing.T, gate *clients.Gate, up *Upstream, protocol string, serve func(context.Context, *clients.Conn), input []byte) {
 	clientEnd, serverEnd := net.Pipe()
 	c, err := gate.Admit(serverEnd, clients.Admission{Protocol: protocol})
 	if err != nil {
