@@ -346,12 +346,12 @@ func TestReadersIMAPConversation(t *testing.T) {
 	c.Expect("* OK ")
 	c.Send("a LOGIN helpdesk-app wrong\r\n")
 	c.Expect("a NO [AUTHENTICATIONFAILED]")
-	c.Send("b LOGIN billing-app \"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\"\r\n")
+	c.Send("b LOGIN billing-app " + relaytest.Quote(readPassword) + "\r\n")
 	c.Expect("b NO [UNAVAILABLE]")
 	waitLog(t, r.g, "Add-MailboxPermission -Identity "+deniedMailbox, 1)
 
 	r.d.Stop()
-	c.Send("c LOGIN helpdesk-app \"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\"\r\n")
+	c.Send("c LOGIN helpdesk-app " + relaytest.Quote(readPassword) + "\r\n")
 	c.Expect("c NO [UNAVAILABLE]")
 	waitLog(t, r.g, "login=upstream_unavailable", 1)
 }
@@ -363,13 +363,12 @@ func TestReadersIMAPConversation(t *testing.T) {
 // next login reads it, succeeds and ends the outage.
 func TestReadersCredentialRefused(t *testing.T) {
 	r := startReadersWithSecret(t, graphtest.ExchangeAudience+"/.default", "not-the-secret")
-	quoted := "\"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\""
 	login := func(tag, want string) {
 		t.Helper()
 		c := relaytest.Dial(t, r.imapTLS)
 		c.StartTLS(&tls.Config{InsecureSkipVerify: true})
 		c.Expect("* OK ")
-		c.Send(tag + " LOGIN helpdesk-app " + quoted + "\r\n")
+		c.Send(tag + " LOGIN helpdesk-app " + relaytest.Quote(readPassword) + "\r\n")
 		c.Expect(tag + " " + want)
 	}
 	login("a", "NO [UNAVAILABLE]")
@@ -412,11 +411,10 @@ func TestReadersCredentialRefused(t *testing.T) {
 func TestReadersExpiredToken(t *testing.T) {
 	r := startReaders(t, graphtest.ExchangeAudience+"/.default")
 	r.fake.SetTokenLifetime(-time.Minute)
-	quoted := "\"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\""
 	imap := relaytest.Dial(t, r.imapTLS)
 	imap.StartTLS(&tls.Config{InsecureSkipVerify: true})
 	imap.Expect("* OK ")
-	imap.Send("a LOGIN helpdesk-app " + quoted + "\r\n")
+	imap.Send("a LOGIN helpdesk-app " + relaytest.Quote(readPassword) + "\r\n")
 	imap.Expect("a NO [UNAVAILABLE]")
 	pop3 := relaytest.Dial(t, r.pop3TLS)
 	pop3.StartTLS(&tls.Config{InsecureSkipVerify: true})
@@ -434,7 +432,7 @@ func TestReadersExpiredToken(t *testing.T) {
 	imap = relaytest.Dial(t, r.imapTLS)
 	imap.StartTLS(&tls.Config{InsecureSkipVerify: true})
 	imap.Expect("* OK ")
-	imap.Send("b LOGIN helpdesk-app " + quoted + "\r\n")
+	imap.Send("b LOGIN helpdesk-app " + relaytest.Quote(readPassword) + "\r\n")
 	imap.Expect("b OK ")
 	if r.fake.TokenRequests() == before {
 		t.Error("the login after an expired token used a cached token")
@@ -514,6 +512,6 @@ func TestReadersReloadReadMailbox(t *testing.T) {
 	c := relaytest.Dial(t, r.imapTLS)
 	c.StartTLS(&tls.Config{InsecureSkipVerify: true})
 	c.Expect("* OK ")
-	c.Send("a LOGIN billing-app \"" + strings.ReplaceAll(readPassword, `"`, `\"`) + "\"\r\n")
+	c.Send("a LOGIN billing-app " + relaytest.Quote(readPassword) + "\r\n")
 	c.Expect("a OK ")
 }

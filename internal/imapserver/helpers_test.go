@@ -2,7 +2,6 @@ package imapserver
 
 import (
 	"errors"
-	"strings"
 	"testing"
 
 	"github.com/smtpgw/smtpgw/internal/config"
@@ -25,8 +24,3 @@ func start(t *testing.T, listenerKeys string, limitKeys ...string) *relaytest.Ha
 }
 
 var errUnreachable = errors.New("dial tcp: connection refused")
-
-// quote writes s as an IMAP quoted string.
-func quote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}

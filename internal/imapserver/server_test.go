@@ -41,7 +41,7 @@ func TestPreLoginCommands(t *testing.T) {
 // the client pipelined behind LOGIN first.
 func TestLoginForms(t *testing.T) {
 	tests := map[string]func(c *relaytest.Client){
-		"quoted": func(c *relaytest.Client) { c.Send("a LOGIN app " + quote(testPassword) + "\r\n") },
+		"quoted": func(c *relaytest.Client) { c.Send("a LOGIN app " + relaytest.Quote(testPassword) + "\r\n") },
 		"literal": func(c *relaytest.Client) {
 			c.Send("a LOGIN {3}\r\n")
 			c.Expect("+ ")
@@ -89,7 +89,7 @@ func TestPipelinedAfterLogin(t *testing.T) {
 	h := start(t, "allow_insecure_auth = true")
 	c := h.Dial(t)
 	c.Expect("* OK ")
-	c.Send("a LOGIN app " + quote(testPassword) + "\r\nb NOOP\r\n")
+	c.Send("a LOGIN app " + relaytest.Quote(testPassword) + "\r\nb NOOP\r\n")
 	c.Expect("a OK ")
 	c.Expect("b NOOP")
 }
@@ -117,7 +117,7 @@ func TestLoginFailures(t *testing.T) {
 			h.Up.Fail = tt.fail
 			c := h.Dial(t)
 			c.Expect("* OK ")
-			c.Send("a LOGIN " + tt.user + " " + quote(tt.pass) + "\r\n")
+			c.Send("a LOGIN " + tt.user + " " + relaytest.Quote(tt.pass) + "\r\n")
 			c.Expect(tt.answer)
 			relaytest.CheckMetrics(t, h.Metrics, "imap", tt.outcome, 0, 0)
 			c.Send("z LOGOUT\r\n")
@@ -160,7 +160,7 @@ func TestMaxAuthFailuresReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 4 {
-		c.Send("a" + strconv.Itoa(i) + " LOGIN app " + quote(testPassword) + "\r\n")
+		c.Send("a" + strconv.Itoa(i) + " LOGIN app " + relaytest.Quote(testPassword) + "\r\n")
 		c.Expect("a" + strconv.Itoa(i) + " NO [UNAVAILABLE]")
 	}
 	c.Expect("* BYE Too many failed logins")
@@ -172,7 +172,7 @@ func TestPasswordsNeedTLS(t *testing.T) {
 	h := start(t, "")
 	c := h.Dial(t)
 	c.Expect("* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR LOGINDISABLED]")
-	c.Send("a LOGIN app " + quote(testPassword) + "\r\n")
+	c.Send("a LOGIN app " + relaytest.Quote(testPassword) + "\r\n")
 	c.Expect("a NO [PRIVACYREQUIRED]")
 	c.Send("b AUTHENTICATE PLAIN " + plain("app", testPassword) + "\r\n")
 	c.Expect("b NO [PRIVACYREQUIRED]")
@@ -191,7 +191,7 @@ func TestStartTLS(t *testing.T) {
 	c.Send("b CAPABILITY\r\n")
 	c.Expect("* CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR AUTH=PLAIN")
 	c.Expect("b OK")
-	c.Send("c LOGIN app " + quote(testPassword) + "\r\n")
+	c.Send("c LOGIN app " + relaytest.Quote(testPassword) + "\r\n")
 	c.Expect("c OK ")
 }
 
@@ -201,7 +201,7 @@ func TestStartTLSInjection(t *testing.T) {
 	h := start(t, `tls = "starttls"`+"\nallow_insecure_auth = true")
 	c := h.Dial(t)
 	c.Expect("* OK ")
-	c.Send("a STARTTLS\r\nb LOGIN app " + quote(testPassword) + "\r\n")
+	c.Send("a STARTTLS\r\nb LOGIN app " + relaytest.Quote(testPassword) + "\r\n")
 	c.Expect("a OK ")
 	c.ExpectClosed()
 	if h.Up.Dials() != 0 {

@@ -130,6 +130,11 @@ func Plain(user, pass string) string {
 	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
 }
 
+// Quote writes s as an IMAP quoted string.
+func Quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
 // Client is a test's line-based client connection.
 type Client struct {
 	t    *testing.T
