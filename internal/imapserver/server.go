@@ -170,7 +170,7 @@ func (s *session) login(ctx context.Context, tag, user, pass string) (net.Conn, 
 	if !s.f.LoginAllowed(s.Client) {
 		return nil, s.Fail(tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
 	}
-	upstream, caps, closeNow := s.f.Backend.Open(ctx, s.Conn(), s.log, user, pass)
+	upstream, caps, closeNow := s.f.Backend.Open(ctx, s.Client, user, pass)
 	switch s.log.Login {
 	case relay.LoginOK:
 		code := ""

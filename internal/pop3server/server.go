@@ -198,7 +198,7 @@ func (s *session) auth(ctx context.Context, arg string) (net.Conn, bool) {
 
 // login checks the password, logs in upstream and answers the client.
 func (s *session) login(ctx context.Context, user, pass string) (net.Conn, bool) {
-	upstream, _, closeNow := s.f.Backend.Open(ctx, s.Conn(), s.log, user, pass)
+	upstream, _, closeNow := s.f.Backend.Open(ctx, s.Client, user, pass)
 	switch s.log.Login {
 	case relay.LoginOK:
 		if s.Write("+OK Logged in") != nil {

@@ -23,12 +23,15 @@ var ErrLineTooLong = errors.New("line too long")
 // reader, a writer, the TLS state and the debug conversation log. The
 // protocol parsers read and write only through it.
 type Client struct {
-	conn  net.Conn // the connection as accepted, or its TLS layer
-	r     *bufio.Reader
-	tls   bool
-	idle  time.Duration // for each read
-	ends  time.Time     // the pre-login phase ends here at the latest
-	debug *slog.Logger  // nil unless the conversation is logged
+	conn net.Conn // the connection as accepted, or its TLS layer
+	// admitted is the connection as the gate admitted it, which keeps the
+	// session's error and failed login counts.
+	admitted *clients.Conn
+	r        *bufio.Reader
+	tls      bool
+	idle     time.Duration // for each read
+	ends     time.Time     // the pre-login phase ends here at the latest
+	debug    *slog.Logger  // nil unless the conversation is logged
 	// logged counts the lines of the conversation logged so far.
 	logged int
 	// info is the session's log record; Fail and ReadFailed say in it how
@@ -49,10 +52,6 @@ const maxLoggedLines = 500
 func NewClient(conn net.Conn, isTLS bool, idle time.Duration, deadline time.Time, debug *slog.Logger) *Client {
 	return &Client{conn: conn, r: bufio.NewReaderSize(conn, 4096), tls: isTLS, idle: idle, ends: deadline, debug: debug}
 }
-
-// Conn is the connection the session uses now (the TLS layer after
-// STARTTLS).
-func (c *Client) Conn() net.Conn { return c.conn }
 
 // TLS reports whether the connection is encrypted.
 func (c *Client) TLS() bool { return c.tls }
@@ -97,8 +96,7 @@ func (c *Client) ReadFull(buf []byte) error {
 	return err
 }
 
-// Write sends one line (the line end is added); what is logged is logged
-// shown, or line when shown is empty.
+// Write sends one line (the line end is added) and logs it.
 func (c *Client) Write(line string) error {
 	c.conn.SetWriteDeadline(time.Now().Add(time.Minute))
 	_, err := io.WriteString(c.conn, line+"\r\n")
@@ -132,14 +130,13 @@ func (c *Client) Log(direction, line string) {
 // instead; it reports whether the session goes on. It is the same error
 // count the gate keeps for SMTP.
 func (c *Client) Fail(answer string) bool {
-	gc := clients.Of(c.conn)
-	delay, closeNow := gc.Refused()
+	delay, closeNow := c.admitted.Refused()
 	if closeNow {
 		c.Write(c.goodbye + "Too many errors")
 		c.info.End = "too many errors"
 		return false
 	}
-	gc.Pause(delay)
+	c.admitted.Pause(delay)
 	if c.Write(answer) != nil {
 		c.info.End = EndClientClosed
 		return false

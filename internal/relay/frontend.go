@@ -103,7 +103,7 @@ func (f *Frontend) Serve(ctx context.Context, c *clients.Conn, idleAfterLogin ti
 		debug = c.Log()
 	}
 	client := NewClient(conn, f.Listener.TLS == config.TLSImplicit, limits.IdleTimeout.D(), deadline, debug)
-	client.info, client.goodbye = info, f.Goodbye
+	client.admitted, client.info, client.goodbye = c, info, f.Goodbye
 	upstream := preLogin(ctx, client, info)
 	if upstream == nil {
 		if info.End == "" {

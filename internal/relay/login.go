@@ -37,15 +37,15 @@ type Backend struct {
 }
 
 // Open checks the client's password, then logs in upstream, recording the
-// outcome in s and the metrics. On success s.Login is LoginOK and conn is
-// the upstream connection; otherwise s.Login says which failure the front
-// end must answer, and closeNow that the connection must end after the
-// answer (max_auth_failures failed logins on it, as the gate counts them).
-// Nothing goes upstream unless the password was right and the user may
-// read.
-func (b *Backend) Open(ctx context.Context, client net.Conn, s *Session, user, pass string) (conn net.Conn, capabilities []string, closeNow bool) {
+// outcome in the client's session s and the metrics. On success s.Login is
+// LoginOK and conn is the upstream connection; otherwise s.Login says which
+// failure the front end must answer, and closeNow that the connection must
+// end after the answer (max_auth_failures failed logins on it, as the gate
+// counts them). Nothing goes upstream unless the password was right and
+// the user may read.
+func (b *Backend) Open(ctx context.Context, client *Client, user, pass string) (conn net.Conn, capabilities []string, closeNow bool) {
+	s, c := client.info, client.admitted
 	s.User = b.Gate.Loggable(user)
-	c := clients.Of(client)
 	id, err := b.Gate.Login(c, user, pass)
 	switch {
 	case errors.Is(err, clients.ErrThrottled):
