@@ -5,8 +5,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-
-	"github.com/smtpgw/smtpgw/internal/relay"
 )
 
 // authenticate runs AUTHENTICATE PLAIN, with the initial response on the
@@ -18,22 +16,10 @@ func (s *session) authenticate(ctx context.Context, cmd *command) (net.Conn, boo
 	if !strings.EqualFold(cmd.args[0], "PLAIN") {
 		return nil, s.Fail(cmd.tag + " NO Unsupported authentication mechanism; use PLAIN or LOGIN")
 	}
-	if !s.f.LoginAllowed(s.Client) {
+	if !s.LoginAllowed() {
 		return nil, s.Fail(cmd.tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
 	}
-	response, cancelled, err := s.PlainResponse(cmd.args[len(cmd.args)-1], len(cmd.args) == 2)
-	switch {
-	case err != nil:
-		s.ReadFailed(err)
-		return nil, false
-	case cancelled:
-		return nil, s.Fail(cmd.tag + " BAD AUTHENTICATE cancelled")
-	}
-	user, pass, ok := relay.DecodePlain(response)
-	if !ok {
-		return nil, s.Fail(cmd.tag + " BAD Invalid PLAIN response")
-	}
-	return s.login(ctx, cmd.tag, user, pass)
+	return s.AuthPlain(ctx, cmd.tag, cmd.args[len(cmd.args)-1], len(cmd.args) == 2)
 }
 
 // redacted is the command as the debug log shows it: LOGIN without its

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/relay"
 )
@@ -21,80 +20,59 @@ import (
 // every 29.
 const idleAfterLogin = 30 * time.Minute
 
-// Server serves IMAP connections of one listener.
-type Server struct {
-	f *relay.Frontend
-}
-
-// New returns a server for the listener f describes.
-func New(f relay.Frontend) *Server {
+// New returns the front end of the IMAP listener f describes.
+func New(f relay.Frontend) *relay.Frontend {
 	f.Protocol, f.Goodbye = config.ProtocolIMAP, "* BYE "
-	return &Server{f: &f}
+	f.Refusal = "* BYE [UNAVAILABLE] Too many connections; try again later"
+	f.Greeting = func(c *relay.Client) string {
+		return "* OK [CAPABILITY " + capabilities(c) + "] IMAP gateway ready"
+	}
+	f.MaxLine, f.IdleAfterLogin = maxLine, idleAfterLogin
+	f.NewHandler = func(c *relay.Client) relay.Handler { return (&session{c}).command }
+	f.Replies = relay.LoginReplies{
+		OK: func(upstream []string) string {
+			if caps := clientCapabilities(upstream); caps != "" {
+				return " OK [CAPABILITY " + caps + "] Logged in"
+			}
+			return " OK Logged in"
+		},
+		No:          " NO ",
+		Bad:         " BAD ",
+		Refused:     "[AUTHENTICATIONFAILED] ",
+		Unavailable: "[UNAVAILABLE] ",
+		Cancelled:   "AUTHENTICATE cancelled",
+		Bye:         "* BYE Too many failed logins",
+	}
+	return &f
 }
 
 // session is the state of one connection before login.
 type session struct {
 	*relay.Client
-	f   *relay.Frontend
-	log *relay.Session
 }
 
-// Accept serves the connections of ln until it is closed, then waits for
-// their sessions, which end when ctx is done.
-func (s *Server) Accept(ctx context.Context, ln net.Listener) {
-	s.f.Accept(ctx, ln, "* BYE [UNAVAILABLE] Too many connections; try again later", s.Serve)
-}
-
-// Serve runs one admitted connection to its end and closes it: until ctx
-// is done (shutdown) or either side leaves.
-func (s *Server) Serve(ctx context.Context, c *clients.Conn) {
-	s.f.Serve(ctx, c, idleAfterLogin, func(ctx context.Context, client *relay.Client, info *relay.Session) net.Conn {
-		return (&session{Client: client, f: s.f, log: info}).preLogin(ctx)
-	})
-}
-
-// preLogin answers commands until a login succeeds upstream (then it
-// returns the upstream connection) or the session ends.
-func (s *session) preLogin(ctx context.Context) net.Conn {
-	if s.Write("* OK [CAPABILITY "+s.capabilities()+"] IMAP gateway ready") != nil {
-		return nil
+// command answers one command line.
+func (s *session) command(ctx context.Context, line []byte) (upstream net.Conn, next bool) {
+	cmd, err := parseCommand(line, s)
+	var syntax *errSyntax
+	var tooLarge *errLiteralTooLarge
+	switch {
+	case errors.As(err, &syntax):
+		s.Log("C", redactedLine(line))
+		return nil, s.Fail(syntax.tag + " BAD " + syntax.reason)
+	case errors.As(err, &tooLarge) && tooLarge.sync:
+		s.Log("C", redactedLine(line))
+		return nil, s.Fail(tooLarge.tag + " NO [TOOBIG] Literal too large")
+	case errors.As(err, &tooLarge):
+		s.Write("* BYE Literal too large")
+		s.End("literal too large")
+		return nil, false
+	case err != nil:
+		s.ReadFailed(err)
+		return nil, false
 	}
-	for {
-		line, err := s.ReadLine(maxLine)
-		if err != nil {
-			s.ReadFailed(err)
-			return nil
-		}
-		cmd, err := parseCommand(line, s)
-		var syntax *errSyntax
-		var tooLarge *errLiteralTooLarge
-		switch {
-		case errors.As(err, &syntax):
-			s.Log("C", redactedLine(line))
-			if !s.Fail(syntax.tag + " BAD " + syntax.reason) {
-				return nil
-			}
-			continue
-		case errors.As(err, &tooLarge) && tooLarge.sync:
-			s.Log("C", redactedLine(line))
-			if !s.Fail(tooLarge.tag + " NO [TOOBIG] Literal too large") {
-				return nil
-			}
-			continue
-		case errors.As(err, &tooLarge):
-			s.Write("* BYE Literal too large")
-			s.log.End = "literal too large"
-			return nil
-		case err != nil:
-			s.ReadFailed(err)
-			return nil
-		}
-		s.Log("C", cmd.redacted())
-		upstream, next := s.execute(ctx, cmd)
-		if upstream != nil || !next {
-			return upstream
-		}
-	}
+	s.Log("C", cmd.redacted())
+	return s.execute(ctx, cmd)
 }
 
 // literal reads one literal for the parser.
@@ -118,7 +96,7 @@ func (s *session) execute(ctx context.Context, cmd *command) (upstream net.Conn,
 	ok := func(text string) bool { return s.Write(cmd.tag+" OK "+text) == nil }
 	switch cmd.name {
 	case "CAPABILITY":
-		return nil, s.Write("* CAPABILITY "+s.capabilities()) == nil && ok("CAPABILITY completed")
+		return nil, s.Write("* CAPABILITY "+capabilities(s.Client)) == nil && ok("CAPABILITY completed")
 	case "NOOP":
 		return nil, ok("NOOP completed")
 	case "ID":
@@ -126,77 +104,42 @@ func (s *session) execute(ctx context.Context, cmd *command) (upstream net.Conn,
 	case "LOGOUT":
 		s.Write("* BYE Logging out")
 		ok("LOGOUT completed")
-		s.log.End = "logout"
+		s.End("logout")
 		return nil, false
 	case "STARTTLS":
-		if !s.f.StartTLSOffered(s.Client) {
+		if !s.StartTLSOffered() {
 			return nil, s.Fail(cmd.tag + " BAD STARTTLS not available")
 		}
 		if !ok("Begin TLS negotiation now") {
 			return nil, false
 		}
-		if err := s.StartTLS(ctx, s.f.TLS()); err != nil {
-			s.log.End = "TLS handshake failed"
-			return nil, false
-		}
-		return nil, true
+		return nil, s.StartTLS(ctx) == nil
 	case "LOGIN":
 		if len(cmd.args) != 2 {
 			return nil, s.Fail(cmd.tag + " BAD LOGIN needs a user name and a password")
 		}
-		return s.login(ctx, cmd.tag, cmd.args[0], cmd.args[1])
+		if !s.LoginAllowed() {
+			return nil, s.Fail(cmd.tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
+		}
+		return s.Login(ctx, cmd.tag, cmd.args[0], cmd.args[1])
 	case "AUTHENTICATE":
 		return s.authenticate(ctx, cmd)
 	}
 	return nil, s.Fail(cmd.tag + " BAD Command unknown or not allowed before login")
 }
 
-// capabilities lists what the client may use before login.
-func (s *session) capabilities() string {
+// capabilities lists what c may use before login.
+func capabilities(c *relay.Client) string {
 	caps := []string{"IMAP4rev1", "ID", "LITERAL+", "SASL-IR"}
-	if s.f.StartTLSOffered(s.Client) {
+	if c.StartTLSOffered() {
 		caps = append(caps, "STARTTLS")
 	}
-	if s.f.LoginAllowed(s.Client) {
+	if c.LoginAllowed() {
 		caps = append(caps, "AUTH=PLAIN")
 	} else {
 		caps = append(caps, "LOGINDISABLED")
 	}
 	return strings.Join(caps, " ")
-}
-
-// login checks the password, logs in upstream and answers the client.
-func (s *session) login(ctx context.Context, tag, user, pass string) (net.Conn, bool) {
-	if !s.f.LoginAllowed(s.Client) {
-		return nil, s.Fail(tag + " NO [PRIVACYREQUIRED] Use STARTTLS before logging in")
-	}
-	upstream, caps, closeNow := s.f.Backend.Open(ctx, s.Client, user, pass)
-	switch s.log.Login {
-	case relay.LoginOK:
-		code := ""
-		if caps := clientCapabilities(caps); caps != "" {
-			code = "[CAPABILITY " + caps + "] "
-		}
-		if s.Write(tag+" OK "+code+"Logged in") != nil {
-			upstream.Close()
-			return nil, false
-		}
-		return upstream, true
-	case relay.LoginRefused:
-		s.Write(tag + " NO [AUTHENTICATIONFAILED] Authentication failed")
-	case relay.LoginThrottled:
-		s.Write(tag + " NO [UNAVAILABLE] Too many failed logins; try again later")
-	case relay.UpstreamRefused:
-		s.Write(tag + " NO [UNAVAILABLE] The mailbox cannot be opened now; the administrator finds why in the gateway's log")
-	default:
-		s.Write(tag + " NO [UNAVAILABLE] Exchange Online cannot be reached now; try again later")
-	}
-	if closeNow {
-		s.Write("* BYE Too many failed logins")
-		s.log.End = "too many failed logins"
-		return nil, false
-	}
-	return nil, true
 }
 
 // clientCapabilities is the upstream's capability list without what

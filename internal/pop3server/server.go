@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/smtpgw/smtpgw/internal/clients"
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/relay"
 )
@@ -23,59 +22,36 @@ const maxLine = 4 << 10
 // RFC 1939 asks for an autologout timer of at least 10 minutes.
 const idleAfterLogin = 10 * time.Minute
 
-// Server serves POP3 connections of one listener.
-type Server struct {
-	f *relay.Frontend
-}
-
-// New returns a server for the listener f describes.
-func New(f relay.Frontend) *Server {
+// New returns the front end of the POP3 listener f describes.
+func New(f relay.Frontend) *relay.Frontend {
 	f.Protocol, f.Goodbye = config.ProtocolPOP3, "-ERR "
-	return &Server{f: &f}
+	f.Refusal = "-ERR [SYS/TEMP] Too many connections; try again later"
+	f.Greeting = func(*relay.Client) string { return "+OK POP3 gateway ready" }
+	f.MaxLine, f.IdleAfterLogin = maxLine, idleAfterLogin
+	f.NewHandler = func(c *relay.Client) relay.Handler { return (&session{Client: c}).command }
+	f.Replies = relay.LoginReplies{
+		OK:          func([]string) string { return "+OK Logged in" },
+		No:          "-ERR ",
+		Bad:         "-ERR ",
+		Refused:     "[AUTH] ",
+		Unavailable: "[SYS/TEMP] ",
+		Cancelled:   "Authentication cancelled",
+	}
+	return &f
 }
 
 // session is the state of one connection before login.
 type session struct {
 	*relay.Client
-	f    *relay.Frontend
-	log  *relay.Session
 	user string // given by USER, waiting for PASS
 }
 
-// Accept serves the connections of ln until it is closed, then waits for
-// their sessions, which end when ctx is done.
-func (s *Server) Accept(ctx context.Context, ln net.Listener) {
-	s.f.Accept(ctx, ln, "-ERR [SYS/TEMP] Too many connections; try again later", s.Serve)
-}
-
-// Serve runs one admitted connection to its end and closes it: until ctx
-// is done (shutdown) or either side leaves.
-func (s *Server) Serve(ctx context.Context, c *clients.Conn) {
-	s.f.Serve(ctx, c, idleAfterLogin, func(ctx context.Context, client *relay.Client, info *relay.Session) net.Conn {
-		return (&session{Client: client, f: s.f, log: info}).preLogin(ctx)
-	})
-}
-
-// preLogin answers commands until a login succeeds upstream (then it
-// returns the upstream connection) or the session ends.
-func (s *session) preLogin(ctx context.Context) net.Conn {
-	if s.Write("+OK POP3 gateway ready") != nil {
-		return nil
-	}
-	for {
-		line, err := s.ReadLine(maxLine)
-		if err != nil {
-			s.ReadFailed(err)
-			return nil
-		}
-		verb, arg, _ := strings.Cut(string(line), " ")
-		verb = strings.ToUpper(verb)
-		s.Log("C", redacted(verb, arg))
-		upstream, next := s.execute(ctx, verb, arg)
-		if upstream != nil || !next {
-			return upstream
-		}
-	}
+// command answers one command line.
+func (s *session) command(ctx context.Context, line []byte) (upstream net.Conn, next bool) {
+	verb, arg, _ := strings.Cut(string(line), " ")
+	verb = strings.ToUpper(verb)
+	s.Log("C", redacted(verb, arg))
+	return s.execute(ctx, verb, arg)
 }
 
 // redacted is a command as the debug log shows it: PASS and AUTH without
@@ -106,27 +82,23 @@ func (s *session) execute(ctx context.Context, verb, arg string) (upstream net.C
 	s.user = "" // PASS must follow USER at once
 	switch verb {
 	case "CAPA":
-		return nil, s.writeLines(append([]string{"+OK Capability list follows"}, s.capabilities()...))
+		return nil, s.writeLines(append([]string{"+OK Capability list follows"}, capabilities(s.Client)...))
 	case "NOOP":
 		return nil, s.Write("+OK") == nil
 	case "QUIT":
 		s.Write("+OK Bye")
-		s.log.End = "logout"
+		s.End("logout")
 		return nil, false
 	case "STLS":
-		if !s.f.StartTLSOffered(s.Client) {
+		if !s.StartTLSOffered() {
 			return nil, s.Fail("-ERR STLS not available")
 		}
 		if s.Write("+OK Begin TLS negotiation") != nil {
 			return nil, false
 		}
-		if err := s.StartTLS(ctx, s.f.TLS()); err != nil {
-			s.log.End = "TLS handshake failed"
-			return nil, false
-		}
-		return nil, true
+		return nil, s.StartTLS(ctx) == nil
 	case "USER":
-		if !s.f.LoginAllowed(s.Client) {
+		if !s.LoginAllowed() {
 			return nil, s.Fail("-ERR [AUTH] Use STLS before logging in")
 		}
 		if arg == "" {
@@ -138,7 +110,7 @@ func (s *session) execute(ctx context.Context, verb, arg string) (upstream net.C
 		if user == "" {
 			return nil, s.Fail("-ERR USER first")
 		}
-		return s.login(ctx, user, arg)
+		return s.Login(ctx, "", user, arg)
 	case "AUTH":
 		return s.auth(ctx, arg)
 	}
@@ -155,14 +127,14 @@ func (s *session) writeLines(lines []string) bool {
 	return true
 }
 
-// capabilities lists what the client may use: before login, and after,
-// what every Exchange offers.
-func (s *session) capabilities() []string {
+// capabilities lists what c may use: before login, and after, what every
+// Exchange offers.
+func capabilities(c *relay.Client) []string {
 	caps := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE"}
-	if s.f.StartTLSOffered(s.Client) {
+	if c.StartTLSOffered() {
 		caps = append(caps, "STLS")
 	}
-	if s.f.LoginAllowed(s.Client) {
+	if c.LoginAllowed() {
 		caps = append(caps, "USER", "SASL PLAIN")
 	}
 	return caps
@@ -178,46 +150,8 @@ func (s *session) auth(ctx context.Context, arg string) (net.Conn, bool) {
 	if !strings.EqualFold(mech, "PLAIN") {
 		return nil, s.Fail("-ERR Unsupported mechanism; use PLAIN or USER and PASS")
 	}
-	if !s.f.LoginAllowed(s.Client) {
+	if !s.LoginAllowed() {
 		return nil, s.Fail("-ERR [AUTH] Use STLS before logging in")
 	}
-	response, cancelled, err := s.PlainResponse(response, hasResponse)
-	switch {
-	case err != nil:
-		s.ReadFailed(err)
-		return nil, false
-	case cancelled:
-		return nil, s.Fail("-ERR Authentication cancelled")
-	}
-	user, pass, ok := relay.DecodePlain(response)
-	if !ok {
-		return nil, s.Fail("-ERR Invalid PLAIN response")
-	}
-	return s.login(ctx, user, pass)
-}
-
-// login checks the password, logs in upstream and answers the client.
-func (s *session) login(ctx context.Context, user, pass string) (net.Conn, bool) {
-	upstream, _, closeNow := s.f.Backend.Open(ctx, s.Client, user, pass)
-	switch s.log.Login {
-	case relay.LoginOK:
-		if s.Write("+OK Logged in") != nil {
-			upstream.Close()
-			return nil, false
-		}
-		return upstream, true
-	case relay.LoginRefused:
-		s.Write("-ERR [AUTH] Authentication failed")
-	case relay.LoginThrottled:
-		s.Write("-ERR [SYS/TEMP] Too many failed logins; try again later")
-	case relay.UpstreamRefused:
-		s.Write("-ERR [SYS/TEMP] The mailbox cannot be opened now; the administrator finds why in the gateway's log")
-	default:
-		s.Write("-ERR [SYS/TEMP] Exchange Online cannot be reached now; try again later")
-	}
-	if closeNow {
-		s.log.End = "too many failed logins"
-		return nil, false
-	}
-	return nil, true
+	return s.AuthPlain(ctx, "", response, hasResponse)
 }

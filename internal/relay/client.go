@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/smtpgw/smtpgw/internal/clients"
+	"github.com/smtpgw/smtpgw/internal/config"
 )
 
 // ErrLineTooLong is returned by ReadLine for a line over the limit; the
@@ -23,6 +24,7 @@ var ErrLineTooLong = errors.New("line too long")
 // reader, a writer, the TLS state and the debug conversation log. The
 // protocol parsers read and write only through it.
 type Client struct {
+	f    *Frontend
 	conn net.Conn // the connection as accepted, or its TLS layer
 	// admitted is the connection as the gate admitted it, which keeps the
 	// session's error and failed login counts.
@@ -34,11 +36,9 @@ type Client struct {
 	debug    *slog.Logger  // nil unless the conversation is logged
 	// logged counts the lines of the conversation logged so far.
 	logged int
-	// info is the session's log record; Fail and ReadFailed say in it how
-	// the session ended.
+	// info is the session's log record; Fail, ReadFailed and End say in it
+	// how the session ended.
 	info *Session
-	// goodbye starts the protocol's last words: "* BYE " or "-ERR ".
-	goodbye string
 }
 
 // maxLoggedLines bounds the debug log of one conversation, as the gate's
@@ -53,8 +53,19 @@ func NewClient(conn net.Conn, isTLS bool, idle time.Duration, deadline time.Time
 	return &Client{conn: conn, r: bufio.NewReaderSize(conn, 4096), tls: isTLS, idle: idle, ends: deadline, debug: debug}
 }
 
-// TLS reports whether the connection is encrypted.
-func (c *Client) TLS() bool { return c.tls }
+// LoginAllowed reports whether the client may send a password: under TLS,
+// or on a listener with allow_insecure_auth.
+func (c *Client) LoginAllowed() bool {
+	return c.tls || c.f.Listener.AllowInsecureAuth
+}
+
+// StartTLSOffered reports whether the client may start TLS now.
+func (c *Client) StartTLSOffered() bool {
+	return c.f.Listener.TLS == config.TLSStartTLS && !c.tls
+}
+
+// End notes how the session ended, for its log line.
+func (c *Client) End(how string) { c.info.End = how }
 
 func (c *Client) setDeadline() {
 	d := time.Now().Add(c.idle)
@@ -132,7 +143,7 @@ func (c *Client) Log(direction, line string) {
 func (c *Client) Fail(answer string) bool {
 	delay, closeNow := c.admitted.Refused()
 	if closeNow {
-		c.Write(c.goodbye + "Too many errors")
+		c.Write(c.f.Goodbye + "Too many errors")
 		c.info.End = "too many errors"
 		return false
 	}
@@ -149,10 +160,10 @@ func (c *Client) Fail(answer string) bool {
 func (c *Client) ReadFailed(err error) {
 	switch {
 	case errors.Is(err, ErrLineTooLong):
-		c.Write(c.goodbye + "Line too long")
+		c.Write(c.f.Goodbye + "Line too long")
 		c.info.End = "line too long"
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.Write(c.goodbye + "Idle for too long")
+		c.Write(c.f.Goodbye + "Idle for too long")
 		c.info.End = EndIdle
 	default:
 		c.info.End = EndClientClosed
@@ -160,20 +171,22 @@ func (c *Client) ReadFailed(err error) {
 }
 
 // StartTLS begins TLS on the connection after the front end answered the
-// STARTTLS or STLS command. Whatever the client sent after that command
-// in plaintext is dropped unread: it must never run as a command with the
-// TLS session's rights.
-func (c *Client) StartTLS(ctx context.Context, config *tls.Config) error {
+// STARTTLS or STLS command; when it fails, the session ends. Whatever the
+// client sent after that command in plaintext is dropped unread: it must
+// never run as a command with the TLS session's rights.
+func (c *Client) StartTLS(ctx context.Context) error {
 	c.conn.SetDeadline(c.ends)
-	conn := tls.Server(c.conn, config)
+	conn := tls.Server(c.conn, c.f.TLS())
 	if c.r.Buffered() > 0 {
 		// Bytes sent before our answer to STARTTLS are an injection attempt
 		// or a broken client; either way they are not a TLS handshake.
+		c.info.End = "TLS handshake failed"
 		return errors.New("client sent data before the TLS handshake")
 	}
 	hctx, cancel := context.WithTimeout(ctx, time.Until(c.ends))
 	defer cancel()
 	if err := conn.HandshakeContext(hctx); err != nil {
+		c.info.End = "TLS handshake failed"
 		return err
 	}
 	c.conn, c.r, c.tls = conn, bufio.NewReaderSize(conn, 4096), true
@@ -190,11 +203,11 @@ func (c *Client) HandOver() (net.Conn, []byte) {
 	return c.conn, append([]byte(nil), pending...)
 }
 
-// PlainResponse returns the client's SASL PLAIN response: initial, when
+// plainResponse returns the client's SASL PLAIN response: initial, when
 // the command carried it (SASL-IR; "=" is an empty one), else the line the
 // client sends after an empty continuation request, which the debug log
 // shows as <credentials>. cancelled: the client sent "*".
-func (c *Client) PlainResponse(initial string, hasInitial bool) (response string, cancelled bool, err error) {
+func (c *Client) plainResponse(initial string, hasInitial bool) (response string, cancelled bool, err error) {
 	if !hasInitial {
 		if err := c.Write("+ "); err != nil {
 			return "", false, err

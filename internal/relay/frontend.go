@@ -19,24 +19,34 @@ import (
 // Frontend is what the IMAP and POP3 listeners share: the listener's
 // settings and the session's course around the protocol's own part.
 type Frontend struct {
-	Protocol string // config.ProtocolIMAP or config.ProtocolPOP3
-	Goodbye  string // starts the protocol's last words: "* BYE " or "-ERR "
+	// The caller's part: the listener and the rest of the gateway.
 	Listener config.Listener
 	TLS      func() *tls.Config // the certificate in use; nil for tls = "none"
 	Backend  *Backend
 	Logger   *slog.Logger // for what concerns the listener; sessions log with their connection's
+
+	// The protocol's part, which its New fills in.
+	Protocol       string                  // config.ProtocolIMAP or config.ProtocolPOP3
+	Goodbye        string                  // starts the protocol's last words: "* BYE " or "-ERR "
+	Refusal        string                  // the answer to a connection the gate refused
+	Greeting       func(c *Client) string  // the first line, which may depend on TLS
+	MaxLine        int                     // bounds a command line
+	NewHandler     func(c *Client) Handler // answers the commands of c's session
+	Replies        LoginReplies
+	IdleAfterLogin time.Duration // how long a relayed session may be silent, when longer than idle_timeout
 }
 
-// PreLogin is a protocol's part of a session: it answers the client until
-// a login succeeded upstream, and returns that connection, or nil when
-// the session ended (with info.End saying how).
-type PreLogin func(ctx context.Context, c *Client, info *Session) net.Conn
+// Handler is a session's protocol part: it answers one command line
+// before login, and returns the upstream connection after a login
+// succeeded upstream, or next = false when the session must end (with
+// the session's End saying how, or empty after a failed write).
+type Handler func(ctx context.Context, line []byte) (upstream net.Conn, next bool)
 
-// Accept admits each connection of ln through the gate and serves it
-// with serve, until ln is closed; then it waits for the sessions, which
-// end when ctx is done. A refused connection gets the protocol's refusal
-// line on a plaintext listener and nothing on an implicit TLS one.
-func (f *Frontend) Accept(ctx context.Context, ln net.Listener, refusal string, serve func(context.Context, *clients.Conn)) {
+// Accept admits each connection of ln through the gate and serves it,
+// until ln is closed; then it waits for the sessions, which end when ctx
+// is done. A refused connection gets the Refusal line on a plaintext
+// listener and nothing on an implicit TLS one.
+func (f *Frontend) Accept(ctx context.Context, ln net.Listener) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var delay time.Duration
@@ -62,21 +72,22 @@ func (f *Frontend) Accept(ctx context.Context, ln net.Listener, refusal string, 
 		if err != nil {
 			if f.Listener.TLS != config.TLSImplicit {
 				raw.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-				io.WriteString(raw, refusal+"\r\n")
+				io.WriteString(raw, f.Refusal+"\r\n")
 			}
 			raw.Close()
 			continue
 		}
-		wg.Go(func() { serve(ctx, c) })
+		wg.Go(func() { f.Serve(ctx, c) })
 	}
 }
 
 // Serve runs one admitted connection to its end and closes it: until ctx
 // is done (shutdown) or either side leaves. It does the implicit TLS
-// handshake, runs preLogin, then relays with idleAfterLogin as the idle
-// limit (or idle_timeout when longer). The conversation before login is
-// logged at level debug for the clients the gate names.
-func (f *Frontend) Serve(ctx context.Context, c *clients.Conn, idleAfterLogin time.Duration, preLogin PreLogin) {
+// handshake, answers the commands before login, then relays with
+// IdleAfterLogin as the idle limit (or idle_timeout when longer). The
+// conversation before login is logged at level debug for the clients the
+// gate names.
+func (f *Frontend) Serve(ctx context.Context, c *clients.Conn) {
 	info := &Session{Protocol: f.Protocol}
 	start := time.Now()
 	defer func() { info.Log(ctx, c.Log(), time.Since(start)) }()
@@ -103,8 +114,8 @@ func (f *Frontend) Serve(ctx context.Context, c *clients.Conn, idleAfterLogin ti
 		debug = c.Log()
 	}
 	client := NewClient(conn, f.Listener.TLS == config.TLSImplicit, limits.IdleTimeout.D(), deadline, debug)
-	client.admitted, client.info, client.goodbye = c, info, f.Goodbye
-	upstream := preLogin(ctx, client, info)
+	client.f, client.admitted, client.info = f, c, info
+	upstream := f.preLogin(ctx, client)
 	if upstream == nil {
 		if info.End == "" {
 			info.End = EndClientClosed // a write to the client failed: the front ends leave End empty then
@@ -117,18 +128,28 @@ func (f *Frontend) Serve(ctx context.Context, c *clients.Conn, idleAfterLogin ti
 	if m := f.Backend.Metrics; m != nil {
 		in, out = m.Bytes(f.Protocol)
 	}
-	info.Relay = Pipe(down, upstream, pending, max(idleAfterLogin, limits.IdleTimeout.D()), ctx.Done(), in, out)
+	info.Relay = Pipe(down, upstream, pending, max(f.IdleAfterLogin, limits.IdleTimeout.D()), ctx.Done(), in, out)
 }
 
-// LoginAllowed reports whether c may send a password: under TLS, or on a
-// listener with allow_insecure_auth.
-func (f *Frontend) LoginAllowed(c *Client) bool {
-	return c.TLS() || f.Listener.AllowInsecureAuth
-}
-
-// StartTLSOffered reports whether c may start TLS now.
-func (f *Frontend) StartTLSOffered(c *Client) bool {
-	return f.Listener.TLS == config.TLSStartTLS && !c.TLS()
+// preLogin greets the client and answers its commands until a login
+// succeeded upstream; it returns that connection, or nil when the session
+// ended.
+func (f *Frontend) preLogin(ctx context.Context, c *Client) net.Conn {
+	if c.Write(f.Greeting(c)) != nil {
+		return nil
+	}
+	command := f.NewHandler(c)
+	for {
+		line, err := c.ReadLine(f.MaxLine)
+		if err != nil {
+			c.ReadFailed(err)
+			return nil
+		}
+		upstream, next := command(ctx, line)
+		if upstream != nil || !next {
+			return upstream
+		}
+	}
 }
 
 // DecodePlain reads a base64 SASL PLAIN response (RFC 4616): authorization

@@ -85,3 +85,67 @@ func (b *Backend) Open(ctx context.Context, client *Client, user, pass string) (
 	}
 	return conn, capabilities, closeNow
 }
+
+// LoginReplies are a protocol's answers to a login, each after the
+// command's tag (IMAP) or starting the line (POP3, whose tag is empty).
+type LoginReplies struct {
+	OK          func(upstreamCapabilities []string) string // " OK [CAPABILITY …] Logged in" or "+OK Logged in"
+	No          string                                     // starts a failed login: " NO " or "-ERR "
+	Bad         string                                     // starts a PLAIN response refused unread: " BAD " or "-ERR "
+	Refused     string                                     // the code of a wrong password: "[AUTHENTICATIONFAILED] " or "[AUTH] "
+	Unavailable string                                     // the code of the other failures: "[UNAVAILABLE] " or "[SYS/TEMP] "
+	Cancelled   string                                     // the answer to a cancelled PLAIN login, after Bad
+	Bye         string                                     // the last line after too many failed logins; none when empty
+}
+
+// Login checks the password, logs in upstream and answers the client with
+// the Frontend's Replies after tag. It returns the upstream connection
+// after a success, and next = false when the session must end.
+func (c *Client) Login(ctx context.Context, tag, user, pass string) (upstream net.Conn, next bool) {
+	r := c.f.Replies
+	upstream, capabilities, closeNow := c.f.Backend.Open(ctx, c, user, pass)
+	switch c.info.Login {
+	case LoginOK:
+		if c.Write(tag+r.OK(capabilities)) != nil {
+			upstream.Close()
+			return nil, false
+		}
+		return upstream, true
+	case LoginRefused:
+		c.Write(tag + r.No + r.Refused + "Authentication failed")
+	case LoginThrottled:
+		c.Write(tag + r.No + r.Unavailable + "Too many failed logins; try again later")
+	case UpstreamRefused:
+		c.Write(tag + r.No + r.Unavailable + "The mailbox cannot be opened now; the administrator finds why in the gateway's log")
+	default:
+		c.Write(tag + r.No + r.Unavailable + "Exchange Online cannot be reached now; try again later")
+	}
+	if closeNow {
+		if r.Bye != "" {
+			c.Write(r.Bye)
+		}
+		c.info.End = "too many failed logins"
+		return nil, false
+	}
+	return nil, true
+}
+
+// AuthPlain runs a SASL PLAIN login: with initial, the response the
+// command carried, when hasInitial, else with the line the client sends
+// after a continuation request. It answers and returns as Login does.
+func (c *Client) AuthPlain(ctx context.Context, tag, initial string, hasInitial bool) (upstream net.Conn, next bool) {
+	r := c.f.Replies
+	response, cancelled, err := c.plainResponse(initial, hasInitial)
+	switch {
+	case err != nil:
+		c.ReadFailed(err)
+		return nil, false
+	case cancelled:
+		return nil, c.Fail(tag + r.Bad + r.Cancelled)
+	}
+	user, pass, ok := DecodePlain(response)
+	if !ok {
+		return nil, c.Fail(tag + r.Bad + "Invalid PLAIN response")
+	}
+	return c.Login(ctx, tag, user, pass)
+}

@@ -1,11 +1,9 @@
 package relaytest
 
 import (
-	"context"
 	"crypto/tls"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,12 +13,6 @@ import (
 	"github.com/smtpgw/smtpgw/internal/relay"
 	"github.com/smtpgw/smtpgw/internal/testlog"
 )
-
-// FrontEnd is what the IMAP and POP3 servers offer.
-type FrontEnd interface {
-	Accept(ctx context.Context, ln net.Listener)
-	Serve(ctx context.Context, c *clients.Conn)
-}
 
 // Harness is a front end listening on a free loopback port, with the real
 // gate, an Upstream as Exchange and the debug log on.
@@ -33,10 +25,10 @@ type Harness struct {
 	ClientTLS *tls.Config          // trusts the listener's certificate
 }
 
-// Start serves the front end that newServer (imapserver.New,
+// Start serves the front end that newFrontend (imapserver.New,
 // pop3server.New) makes for a listener of protocol with the given extra
 // keys (see Config), with up as Exchange, until the test ends.
-func Start[S FrontEnd](t *testing.T, newServer func(relay.Frontend) S, protocol string, up *Upstream, listenerKeys string, limitKeys ...string) *Harness {
+func Start(t *testing.T, newFrontend func(relay.Frontend) *relay.Frontend, protocol string, up *Upstream, listenerKeys string, limitKeys ...string) *Harness {
 	t.Helper()
 	cfg := Config(t, protocol, listenerKeys, limitKeys...)
 	serverTLS, clientTLS := TLS(t)
@@ -47,8 +39,8 @@ func Start[S FrontEnd](t *testing.T, newServer func(relay.Frontend) S, protocol 
 	}
 	logger := slog.New(slog.NewTextHandler(h.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.Gate = newGate(t, cfg, logger)
-	srv := newServer(frontend(cfg, h.Gate, up, m, serverTLS, logger))
-	h.Addr = serve(t, cfg.Listeners[0].Address, h.Log, srv.Accept)
+	fe := newFrontend(frontend(cfg, h.Gate, up, m, serverTLS, logger))
+	h.Addr = serve(t, cfg.Listeners[0].Address, h.Log, fe.Accept)
 	t.Cleanup(up.Wait)
 	return h
 }
@@ -57,22 +49,22 @@ func Start[S FrontEnd](t *testing.T, newServer func(relay.Frontend) S, protocol 
 func (h *Harness) Dial(t *testing.T) *Client { return Dial(t, h.Addr) }
 
 // Fuzz feeds arbitrary client bytes, starting from seeds, to sessions of
-// the front end newServer makes, over net.Pipe, below the network: on a
+// the front end newFrontend makes, over net.Pipe, below the network: on a
 // plaintext listener that allows passwords and on a STARTTLS one, with
 // the debug log on.
-func Fuzz[S FrontEnd](f *testing.F, newServer func(relay.Frontend) S, protocol string, up *Upstream, seeds []string) {
+func Fuzz(f *testing.F, newFrontend func(relay.Frontend) *relay.Frontend, protocol string, up *Upstream, seeds []string) {
 	for _, s := range seeds {
 		f.Add(false, []byte(s))
 		f.Add(true, []byte(s))
 	}
 	serverTLS, _ := TLS(f)
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var servers [2]S
+	var servers [2]*relay.Frontend
 	var gates [2]*clients.Gate
 	for i, keys := range []string{"allow_insecure_auth = true", `tls = "starttls"`} {
 		cfg := Config(f, protocol, keys)
 		gates[i] = newGate(f, cfg, logger)
-		servers[i] = newServer(frontend(cfg, gates[i], up, relay.NewMetrics(), serverTLS, logger))
+		servers[i] = newFrontend(frontend(cfg, gates[i], up, relay.NewMetrics(), serverTLS, logger))
 	}
 	f.Fuzz(func(t *testing.T, useStartTLS bool, input []byte) {
 		i := 0
