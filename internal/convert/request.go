@@ -101,8 +101,12 @@ func (j *jsonWriter) rawBytes(b []byte) {
 // str writes s as a JSON string, escaped as encoding/json escapes it. The
 // output gathers in a pooled buffer, written out whenever it holds
 // strBuffer bytes, so that a text of any length costs neither a copy of
-// its size nor a write per escape.
+// its size nor a write per escape. When only counting, nothing is copied.
 func (j *jsonWriter) str(s string) {
+	if j.w == nil {
+		j.n += strSize(s)
+		return
+	}
 	buf := strBuffers.Get().(*[]byte)
 	out := append((*buf)[:0], '"')
 	start := 0
@@ -122,6 +126,25 @@ func (j *jsonWriter) str(s string) {
 	j.rawBytes(out)
 	*buf = out
 	strBuffers.Put(buf)
+}
+
+// strSize is the length of s written as a JSON string by str: its
+// quotes, its bytes, and what each escape adds to the character it
+// replaces.
+func strSize(s string) int64 {
+	n := int64(len(s)) + 2
+	for i := 0; i < len(s); {
+		if jsonPlain[s[i]] {
+			i++
+			continue
+		}
+		escape, size := jsonEscape(s, i)
+		if escape != "" {
+			n += int64(len(escape) - size)
+		}
+		i += size
+	}
+	return n
 }
 
 // strBuffer is how much escaped text str gathers before writing it.

@@ -64,9 +64,10 @@ func awkward() string {
 	return b.String()
 }
 
-// TestStringEscapesAsEncodingJSON compares the writer's strings with
-// encoding/json's for every byte alone and after a character, and for
-// every character of the BMP's edges and beyond.
+// TestStringEscapesAsEncodingJSON compares the writer's strings, and its
+// count of them when it only counts, with encoding/json's for every byte
+// alone and after a character, and for every character of the BMP's
+// edges and beyond.
 func TestStringEscapesAsEncodingJSON(t *testing.T) {
 	var texts []string
 	for c := range 256 {
@@ -82,6 +83,11 @@ func TestStringEscapesAsEncodingJSON(t *testing.T) {
 		j.str(s)
 		if !bytes.Equal(got.Bytes(), want) || j.n != int64(len(want)) {
 			t.Errorf("%q: wrote %q (%d bytes counted), encoding/json %q", s, got.Bytes(), j.n, want)
+		}
+		counter := newJSONWriter(nil)
+		counter.str(s)
+		if counter.n != int64(len(want)) {
+			t.Errorf("%q: counted %d bytes without writing, encoding/json wrote %d", s, counter.n, len(want))
 		}
 	}
 }
