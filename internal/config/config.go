@@ -109,8 +109,9 @@ type Graph struct {
 	ManagedIdentity bool `toml:"managed_identity"`
 }
 
-// SaveToSent reports the effective save_to_sent_items (default true).
-func (g *Graph) SaveToSent() bool { return g.SaveToSentItems == nil || *g.SaveToSentItems }
+// SaveToSent reports the effective save_to_sent_items (Parse sets the
+// default, true).
+func (g *Graph) SaveToSent() bool { return *g.SaveToSentItems }
 
 // Outbox is the [outbox] section: write Graph request bodies to a folder.
 type Outbox struct {
@@ -134,8 +135,9 @@ type Queue struct {
 	FailedMaxAge Duration `toml:"failed_max_age"` // dead letters are deleted after it, default 30 days
 }
 
-// BounceEnabled reports the effective bounce setting (default true).
-func (q *Queue) BounceEnabled() bool { return q.Bounce == nil || *q.Bounce }
+// BounceEnabled reports the effective bounce setting (Parse and
+// ParseQueue set the default, true).
+func (q *Queue) BounceEnabled() bool { return *q.Bounce }
 
 // User is one [[user]] entry: an account for SMTP AUTH (sending) and for
 // IMAP and POP3 (reading). Sending and reading are separate rights.
@@ -222,8 +224,9 @@ type Log struct {
 	DebugPrefixes []netip.Prefix `toml:"-"`
 }
 
-// TraceEnabled reports whether the message trace is written.
-func (l *Log) TraceEnabled() bool { return l.Trace == nil || *l.Trace }
+// TraceEnabled reports whether the message trace is written (Parse and
+// ParseTrace set the default, true).
+func (l *Log) TraceEnabled() bool { return *l.Trace }
 
 // Metrics is the [metrics] section.
 type Metrics struct {

@@ -54,6 +54,7 @@ func ParseTrace(data []byte, name string) (q Queue, traceOn bool, err error) {
 	v := &validator{file: name, lines: indexKeys(data)}
 	v.unknownKeys(md.Undecoded(), "queue.")
 	doc.Queue.applyDefaults()
+	doc.Log.applyDefaults()
 	v.checkQueue(&doc.Queue)
 	if len(v.problems) > 0 {
 		return Queue{}, false, v.problems
@@ -172,10 +173,14 @@ func (c *Config) applyDefaults() {
 	setDefault(&l.AuthFailureWindow, defaultAuthFailureWindow)
 	setDefault(&l.AuthMinDuration, defaultAuthMinDuration)
 	setDefault(&l.AuthWorkers, 2*runtime.NumCPU())
-	setDefault(&c.Log.Level, "info")
-	setDefault(&c.Log.Format, "text")
-	defaultTrue(&c.Log.Trace)
-	setDefault(&c.Log.TraceDays, defaultTraceDays)
+	c.Log.applyDefaults()
+}
+
+func (l *Log) applyDefaults() {
+	setDefault(&l.Level, "info")
+	setDefault(&l.Format, "text")
+	defaultTrue(&l.Trace)
+	setDefault(&l.TraceDays, defaultTraceDays)
 }
 
 func (q *Queue) applyDefaults() {
