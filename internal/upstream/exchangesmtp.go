@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -43,9 +42,8 @@ type ExchangeSMTP struct {
 	tokens  TokenSource
 	tls     *tls.Config
 	maxIdle int // per mailbox
-	log     *slog.Logger
 	metrics *smtpMetrics
-	now     func() time.Time
+	now     func() time.Time // time.Now; tests move it on
 	dialer  net.Dialer
 	mu      sync.Mutex
 	idle    map[string][]*smtpConn // by lower-case mailbox, most recent last
@@ -65,13 +63,10 @@ func NewExchangeSMTP(cfg config.Exchange, tokens TokenSource, perMailbox int, op
 	if err != nil {
 		return nil, err
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
 	return &ExchangeSMTP{
 		address: cfg.SMTPAddress, scope: cfg.Scope, tokens: tokens,
 		tls:     &tls.Config{ServerName: host, RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
-		maxIdle: perMailbox, log: opts.Logger, metrics: newSMTPMetrics(opts.Metrics), now: time.Now,
+		maxIdle: perMailbox, metrics: newSMTPMetrics(opts.Metrics), now: time.Now,
 		idle: map[string][]*smtpConn{},
 	}, nil
 }

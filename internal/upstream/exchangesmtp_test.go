@@ -191,6 +191,30 @@ func TestExchangeSMTPReusesSessionsAndOneToken(t *testing.T) {
 	}
 }
 
+func TestExchangeSMTPReplacesASessionIdleOverAMinute(t *testing.T) {
+	x, d, _, _ := startExchange(t, 4)
+	d.Grant(t, "scanner@contoso.com")
+	send := func(id string) {
+		t.Helper()
+		if _, err := x.Send(context.Background(), smtpEnv(id, "alice@example.com"), rawMessage("Subject: x\r\n\r\nx\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("q1")
+	send("q2")
+	d.Sink.WaitTransactions(t, 2, 10*time.Second)
+	if n := d.Sink.Sessions(); n != 1 {
+		t.Fatalf("%d sessions for two messages in a row, want 1", n)
+	}
+	later := time.Now().Add(smtpIdleLimit + time.Second)
+	x.now = func() time.Time { return later }
+	send("q3")
+	d.Sink.WaitTransactions(t, 3, 10*time.Second)
+	if n := d.Sink.Sessions(); n != 2 {
+		t.Errorf("%d sessions after one idled over %v, want 2", n, smtpIdleLimit)
+	}
+}
+
 func TestExchangeSMTPLargeAttachmentIntact(t *testing.T) {
 	x, d, _, _ := startExchange(t, 4)
 	d.Grant(t, "scanner@contoso.com")
