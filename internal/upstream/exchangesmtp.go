@@ -25,8 +25,8 @@ const (
 	smtpDialTimeout = 30 * time.Second
 )
 
-// TokenSource hands out access tokens of the app credential per scope;
-// *Graph is one.
+// TokenSource is a target that hands out access tokens of the app
+// credential per scope: *Graph and *ExchangeSMTP.
 type TokenSource interface {
 	Token(ctx context.Context, scope string) (string, error)
 }
@@ -39,7 +39,7 @@ type TokenSource interface {
 type ExchangeSMTP struct {
 	address string // host:port, STARTTLS
 	scope   string
-	tokens  TokenSource
+	tokens  *Graph // the app credential's tokens
 	tls     *tls.Config
 	maxIdle int // per mailbox
 	metrics *smtpMetrics
@@ -57,8 +57,9 @@ type smtpConn struct {
 }
 
 // NewExchangeSMTP returns the target for cfg's smtp_address and scope,
-// getting tokens from tokens. perMailbox is mailbox_concurrency.
-func NewExchangeSMTP(cfg config.Exchange, tokens TokenSource, perMailbox int, opts Options) (*ExchangeSMTP, error) {
+// getting tokens from the Graph target's credential. perMailbox is
+// mailbox_concurrency.
+func NewExchangeSMTP(cfg config.Exchange, tokens *Graph, perMailbox int, opts Options) (*ExchangeSMTP, error) {
 	host, _, err := net.SplitHostPort(cfg.SMTPAddress)
 	if err != nil {
 		return nil, err
@@ -71,14 +72,8 @@ func NewExchangeSMTP(cfg config.Exchange, tokens TokenSource, perMailbox int, op
 	}, nil
 }
 
-// ReloadCredential re-reads the credential files of the token source when
-// it can.
-func (x *ExchangeSMTP) ReloadCredential() error {
-	if r, ok := x.tokens.(CredentialReloader); ok {
-		return r.ReloadCredential()
-	}
-	return nil
-}
+// ReloadCredential re-reads the app credential's files.
+func (x *ExchangeSMTP) ReloadCredential() error { return x.tokens.ReloadCredential() }
 
 // Token is the app credential's token for scope, so that the IMAP and
 // POP3 front ends reach Exchange with the same cached tokens as sending.
@@ -86,14 +81,9 @@ func (x *ExchangeSMTP) Token(ctx context.Context, scope string) (string, error) 
 	return x.tokens.Token(ctx, scope)
 }
 
-// Apply hands a reloaded [graph] section to the token source when it
-// takes one: new sessions then log in with its tokens.
-func (x *ExchangeSMTP) Apply(cfg *config.Graph) error {
-	if a, ok := x.tokens.(interface{ Apply(*config.Graph) error }); ok {
-		return a.Apply(cfg)
-	}
-	return nil
-}
+// Apply hands a reloaded [graph] section to the app credential: new
+// sessions then log in with its tokens.
+func (x *ExchangeSMTP) Apply(cfg *config.Graph) error { return x.tokens.Apply(cfg) }
 
 // Way is Exchange's SMTP at smtp_address.
 func (x *ExchangeSMTP) Way() Way { return Way{Via: config.SendViaSMTP, Address: x.address} }
