@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-
 	"github.com/smtpgw/smtpgw/internal/config"
 )
 
@@ -24,14 +22,11 @@ type TokenInfo struct {
 // Check acquires a token for Graph and reads its claims, so that an admin
 // sees at once whether the tenant, app and permissions are right.
 func (g *Graph) Check(ctx context.Context) (TokenInfo, error) {
-	c := g.client.Load()
-	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}})
+	tok, err := g.Token(ctx, g.client.Load().scope)
 	if err != nil {
-		err := classify(ctx, err, nil)
-		g.metrics.countTokenFailure(err)
 		return TokenInfo{}, err
 	}
-	return ReadTokenInfo(tok.Token)
+	return ReadTokenInfo(tok)
 }
 
 // ReadTokenInfo reads what a token says about the app, without checking
