@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-sasl"
+
 	"github.com/smtpgw/smtpgw/internal/config"
 	"github.com/smtpgw/smtpgw/internal/relay"
 )
@@ -75,7 +77,8 @@ func (d *MailboxDialer) Dial(ctx context.Context, protocol, mailbox string) (net
 	conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
-	u := &upstreamLogin{conn: conn, r: bufio.NewReader(conn), address: address, mailbox: mailbox, token: token}
+	u := &upstreamLogin{conn: conn, r: bufio.NewReader(conn), address: address, mailbox: mailbox, token: token,
+		sasl: NewXOAUTH2Client(mailbox, token)}
 	var caps []string
 	if protocol == config.ProtocolPOP3 {
 		err = u.pop3()
@@ -105,6 +108,7 @@ type upstreamLogin struct {
 	address string
 	mailbox string
 	token   string
+	sasl    sasl.Client // XOAUTH2: the token, then an empty answer to an error challenge
 }
 
 func (u *upstreamLogin) readLine() (string, error) {
@@ -123,9 +127,15 @@ func (u *upstreamLogin) write(s string) error {
 	return err
 }
 
-// xoauth2 is the SASL XOAUTH2 initial response for the mailbox.
-func (u *upstreamLogin) xoauth2() string {
-	return base64.StdEncoding.EncodeToString(XOAUTH2(u.mailbox, u.token))
+// saslResponse is the SASL client's next response, base64-encoded: the
+// token first, then the empty answer to a refused token's explanation.
+// challenge is the server's line, for the error when no answer is left.
+func (u *upstreamLogin) saslResponse(challenge string) (string, error) {
+	response, err := u.sasl.Next(nil)
+	if err != nil {
+		return "", fmt.Errorf("%s answered XOAUTH2 with %q", u.address, clip(challenge))
+	}
+	return base64.StdEncoding.EncodeToString(response), nil
 }
 
 // imap logs in over IMAP: AUTHENTICATE XOAUTH2 with the initial response
@@ -139,16 +149,18 @@ func (u *upstreamLogin) imap() ([]string, error) {
 	if !strings.HasPrefix(greeting, "* OK") {
 		return nil, fmt.Errorf("%s is not available: %q", u.address, clip(greeting))
 	}
+	command := "g1 AUTHENTICATE XOAUTH2"
 	if slices.Contains(capabilityCode(greeting), "SASL-IR") {
-		err = u.write("g1 AUTHENTICATE XOAUTH2 " + u.xoauth2())
-	} else {
-		err = u.write("g1 AUTHENTICATE XOAUTH2")
+		response, err := u.saslResponse(greeting)
+		if err != nil {
+			return nil, err
+		}
+		command += " " + response
 	}
-	if err != nil {
+	if err := u.write(command); err != nil {
 		return nil, err
 	}
 	var caps []string
-	sentResponse := slices.Contains(capabilityCode(greeting), "SASL-IR")
 	for {
 		line, err := u.readLine()
 		if err != nil {
@@ -156,15 +168,13 @@ func (u *upstreamLogin) imap() ([]string, error) {
 		}
 		switch {
 		case strings.HasPrefix(line, "+"):
-			if sentResponse {
-				// A failed token: the server explains in a challenge (base64
-				// JSON) and waits for an empty line before it answers NO.
-				err = u.write("")
-			} else {
-				err = u.write(u.xoauth2())
-				sentResponse = true
-			}
+			// The token's challenge, or a failed token's explanation (base64
+			// JSON) that waits for an empty line before the NO.
+			response, err := u.saslResponse(line)
 			if err != nil {
+				return nil, err
+			}
+			if err := u.write(response); err != nil {
 				return nil, err
 			}
 		case strings.HasPrefix(line, "* CAPABILITY "):
@@ -231,7 +241,6 @@ func (u *upstreamLogin) pop3() error {
 	if err := u.write("AUTH XOAUTH2"); err != nil {
 		return err
 	}
-	sentResponse := false
 	for {
 		line, err := u.readLine()
 		if err != nil {
@@ -241,12 +250,13 @@ func (u *upstreamLogin) pop3() error {
 		case strings.HasPrefix(line, "+OK"):
 			return nil
 		case strings.HasPrefix(line, "+"):
-			next := u.xoauth2()
-			if sentResponse {
-				next = "" // a failed token's explanation; the refusal follows
+			// The token's challenge, or a failed token's explanation
+			// before the refusal.
+			response, err := u.saslResponse(line)
+			if err != nil {
+				return err
 			}
-			sentResponse = true
-			if err := u.write(next); err != nil {
+			if err := u.write(response); err != nil {
 				return err
 			}
 		case strings.HasPrefix(line, "-ERR [SYS/TEMP]"), strings.HasPrefix(line, "-ERR [IN-USE]"):

@@ -134,6 +134,12 @@ func TestIMAPRefusals(t *testing.T) {
 			{"", "* BAD Request is throttled. Suggested Backoff Time: 89117 milliseconds\r\n* BYE\r\n"},
 		}, false, "throttled"},
 		{"greeting bye", "secret-token", []step{{"", "* BYE overloaded\r\n"}}, false, "not available"},
+		// XOAUTH2 has one error challenge; another is not answered again.
+		{"challenge after the empty answer", fakeToken("IMAP.AccessAsApp"), []step{
+			{"", "* OK [CAPABILITY IMAP4rev1 SASL-IR] ready\r\n"},
+			{"g1 AUTHENTICATE", "+ e30=\r\n"},
+			{"\r\n", "+ e30=\r\n"},
+		}, false, `answered XOAUTH2 with "+ e30="`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,11 +19,12 @@ var errXOAUTH2Refused = errors.New("xoauth2: the server refused the token")
 // xoauth2Client is a SASL client for XOAUTH2 in the two-step form: the
 // token goes in its own line after the server's empty challenge, not on the
 // AUTH line, which some servers (Dovecot's submission) limit to 1,025
-// characters. A server that refuses the token may first send an error
-// challenge (base64 JSON, as Google and Dovecot do); the client answers it
-// with an empty response so that the server sends its final refusal. It
-// never answers a challenge with nil: go-smtp's Client.Auth reports success
-// when it does.
+// characters. (The IMAP login puts the first response on the AUTHENTICATE
+// line itself when the server offers SASL-IR.) A server that refuses the
+// token may first send an error challenge (base64 JSON, as Google and
+// Dovecot do); the client answers it with an empty response so that the
+// server sends its final refusal. It never answers a challenge with nil:
+// go-smtp's Client.Auth reports success when it does.
 type xoauth2Client struct {
 	response []byte
 	step     int
