@@ -34,9 +34,6 @@ type MailboxDialer struct {
 	Timeout time.Duration // of the whole login; 30s when zero
 }
 
-// maxUpstreamLine bounds a line read from the upstream during login.
-const maxUpstreamLine = 64 << 10
-
 // Dial logs in as mailbox over protocol (config.ProtocolIMAP or
 // config.ProtocolPOP3) and returns the connection past authentication and,
 // for IMAP, the server's capabilities. An error wraps
@@ -111,9 +108,12 @@ type upstreamLogin struct {
 	sasl    sasl.Client // XOAUTH2: the token, then an empty answer to an error challenge
 }
 
+// readLine reads one line of the login. A line must fit in the reader's
+// buffer (4 KiB): Exchange's greetings, challenges and capability lists
+// are a few hundred bytes.
 func (u *upstreamLogin) readLine() (string, error) {
 	line, err := u.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxUpstreamLine {
+	if errors.Is(err, bufio.ErrBufferFull) {
 		return "", fmt.Errorf("%s sent an overlong line", u.address)
 	}
 	if err != nil {

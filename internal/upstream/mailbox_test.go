@@ -134,6 +134,7 @@ func TestIMAPRefusals(t *testing.T) {
 			{"", "* BAD Request is throttled. Suggested Backoff Time: 89117 milliseconds\r\n* BYE\r\n"},
 		}, false, "throttled"},
 		{"greeting bye", "secret-token", []step{{"", "* BYE overloaded\r\n"}}, false, "not available"},
+		{"line over 4 KiB", "secret-token", []step{{"", "* OK " + strings.Repeat("x", 4<<10) + "\r\n"}}, false, "overlong line"},
 		// XOAUTH2 has one error challenge; another is not answered again.
 		{"challenge after the empty answer", fakeToken("IMAP.AccessAsApp"), []step{
 			{"", "* OK [CAPABILITY IMAP4rev1 SASL-IR] ready\r\n"},
