@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-smtp"
 )
@@ -165,10 +166,19 @@ func (s spoolReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// bccReaders are the readers of writeWithoutBcc, kept between messages
+// so that each message does not allocate one of streamBuffer bytes.
+var bccReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, streamBuffer) }}
+
 // writeWithoutBcc copies the message to w byte for byte, except the Bcc
 // header field (with its continuation lines), which must not travel.
 func writeWithoutBcc(w io.Writer, r io.Reader) error {
-	br := bufio.NewReaderSize(spoolReader{r}, streamBuffer)
+	br := bccReaders.Get().(*bufio.Reader)
+	br.Reset(spoolReader{r})
+	defer func() {
+		br.Reset(nil) // holds no message while pooled
+		bccReaders.Put(br)
+	}()
 	skipping, lineStart := false, true
 	for {
 		chunk, err := br.ReadSlice('\n')
