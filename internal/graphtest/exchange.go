@@ -65,7 +65,7 @@ func (s *Server) issueToken(audience string, expires time.Time) string {
 		roles = exchangeRoles
 	}
 	now := time.Now().Add(-clockSkew).Unix()
-	access := signJWT(map[string]any{
+	access := signJWT(signingKey(), SigningKeyID, map[string]any{
 		"aud": audience, "iss": s.Issuer(), "tid": s.TenantID,
 		"appid": s.ClientID, "azp": s.ClientID, "roles": roles,
 		"sub": s.servicePrincipalID, "oid": s.servicePrincipalID, "idtyp": "app",
@@ -77,14 +77,14 @@ func (s *Server) issueToken(audience string, expires time.Time) string {
 	return access
 }
 
-// signJWT signs claims with the fakes' signing key.
-func signJWT(claims map[string]any) string {
-	header, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": SigningKeyID})
+// signJWT signs claims with key as RS256, naming the key kid in the header.
+func signJWT(key *rsa.PrivateKey, kid string, claims map[string]any) string {
+	header, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": kid})
 	payload, _ := json.Marshal(claims)
 	enc := base64.RawURLEncoding
 	signed := enc.EncodeToString(header) + "." + enc.EncodeToString(payload)
 	digest := sha256.Sum256([]byte(signed))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, signingKey(), crypto.SHA256, digest[:])
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, digest[:])
 	if err != nil {
 		panic(err)
 	}

@@ -305,7 +305,7 @@ func TestGraphRefusals(t *testing.T) {
 		code   string // "" for an HTML body
 	}{
 		{"no token", "", jsonType, sendMailJSON(t, false), 401, "InvalidAuthenticationToken"},
-		{"token not issued here", signJWT(map[string]any{"tid": s.TenantID}), jsonType, sendMailJSON(t, false), 401, "InvalidAuthenticationToken"},
+		{"token not issued here", signJWT(signingKey(), SigningKeyID, map[string]any{"tid": s.TenantID}), jsonType, sendMailJSON(t, false), 401, "InvalidAuthenticationToken"},
 		{"gzip body", tok, map[string]string{"Content-Type": "application/json", "Content-Encoding": "gzip"}, sendMailJSON(t, false), 400, "ErrorInvalidRequest"},
 		{"not JSON", tok, jsonType, []byte("{"), 400, "ErrorInvalidRequest"},
 		{"header without x-", tok, jsonType, withHeaders("X-Scanner", "Priority"), 400, "InvalidInternetMessageHeader"},

@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -62,19 +61,10 @@ func (s *Server) ServiceAccountToken(t testing.TB, subject string) string {
 		t.Fatal("graphtest: ServiceAccountToken needs WithFederatedCredential")
 	}
 	now := time.Now()
-	header, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": s.issuer.kid})
-	claims, _ := json.Marshal(map[string]any{
+	return signJWT(s.issuer.key, s.issuer.kid, map[string]any{
 		"iss": s.issuerURL(), "sub": subject, "aud": []string{federatedAudience},
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(),
 	})
-	enc := base64.RawURLEncoding
-	signed := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)
-	digest := sha256.Sum256([]byte(signed))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, s.issuer.key, crypto.SHA256, digest[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signed + "." + enc.EncodeToString(sig)
 }
 
 // isFederated tells a service account token (signed by the cluster issuer's
