@@ -3,15 +3,9 @@ package upstream
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -25,6 +19,7 @@ import (
 	"github.com/smtpgw/smtpgw/internal/convert"
 	"github.com/smtpgw/smtpgw/internal/envelope"
 	"github.com/smtpgw/smtpgw/internal/graphtest"
+	"github.com/smtpgw/smtpgw/internal/relay/relaytest"
 )
 
 // The two ways out, each to a fake that answers at once: Graph (convert,
@@ -123,14 +118,14 @@ func startInstantGraph(b *testing.B) Target {
 // token and discards every message as soon as it is read.
 func startInstantSMTP(b *testing.B) Target {
 	fake := graphtest.New(b)
-	cert, pool := instantCertificate(b)
+	serverTLS, clientTLS := relaytest.TLS(b)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	s := smtp.NewServer(instantBackend{})
 	s.Domain = "instant.localhost"
-	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	s.TLSConfig = serverTLS
 	s.MaxMessageBytes = 100 << 20
 	go s.Serve(l)
 	b.Cleanup(func() { s.Close() })
@@ -143,33 +138,12 @@ func startInstantSMTP(b *testing.B) Target {
 	if err != nil {
 		b.Fatal(err)
 	}
-	x, err := NewExchangeSMTP(cfg.Exchange, g, cfg.Queue.MailboxConcurrency, Options{RootCAs: pool})
+	x, err := NewExchangeSMTP(cfg.Exchange, g, cfg.Queue.MailboxConcurrency, Options{RootCAs: clientTLS.RootCAs})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { x.Close() })
 	return x
-}
-
-func instantCertificate(b *testing.B) (tls.Certificate, *x509.CertPool) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	parsed, err := x509.ParseCertificate(der)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(parsed)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
 }
 
 type instantBackend struct{}
