@@ -7,11 +7,11 @@ import (
 
 // configValues fill dovecotConfig.
 type configValues struct {
-	Dir, Instance                  string
-	UID, GID                       int
-	IMAPS, IMAP, POP3S, Submission int
-	SinkHost, SinkPort             string
-	RunAsRoot                      bool
+	Dir, Instance            string
+	UID, GID                 int
+	IMAPS, POP3S, Submission int
+	SinkHost, SinkPort       string
+	RunAsRoot                bool
 }
 
 // dovecotTemplate accepts only XOAUTH2 and OAUTHBEARER: a first passdb
@@ -69,7 +69,7 @@ userdb {
 
 service imap-login {
   inet_listener imap {
-    port = {{.IMAP}}
+    port = 0
   }
   inet_listener imaps {
     port = {{.IMAPS}}

@@ -26,7 +26,6 @@ import (
 // Server is a running Dovecot. Addresses are 127.0.0.1:PORT.
 type Server struct {
 	IMAPAddress       string // implicit TLS, as outlook.office365.com:993
-	IMAPPlainAddress  string // plain, with STARTTLS
 	POP3Address       string // implicit TLS, as outlook.office365.com:995
 	SubmissionAddress string // STARTTLS, as smtp.office365.com:587
 	Sink              *Sink  // where submitted mail goes
@@ -145,16 +144,16 @@ func (s *Server) writeFiles(fake *graphtest.Server) error {
 
 // start writes the configuration with fresh ports and runs Dovecot.
 func (s *Server) start(binary string) error {
-	ports, err := freePorts(4)
+	ports, err := freePorts(3)
 	if err != nil {
 		return err
 	}
 	addr := func(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
-	s.IMAPAddress, s.IMAPPlainAddress, s.POP3Address, s.SubmissionAddress = addr(ports[0]), addr(ports[1]), addr(ports[2]), addr(ports[3])
+	s.IMAPAddress, s.POP3Address, s.SubmissionAddress = addr(ports[0]), addr(ports[1]), addr(ports[2])
 	sinkHost, sinkPort, _ := net.SplitHostPort(s.Sink.Address)
 	conf := dovecotConfig(configValues{
 		Dir: s.dir, Instance: filepath.Base(s.dir), UID: s.mailID.uid, GID: s.mailID.gid,
-		IMAPS: ports[0], IMAP: ports[1], POP3S: ports[2], Submission: ports[3],
+		IMAPS: ports[0], POP3S: ports[1], Submission: ports[2],
 		SinkHost: sinkHost, SinkPort: sinkPort, RunAsRoot: os.Getuid() == 0,
 	})
 	if err := os.WriteFile(s.path("dovecot.conf"), []byte(conf), 0o644); err != nil {
@@ -187,7 +186,7 @@ func (s *Server) start(binary string) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for _, a := range []string{s.IMAPAddress, s.IMAPPlainAddress, s.POP3Address, s.SubmissionAddress} {
+	for _, a := range []string{s.IMAPAddress, s.POP3Address, s.SubmissionAddress} {
 		for {
 			c, err := net.DialTimeout("tcp", a, time.Second)
 			if err == nil {
