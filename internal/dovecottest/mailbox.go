@@ -16,6 +16,7 @@ import (
 func (s *Server) AddMailbox(t testing.TB, mailbox string) {
 	t.Helper()
 	s.appendLine(t, "users", strings.ToLower(mailbox)+":::::::")
+	waitUntilSeen()
 }
 
 // Grant gives the fake's app access to mailbox, as Add-MailboxPermission
@@ -24,9 +25,10 @@ func (s *Server) AddMailbox(t testing.TB, mailbox string) {
 func (s *Server) Grant(t testing.TB, mailbox string) {
 	t.Helper()
 	if !s.hasLine("users", strings.ToLower(mailbox)+":::::::") {
-		s.AddMailbox(t, mailbox)
+		s.appendLine(t, "users", strings.ToLower(mailbox)+":::::::")
 	}
 	s.appendLine(t, "grants", s.appID+"/"+strings.ToLower(mailbox)+"::::::")
+	waitUntilSeen()
 }
 
 // Revoke takes the app's access to mailbox away again.
@@ -46,6 +48,7 @@ func (s *Server) Revoke(t testing.TB, mailbox string) {
 		}
 	}
 	s.replace(t, "grants", strings.Join(kept, "\n")+"\n")
+	waitUntilSeen()
 }
 
 func (s *Server) hasLine(file, line string) bool {
@@ -73,8 +76,8 @@ func (s *Server) appendLine(t testing.TB, file, line string) {
 // replace writes a passwd-file whole, under a new name then renamed, so
 // that Dovecot, which re-reads it when it changes, never reads half.
 // Dovecot compares modification times in seconds: a change in the same
-// second as the last would go unseen, so the time is moved on. It returns
-// once Dovecot sees the change.
+// second as the last would go unseen, so the time is moved on. Dovecot
+// sees the change after waitUntilSeen.
 func (s *Server) replace(t testing.TB, file, content string) {
 	path := s.path(file)
 	var last time.Time
@@ -92,8 +95,12 @@ func (s *Server) replace(t testing.TB, file, content string) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
-	// Dovecot looks at the file at most once a second: from the next
-	// second on, every login sees the change.
+}
+
+// waitUntilSeen returns once Dovecot sees the files replaced before: it
+// looks at a file at most once a second, so from the next second on every
+// login sees the change. Files changed together need one wait.
+func waitUntilSeen() {
 	now := time.Now()
 	time.Sleep(now.Truncate(time.Second).Add(time.Second + 50*time.Millisecond).Sub(now))
 }
