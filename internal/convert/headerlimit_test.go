@@ -46,7 +46,7 @@ func TestHeaderMeter(t *testing.T) {
 				return ended, tooLarge
 			}
 		}
-		return false, len(raw) > MaxHeaderBytes
+		return false, false // the header never ended: the meter saw nothing too large
 	}
 	for name, raw := range oversizedHeaders() {
 		if _, tooLarge := measure(raw); !tooLarge {
