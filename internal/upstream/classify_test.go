@@ -46,7 +46,7 @@ func TestClassification(t *testing.T) {
 			cfg.Timeout = config.Duration(500 * time.Millisecond)
 			g := newGraph(t, fake, cfg)
 			fake.FailNext(graphtest.RouteSendMail, 1, tt.failure)
-			_, err := g.Send(context.Background(), testEnv, Converted(message(tt.name)))
+			_, err := g.Send(context.Background(), testEnv, convertedMessage(message(tt.name)))
 			var e *Error
 			if !errors.As(err, &e) {
 				t.Fatalf("err = %v, want *Error", err)
@@ -103,7 +103,7 @@ func TestTokenRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = g.Send(context.Background(), testEnv, Converted(message("x")))
+			_, err = g.Send(context.Background(), testEnv, convertedMessage(message("x")))
 			var e *Error
 			if !errors.As(err, &e) {
 				t.Fatalf("err = %v, want *Error", err)
@@ -131,7 +131,7 @@ func TestTokenEndpointTroubleIsTransient(t *testing.T) {
 	fake := graphtest.New(t)
 	g := newGraph(t, fake, fake.GraphConfig(t))
 	fake.FailNext(graphtest.RouteToken, 1, graphtest.Failure{Status: 503})
-	_, err := g.Send(context.Background(), testEnv, Converted(message("x")))
+	_, err := g.Send(context.Background(), testEnv, convertedMessage(message("x")))
 	var e *Error
 	if !errors.As(err, &e) || e.Kind != KindTransient {
 		t.Fatalf("err = %v, want a transient failure", err)
@@ -144,7 +144,7 @@ func TestUploadRefusalIsNotTheCredential(t *testing.T) {
 	fake := graphtest.New(t)
 	g := newGraph(t, fake, fake.GraphConfig(t))
 	fake.FailNext(graphtest.RouteUpload, 10, graphtest.Failure{Status: 401})
-	_, err := g.Send(context.Background(), testEnv, Converted(message("large", bytesAttachment("big.pdf", patterned(4<<20)))))
+	_, err := g.Send(context.Background(), testEnv, convertedMessage(message("large", bytesAttachment("big.pdf", patterned(4<<20)))))
 	var e *Error
 	if !errors.As(err, &e) || e.Kind != KindTransient || e.Scope != ScopeMessage {
 		t.Fatalf("err = %v, want a transient failure of this message", err)
@@ -160,13 +160,13 @@ func TestScopeComesFromCloud(t *testing.T) {
 		t.Fatalf("default scope = %q", cfg.Scope)
 	}
 	g := newGraph(t, fake, cfg)
-	if _, err := g.Send(context.Background(), testEnv, Converted(message("x"))); err != nil {
+	if _, err := g.Send(context.Background(), testEnv, convertedMessage(message("x"))); err != nil {
 		t.Fatal(err)
 	}
 
 	cfg.Scope = "https://graph.microsoft.us/.default"
 	g = newGraph(t, fake, cfg)
-	_, err := g.Send(context.Background(), testEnv, Converted(message("x")))
+	_, err := g.Send(context.Background(), testEnv, convertedMessage(message("x")))
 	var e *Error
 	if !errors.As(err, &e) || e.Kind != KindCredential || e.Status != 401 {
 		t.Fatalf("err = %v, want Graph refusing a token for another cloud", err)
@@ -179,14 +179,14 @@ func TestReloadCredential(t *testing.T) {
 	cfg := fake.GraphConfig(t)
 	os.WriteFile(cfg.ClientSecretFile, []byte("wrong\n"), 0o600)
 	g := newGraph(t, fake, cfg)
-	if _, err := g.Send(context.Background(), testEnv, Converted(message("x"))); err == nil {
+	if _, err := g.Send(context.Background(), testEnv, convertedMessage(message("x"))); err == nil {
 		t.Fatal("sent with a wrong secret")
 	}
 	if err := g.ReloadCredential(); err != nil {
 		t.Fatal(err)
 	}
 	before := fake.TokenRequests()
-	if _, err := g.Send(context.Background(), testEnv, Converted(message("x"))); err == nil {
+	if _, err := g.Send(context.Background(), testEnv, convertedMessage(message("x"))); err == nil {
 		t.Fatal("sent with a wrong secret")
 	}
 	if fake.TokenRequests() != before+1 {
@@ -198,7 +198,7 @@ func TestReloadCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := g.Send(context.Background(), testEnv, Converted(message("x"))); err != nil {
+		if _, err := g.Send(context.Background(), testEnv, convertedMessage(message("x"))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -207,7 +207,7 @@ func TestReloadCredential(t *testing.T) {
 	if err := g.ReloadCredential(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Send(context.Background(), testEnv, Converted(message("x"))); err != nil {
+	if _, err := g.Send(context.Background(), testEnv, convertedMessage(message("x"))); err != nil {
 		t.Fatal(err)
 	}
 	if fake.TokenRequests() != tokens {
@@ -218,7 +218,7 @@ func TestReloadCredential(t *testing.T) {
 	if err := g.ReloadCredential(); err == nil {
 		t.Error("no error for a missing secret file")
 	}
-	if _, err := g.Send(context.Background(), testEnv, Converted(message("x"))); err != nil {
+	if _, err := g.Send(context.Background(), testEnv, convertedMessage(message("x"))); err != nil {
 		t.Errorf("the credential in use was lost: %v", err)
 	}
 }
@@ -249,7 +249,7 @@ func TestApplyAndCertificateExpiry(t *testing.T) {
 	if err := g.Apply(&next); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Send(context.Background(), testEnv, Converted(message("cert"))); err != nil {
+	if _, err := g.Send(context.Background(), testEnv, convertedMessage(message("cert"))); err != nil {
 		t.Fatal(err)
 	}
 	want := time.Until(cert.NotAfter).Seconds()

@@ -45,6 +45,15 @@ func bytesAttachment(name string, data []byte) convert.Attachment {
 		Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }}
 }
 
+// convertedMessage is a Message that holds only a conversion, for the
+// targets that send one.
+func convertedMessage(r *convert.Result) Message { return converted{r} }
+
+type converted struct{ r *convert.Result }
+
+func (c converted) Converted() (*convert.Result, error) { return c.r, nil }
+func (c converted) Raw() (io.ReaderAt, int64)           { return nil, 0 }
+
 // patterned is deterministic content of any size, generated as it is read.
 func patterned(n int) []byte {
 	b := make([]byte, n)
@@ -62,7 +71,7 @@ func TestSendSmallJSON(t *testing.T) {
 	g := newGraph(t, fake, cfg)
 	pdf := patterned(10_000)
 	for i := range 3 {
-		receipt, err := g.Send(context.Background(), testEnv, Converted(message("small", bytesAttachment("scan.pdf", pdf))))
+		receipt, err := g.Send(context.Background(), testEnv, convertedMessage(message("small", bytesAttachment("scan.pdf", pdf))))
 		if err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
@@ -88,7 +97,7 @@ func TestSendMIME(t *testing.T) {
 	raw := []byte("Bcc: audit@contoso.com\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"\r\n\r\nsigned")
 	msg := message("signed")
 	msg.MIME = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil }
-	if _, err := g.Send(context.Background(), testEnv, Converted(msg)); err != nil {
+	if _, err := g.Send(context.Background(), testEnv, convertedMessage(msg)); err != nil {
 		t.Fatal(err)
 	}
 	if sent := fake.Sent(); len(sent) != 1 || sent[0].Kind != "mime" || !bytes.Equal(sent[0].MIME, raw) {
@@ -105,7 +114,7 @@ func TestCertificateCredential(t *testing.T) {
 	cfg.CertificateFile, cfg.ClientSecretFile = cfg.ClientSecretFile, ""
 	t.Setenv(config.ClientSecretEnv, "")
 	g := newGraph(t, fake, cfg)
-	if _, err := g.Send(context.Background(), testEnv, Converted(message("cert"))); err != nil {
+	if _, err := g.Send(context.Background(), testEnv, convertedMessage(message("cert"))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -117,7 +126,7 @@ func TestLargeAttachmentsUploadByteForByte(t *testing.T) {
 	big12, big40 := patterned(12<<20), patterned(40<<20)
 	msg := message("large", bytesAttachment("small.pdf", small), bytesAttachment("12.pdf", big12), bytesAttachment("40.pdf", big40))
 	fake.FailNext(graphtest.RouteUpload, 1, graphtest.Failure{Status: http.StatusServiceUnavailable})
-	if _, err := g.Send(context.Background(), testEnv, Converted(msg)); err != nil {
+	if _, err := g.Send(context.Background(), testEnv, convertedMessage(msg)); err != nil {
 		t.Fatal(err)
 	}
 	sent := fake.Sent()
@@ -142,7 +151,7 @@ func TestDraftDeletedWhenSendFails(t *testing.T) {
 	fake := graphtest.New(t)
 	g := newGraph(t, fake, fake.GraphConfig(t))
 	fake.FailNext(graphtest.RouteSend, 1, graphtest.Failure{Status: http.StatusForbidden, Code: "ErrorSendAsDenied"})
-	_, err := g.Send(context.Background(), testEnv, Converted(message("large", bytesAttachment("big.pdf", patterned(4<<20)))))
+	_, err := g.Send(context.Background(), testEnv, convertedMessage(message("large", bytesAttachment("big.pdf", patterned(4<<20)))))
 	var e *Error
 	if !errors.As(err, &e) || e.Kind != KindMessage || e.Code != "ErrorSendAsDenied" {
 		t.Fatalf("err = %v", err)
@@ -170,7 +179,7 @@ func TestOutbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.Send(context.Background(), testEnv, Converted(message("trial", bytesAttachment("a.pdf", []byte("PDF"))))); err != nil {
+	if _, err := o.Send(context.Background(), testEnv, convertedMessage(message("trial", bytesAttachment("a.pdf", []byte("PDF"))))); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "q1.json"))

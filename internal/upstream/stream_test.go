@@ -23,7 +23,7 @@ func TestEscapedSizeChoosesThePath(t *testing.T) {
 		html := strings.Repeat("<", size)
 		msg := message("html")
 		msg.Message.Body = convert.ItemBody{ContentType: "html", Content: html}
-		if _, err := g.Send(context.Background(), testEnv, Converted(msg)); err != nil {
+		if _, err := g.Send(context.Background(), testEnv, convertedMessage(msg)); err != nil {
 			t.Fatalf("%d bytes: %v", size, err)
 		}
 		sent := fake.Sent()
@@ -51,7 +51,7 @@ func TestBodyTooLargeForAnyRequestBecomesAFile(t *testing.T) {
 	pdf := patterned(10_000)
 	msg := message("nul", bytesAttachment("scan.pdf", pdf))
 	msg.Message.Body.Content = text
-	if _, err := g.Send(context.Background(), testEnv, Converted(msg)); err != nil {
+	if _, err := g.Send(context.Background(), testEnv, convertedMessage(msg)); err != nil {
 		t.Fatal(err)
 	}
 	sent := fake.Sent()
@@ -79,7 +79,7 @@ func TestSpoolFailureWhileStreaming(t *testing.T) {
 	broken := convert.Attachment{Name: "scan.pdf", Size: 100_000, Open: func() (io.ReadCloser, error) {
 		return io.NopCloser(io.MultiReader(bytes.NewReader(patterned(50_000)), errReader{})), nil
 	}}
-	_, err := g.Send(context.Background(), testEnv, Converted(message("broken", broken)))
+	_, err := g.Send(context.Background(), testEnv, convertedMessage(message("broken", broken)))
 	var e *Error
 	if !errors.As(err, &e) || e.Kind != KindTransient || !strings.Contains(e.Error(), "spool") {
 		t.Fatalf("error = %v, want a temporary spool failure", err)
@@ -99,13 +99,13 @@ func TestStreamedRequestErrorCodes(t *testing.T) {
 	fake := graphtest.New(t)
 	g := newGraph(t, fake, fake.GraphConfig(t))
 	fake.FailNext(graphtest.RouteSendMail, 1, graphtest.Failure{Status: http.StatusForbidden, Code: "ErrorSendAsDenied", Message: "no"})
-	_, err := g.Send(context.Background(), testEnv, Converted(message("denied")))
+	_, err := g.Send(context.Background(), testEnv, convertedMessage(message("denied")))
 	var e *Error
 	if !errors.As(err, &e) || e.Kind != KindMessage || e.Status != http.StatusForbidden || e.Code != "ErrorSendAsDenied" || e.RequestID == "" {
 		t.Fatalf("error = %#v", err)
 	}
 	fake.FailNext(graphtest.RouteSendMail, 1, graphtest.Failure{Status: http.StatusTooManyRequests, Code: "TooManyRequests", RetryAfter: "7"})
-	_, err = g.Send(context.Background(), testEnv, Converted(message("throttled")))
+	_, err = g.Send(context.Background(), testEnv, convertedMessage(message("throttled")))
 	if !errors.As(err, &e) || e.Kind != KindTransient || e.RetryAfter.Seconds() != 7 {
 		t.Fatalf("error = %#v", err)
 	}

@@ -56,15 +56,6 @@ type Message interface {
 	Raw() (io.ReaderAt, int64)
 }
 
-// Converted is a Message that holds only a conversion, for callers that
-// have converted already (check -send-test, tests).
-func Converted(r *convert.Result) Message { return converted{r} }
-
-type converted struct{ r *convert.Result }
-
-func (c converted) Converted() (*convert.Result, error) { return c.r, nil }
-func (c converted) Raw() (io.ReaderAt, int64)           { return nil, 0 }
-
 // CredentialReloader is a Target whose credential files an admin may fix
 // while it runs. ReloadCredential re-reads them; the next Send uses what it
 // read. It keeps the credential in use when the files cannot be read.
