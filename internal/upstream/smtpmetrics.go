@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // smtpMetrics are the Exchange SMTP target's Prometheus metrics.
@@ -13,25 +14,24 @@ type smtpMetrics struct {
 	failures    *prometheus.CounterVec
 }
 
+// newSMTPMetrics creates the metrics and registers them on reg unless it
+// is nil.
 func newSMTPMetrics(reg prometheus.Registerer) *smtpMetrics {
-	m := &smtpMetrics{
-		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+	f := promauto.With(reg)
+	return &smtpMetrics{
+		connections: f.NewGauge(prometheus.GaugeOpts{
 			Name: "smtpgw_exchange_smtp_connections",
 			Help: "Authenticated sessions open to Exchange Online's SMTP, busy or idle.",
 		}),
-		dials: prometheus.NewCounter(prometheus.CounterOpts{
+		dials: f.NewCounter(prometheus.CounterOpts{
 			Name: "smtpgw_exchange_smtp_logins_total",
 			Help: "Sessions opened and authenticated to Exchange Online's SMTP.",
 		}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+		failures: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "smtpgw_exchange_smtp_failures_total",
 			Help: "Failed sends through Exchange Online's SMTP, by kind (transient, message, credential) and SMTP reply code (empty without a reply).",
 		}, []string{"kind", "code"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.connections, m.dials, m.failures)
-	}
-	return m
 }
 
 func (m *smtpMetrics) opened() {
