@@ -113,7 +113,7 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 	st.Attempts++
 	st.LastAttempt = now
 	st.NextAttempt = now.Add(e.backoff(st.Attempts))
-	if err := e.spool.SaveState(id, st); err != nil {
+	if err := entry.SaveState(st); err != nil {
 		if errors.Is(err, queue.ErrNotFound) {
 			return result{id: id, finished: true}
 		}
@@ -153,7 +153,7 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 		// again, whatever becomes of this one.
 		st.Delivered = append(st.Delivered, receipt.Delivered...)
 		before.Delivered, entry.State.Delivered = st.Delivered, st.Delivered
-		if err := e.spool.SaveState(id, st); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		if err := entry.SaveState(st); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			e.log.Error("cannot record the recipients already delivered", "id", id, "error", err)
 		}
 	}
@@ -199,7 +199,7 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 			e.bounceRefused(env, receipt.Refused)
 		}
 		deliveredAt = now
-		if err := e.spool.Done(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		if err := e.spool.Done(entry); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			// It stays on disk and may be sent again after its next
 			// attempt time: at least once, never lost.
 			e.log.Error("delivered but cannot remove from spool", "id", id, "error", err)
@@ -218,7 +218,7 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 	case interrupted:
 		// Not an attempt: undo its count and make it due at once.
 		before.NextAttempt = now
-		if err := e.spool.SaveState(id, before); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		if err := entry.SaveState(before); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			e.log.Error("cannot record interrupted attempt", "id", id, "error", err)
 		}
 		e.log.Info("attempt interrupted by shutdown", "id", id, "mailbox", env.Mailbox)
@@ -226,7 +226,7 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 
 	case permanent:
 		// Keep Graph's IDs with the dead letter for support cases.
-		if err := e.spool.SaveState(id, st); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		if err := entry.SaveState(st); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			e.log.Error("cannot record failure", "id", id, "error", err)
 		}
 		e.fail(entry, id, failure{reason: err.Error(), plain: explain(ue), status: ue.BounceStatus, cause: ue})
@@ -247,7 +247,7 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 		// count, and the message is due as soon as the hold ends.
 		st.Attempts, st.NextAttempt = before.Attempts, now
 		st.LastError = err.Error()
-		if err := e.spool.SaveState(id, st); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		if err := entry.SaveState(st); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			e.log.Error("cannot record refusal", "id", id, "error", err)
 		}
 		e.log.Warn("held: the credential was refused", "id", id, "mailbox", env.Mailbox, "reference", ue.RequestID, "error", err)
@@ -267,7 +267,7 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 	}
 	st.NextAttempt = r.next
 	st.LastError = err.Error()
-	if err := e.spool.SaveState(id, st); err != nil {
+	if err := entry.SaveState(st); err != nil {
 		if errors.Is(err, queue.ErrNotFound) {
 			return result{id: id, finished: true}
 		}

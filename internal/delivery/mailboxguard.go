@@ -120,7 +120,7 @@ func (e *Engine) guardHeld(entry *queue.Entry, h *guardHold) result {
 	}
 	st := entry.State
 	st.NextAttempt, st.Held = h.until, h.reason
-	if err := e.spool.SaveState(id, st); err != nil {
+	if err := entry.SaveState(st); err != nil {
 		if errors.Is(err, queue.ErrNotFound) {
 			return result{id: id, finished: true}
 		}

@@ -134,22 +134,26 @@ func readStateRecords(f *os.File, start, size int64) (State, error) {
 	return State{}, nil
 }
 
-// appendState appends a state record to the .msg file at path, and
-// fsyncs the file when durable is set.
-func appendState(path string, st State, durable bool) error {
+// appendState appends a state record to the .msg file at path, fsyncs the
+// file when durable is set, and returns the record's length. checkHeader
+// reads the file's header first, for a caller that does not know the
+// file's layout: appended to a version 1 file, the record would become
+// part of the message, and an admin command run before the upgrade must
+// not do that.
+func appendState(path string, st State, durable, checkHeader bool) (int64, error) {
 	rec, err := stateRecord(st)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	// Appended to a version 1 file, the record would become part of the
-	// message: an admin command run before the upgrade must not.
-	head := make([]byte, len(headerPrefix))
-	if _, err = f.ReadAt(head, 0); err == io.EOF || err == nil && string(head) != headerPrefix {
-		err = errNoHeader
+	if checkHeader {
+		head := make([]byte, len(headerPrefix))
+		if _, err = f.ReadAt(head, 0); err == io.EOF || err == nil && string(head) != headerPrefix {
+			err = errNoHeader
+		}
 	}
 	if err == nil {
 		_, err = f.Write(rec)
@@ -160,5 +164,5 @@ func appendState(path string, st State, durable bool) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	return int64(len(rec)), err
 }

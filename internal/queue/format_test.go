@@ -107,6 +107,14 @@ func TestOpenConvertsVersion1(t *testing.T) {
 	if after, _ := os.ReadFile(filepath.Join(dir, queueDir, "0000000000002bbbbbb"+msgExt)); string(after) != string(before) {
 		t.Error("Retry changed an old message")
 	}
+	if e, err := admin.Get("0000000000002bbbbbb"); err != nil {
+		t.Fatal(err)
+	} else if err := e.SaveState(State{Attempts: 3}); !errors.Is(err, errNoHeader) {
+		t.Errorf("SaveState of an old message's entry = %v, want %v", err, errNoHeader)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, queueDir, "0000000000002bbbbbb"+msgExt)); string(after) != string(before) {
+		t.Error("SaveState of an entry changed an old message")
+	}
 
 	s, err := Open(dir)
 	if err != nil {
@@ -185,7 +193,7 @@ func TestDoneKeepsSpareFiles(t *testing.T) {
 	if err := s.SaveState(first, State{Attempts: 7}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Done(first); err != nil {
+	if err := s.Done(get(t, s, first)); err != nil {
 		t.Fatal(err)
 	}
 	if got := spareSizes(); len(got) != maxSpares || got[first+spareExt] == 0 {
@@ -210,13 +218,26 @@ func TestDoneKeepsSpareFiles(t *testing.T) {
 	}
 
 	large := commit(t, s, testEnvelope(), strings.Repeat("x", maxSpareSize+1))
-	if err := s.Done(large); err != nil {
+	if err := s.Done(get(t, s, large)); err != nil {
 		t.Fatal(err)
 	}
 	if _, kept := spareSizes()[large+spareExt]; kept {
 		t.Errorf("a large delivered message was kept as a spare")
 	}
-	if err := s.Done(second); err != nil {
+	// A message small itself, made large by the state records of its
+	// attempts: Done counts what the entry appended.
+	grown := commit(t, s, testEnvelope(), strings.Repeat("x", maxSpareSize-1000))
+	e = get(t, s, grown)
+	if err := e.SaveState(State{LastError: strings.Repeat("HTTP 503 ", 200)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Done(e); err != nil {
+		t.Fatal(err)
+	}
+	if _, kept := spareSizes()[grown+spareExt]; kept {
+		t.Errorf("a delivered message grown large by its state records was kept as a spare")
+	}
+	if err := s.Done(get(t, s, second)); err != nil {
 		t.Fatal(err)
 	}
 	before := spareSizes()

@@ -242,7 +242,7 @@ func (in *Incoming) Commit() (string, error) {
 		return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 	}
 	if fn := in.spool.onCommit.Load(); fn != nil {
-		(*fn)(&Entry{Envelope: in.env, Size: in.rawSize, path: dst, offset: in.rawStart})
+		(*fn)(&Entry{Envelope: in.env, Size: in.rawSize, path: dst, offset: in.rawStart, fileSize: in.size})
 	}
 	return in.id, nil
 }

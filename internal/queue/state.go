@@ -52,6 +52,10 @@ type Entry struct {
 
 	path   string // the .msg file
 	offset int64  // where the raw message starts in it
+	// fileSize is the file's length as loaded, plus the records SaveState
+	// appended since: Done needs no stat to tell a small file.
+	fileSize int64
+	version1 bool // the file is in an earlier version's layout (see format.go)
 }
 
 // Raw returns an Opener streaming the raw message, exactly as received.
@@ -134,7 +138,8 @@ func (s *Spool) load(folder, id string) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (message %s)", err, id)
 	}
-	return &Entry{Envelope: l.env, State: st, Size: l.rawSize, path: path, offset: l.rawStart}, nil
+	return &Entry{Envelope: l.env, State: st, Size: l.rawSize, path: path, offset: l.rawStart,
+		fileSize: fi.Size(), version1: l.version1}, nil
 }
 
 // State reads the current state of a queued message. A message never
@@ -178,11 +183,31 @@ func (s *Spool) readVersion1State(folder, id string) (State, error) {
 // more. That fsync was the largest cost of delivering a message.
 func (s *Spool) SaveState(id string, st State) error { return s.writeState(queueDir, id, st, false) }
 
+// SaveState is Spool.SaveState for a message loaded from the queue. Its
+// layout is known, so the file's header is not read again: the engine
+// records each attempt of each message this way.
+func (e *Entry) SaveState(st State) error {
+	id := e.Envelope.ID
+	if e.version1 {
+		return stateError(id, errNoHeader)
+	}
+	n, err := appendState(e.path, st, false, false)
+	if err == nil {
+		e.fileSize += n
+	}
+	return stateError(id, err)
+}
+
 func (s *Spool) writeState(folder, id string, st State, durable bool) error {
 	if !validID(id) {
 		return notFound(id, nil)
 	}
-	err := appendState(s.path(folder, id, msgExt), st, durable)
+	_, err := appendState(s.path(folder, id, msgExt), st, durable, true)
+	return stateError(id, err)
+}
+
+// stateError is the error of recording the state of message id.
+func stateError(id string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
 		return notFound(id, err)
 	}
@@ -199,15 +224,13 @@ func (s *Spool) folderSync(folder string) *dirSync {
 	return &s.queueSync
 }
 
-// Done takes a delivered message out of the queue; its file may become a
-// spare for the next message (see spare.go). The removal is durable within
-// syncDelay: a power cut sooner may have the message sent again, as any
-// mail server would, but never loses one.
-func (s *Spool) Done(id string) error {
-	if !validID(id) {
-		return notFound(id, nil)
-	}
-	if err := s.spares.keep(s.path(queueDir, id, msgExt), s.path(spareDir, id, spareExt)); err != nil {
+// Done takes a delivered message, loaded from the queue, out of it; its
+// file may become a spare for the next message (see spare.go). The removal
+// is durable within syncDelay: a power cut sooner may have the message
+// sent again, as any mail server would, but never loses one.
+func (s *Spool) Done(e *Entry) error {
+	id := e.Envelope.ID
+	if err := s.spares.keep(e.path, e.fileSize, s.path(spareDir, id, spareExt)); err != nil {
 		return notFound(id, err)
 	}
 	s.queueSync.syncSoon()
