@@ -225,10 +225,9 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 		return result{id: id, next: now}
 
 	case permanent:
-		// Keep Graph's IDs with the dead letter for support cases.
-		if err := entry.SaveState(st); err != nil && !errors.Is(err, queue.ErrNotFound) {
-			e.log.Error("cannot record failure", "id", id, "error", err)
-		}
+		// Fail records it: Graph's IDs stay with the dead letter for
+		// support cases.
+		entry.State = st
 		e.fail(entry, id, failure{reason: err.Error(), plain: explain(ue), status: ue.BounceStatus, cause: ue})
 		// Graph judged the message, so it took the credential; a failure
 		// before any answer says nothing about it.
@@ -377,10 +376,15 @@ type failure struct {
 	cause  *upstream.Error // Graph's refusal, if that is the reason
 }
 
-// fail moves a message to the dead letters and bounces it if it should.
-// entry is nil when the message could not even be read.
+// fail moves a message to the dead letters, with the state its entry
+// holds, and bounces it if it should. entry is nil when the message could
+// not even be read: its state is lost with it.
 func (e *Engine) fail(entry *queue.Entry, id string, f failure) {
-	if err := e.spool.Fail(id, f.reason); err != nil {
+	var st queue.State
+	if entry != nil {
+		st = entry.State
+	}
+	if err := e.spool.Fail(id, st, f.reason); err != nil {
 		if !errors.Is(err, queue.ErrNotFound) {
 			e.log.Error("cannot move message to failed", "id", id, "reason", f.reason, "error", err)
 		}

@@ -525,7 +525,10 @@ func (e *Engine) rescan(now time.Time) error {
 			e.add(id, now)
 			continue
 		}
-		if st, err := e.spool.State(id); err == nil && !it.inFlight {
+		if it.inFlight {
+			continue // only its attempt writes its state
+		}
+		if st, err := e.spool.State(id); err == nil {
 			it.next = st.NextAttempt
 			if st.Requeued.After(it.received) {
 				it.expires = st.Requeued.Add(e.maxAge)

@@ -78,25 +78,11 @@ var layoutReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 // readLayout reads the header and envelope of a .msg file of size bytes.
 func readLayout(r io.Reader, size int64) (layout, error) {
-	br := layoutReaders.Get().(*bufio.Reader)
-	br.Reset(r)
-	defer func() {
-		br.Reset(nil)
-		layoutReaders.Put(br)
-	}()
-	var l layout
-	if head, err := br.Peek(len(headerPrefix)); err == nil && string(head) == headerPrefix {
-		line := make([]byte, headerLen)
-		if _, err := io.ReadFull(br, line); err != nil {
-			return layout{}, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
-		}
-		n, err := strconv.ParseInt(string(line[len(headerPrefix):headerLen-1]), 16, 64)
-		if err != nil || n < 0 || line[headerLen-1] != '\n' {
-			return layout{}, fmt.Errorf("%w: header %q", ErrCorrupt, line)
-		}
-		l.rawStart, l.rawSize = int64(headerLen), n
-	} else {
-		l.version1 = true
+	br := takeLayoutReader(r)
+	defer putLayoutReader(br)
+	l, err := readFileHeader(br)
+	if err != nil {
+		return layout{}, err
 	}
 	env, n, err := readEnvelope(br)
 	if err != nil {
@@ -106,10 +92,70 @@ func readLayout(r io.Reader, size int64) (layout, error) {
 	if l.version1 {
 		l.rawSize = size - l.rawStart
 	}
-	if l.stateStart() > size {
-		return layout{}, fmt.Errorf("%w: %d bytes, the header says %d", ErrCorrupt, size, l.stateStart())
+	return l, l.check(size)
+}
+
+// readStateStart is readLayout without decoding the envelope, for a caller
+// that only wants the state: the envelope line is skipped. A version 1
+// file has no state records; its layout says so.
+func readStateStart(r io.Reader, size int64) (layout, error) {
+	br := takeLayoutReader(r)
+	defer putLayoutReader(br)
+	l, err := readFileHeader(br)
+	if err != nil || l.version1 {
+		return l, err
 	}
-	return l, nil
+	for {
+		line, err := br.ReadSlice('\n')
+		l.rawStart += int64(len(line))
+		if err == nil {
+			break
+		}
+		if err == io.EOF {
+			return layout{}, fmt.Errorf("%w: no envelope line", ErrCorrupt)
+		}
+		if err != bufio.ErrBufferFull {
+			return layout{}, fmt.Errorf("spool: read envelope: %w", err)
+		}
+	}
+	return l, l.check(size)
+}
+
+func takeLayoutReader(r io.Reader) *bufio.Reader {
+	br := layoutReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putLayoutReader(br *bufio.Reader) {
+	br.Reset(nil)
+	layoutReaders.Put(br)
+}
+
+// readFileHeader reads the header of a .msg file, if it has one: the
+// layout it returns has the raw message's size, and its start as if the
+// envelope line were empty.
+func readFileHeader(br *bufio.Reader) (layout, error) {
+	if head, err := br.Peek(len(headerPrefix)); err != nil || string(head) != headerPrefix {
+		return layout{version1: true}, nil
+	}
+	line := make([]byte, headerLen)
+	if _, err := io.ReadFull(br, line); err != nil {
+		return layout{}, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
+	}
+	n, err := strconv.ParseInt(string(line[len(headerPrefix):headerLen-1]), 16, 64)
+	if err != nil || n < 0 || line[headerLen-1] != '\n' {
+		return layout{}, fmt.Errorf("%w: header %q", ErrCorrupt, line)
+	}
+	return layout{rawStart: int64(headerLen), rawSize: n}, nil
+}
+
+// check refuses a layout that does not fit in a file of size bytes.
+func (l layout) check(size int64) error {
+	if l.stateStart() > size {
+		return fmt.Errorf("%w: %d bytes, the header says %d", ErrCorrupt, size, l.stateStart())
+	}
+	return nil
 }
 
 // readStateRecords returns the last whole state record of the file f

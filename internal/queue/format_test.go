@@ -3,6 +3,7 @@ package queue
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -280,5 +281,25 @@ func TestSyncSoon(t *testing.T) {
 	}
 	if d.scheduled.Load() {
 		t.Error("a sync is still scheduled after the changes were covered")
+	}
+}
+
+// State skips the envelope line without decoding it, however long it is.
+func TestStateSkipsLongEnvelope(t *testing.T) {
+	s := openSpool(t)
+	env := testEnvelope()
+	for i := range 300 {
+		env.Recipients = append(env.Recipients, fmt.Sprintf("recipient%d@example.com", i))
+	}
+	id := commit(t, s, env, testRaw)
+	if st, err := s.State(id); err != nil || !reflect.DeepEqual(st, State{}) {
+		t.Errorf("state of a message never tried = %+v, %v", st, err)
+	}
+	want := State{Attempts: 2, LastError: "HTTP 503"}
+	if err := s.SaveState(id, want); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.State(id); err != nil || !reflect.DeepEqual(st, want) {
+		t.Errorf("state = %+v, %v; want %+v", st, err, want)
 	}
 }

@@ -35,7 +35,7 @@ func TestPurgeFailed(t *testing.T) {
 	recent := commit(t, s, testEnvelope(), "Subject: recent\r\n\r\nx\r\n")
 	queued := commit(t, s, testEnvelope(), "Subject: queued\r\n\r\nx\r\n")
 	for _, id := range []string{old, recent} {
-		if err := s.Fail(id, "HTTP 400"); err != nil {
+		if err := s.Fail(id, State{}, "HTTP 400"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,8 +29,8 @@ func TestExpireFailed(t *testing.T) {
 	old := commit(t, s, testEnvelope(), testRaw)
 	recent := commit(t, s, testEnvelope(), testRaw)
 	queued := commit(t, s, testEnvelope(), testRaw)
-	s.Fail(old, "HTTP 404 ErrorInvalidUser")
-	s.Fail(recent, "HTTP 403 ErrorAccessDenied")
+	s.Fail(old, State{}, "HTTP 404 ErrorInvalidUser")
+	s.Fail(recent, State{}, "HTTP 403 ErrorAccessDenied")
 	var logs bytes.Buffer
 	// Forty days on, with failed_max_age at thirty.
 	n, err := s.ExpireFailed(30*24*time.Hour, time.Now().Add(40*24*time.Hour), slog.New(slog.NewTextHandler(&logs, nil)))

@@ -255,7 +255,7 @@ func TestSaveStateOfVanishedMessage(t *testing.T) {
 	if _, err := e.Raw()(); !errors.Is(err, ErrNotFound) {
 		t.Errorf("opening a deleted message = %v, want ErrNotFound", err)
 	}
-	if err := s.Fail(id, "x"); !errors.Is(err, ErrNotFound) {
+	if err := s.Fail(id, State{}, "x"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Fail = %v, want ErrNotFound", err)
 	}
 	if left := files(t, s, failedDir); len(left) != 0 {
@@ -266,9 +266,8 @@ func TestSaveStateOfVanishedMessage(t *testing.T) {
 func TestFail(t *testing.T) {
 	s := openSpool(t)
 	id := commit(t, s, testEnvelope(), testRaw)
-	s.SaveState(id, State{Attempts: 3})
 	const reason = "graph permanent failure: HTTP 403 ErrorAccessDenied"
-	if err := s.Fail(id, reason); err != nil {
+	if err := s.Fail(id, State{Attempts: 3}, reason); err != nil {
 		t.Fatal(err)
 	}
 	if left := files(t, s, queueDir); len(left) != 0 {
@@ -300,7 +299,7 @@ func TestAdmin(t *testing.T) {
 	held := commit(t, s, testEnvelope(), testRaw)
 	later := time.Now().Add(time.Hour)
 	s.SaveState(deferred, State{Attempts: 2, NextAttempt: later, LastError: "HTTP 503"})
-	s.Fail(dead, "HTTP 404 ErrorInvalidUser")
+	s.Fail(dead, State{}, "HTTP 404 ErrorInvalidUser")
 	s.SaveState(held, State{NextAttempt: later, Held: "mailbox guard: identity user:erp would pass its share"})
 
 	admin, err := OpenExisting(s.Dir())
@@ -356,8 +355,8 @@ func TestAdmin(t *testing.T) {
 	}
 
 	// RetryFailed moves every dead letter back.
-	s.Fail(fresh, "x")
-	s.Fail(dead, "y")
+	s.Fail(fresh, State{}, "x")
+	s.Fail(dead, State{}, "y")
 	if n, err := admin.RetryFailed(); n != 2 || err != nil {
 		t.Errorf("RetryFailed = %d, %v; want 2, nil", n, err)
 	}
@@ -373,7 +372,7 @@ func TestAdmin(t *testing.T) {
 	}
 
 	// Delete works on queued and failed messages alike.
-	s.Fail(dead, "z")
+	s.Fail(dead, State{}, "z")
 	for _, id := range []string{dead, fresh} {
 		if err := admin.Delete(id); err != nil {
 			t.Errorf("Delete(%s) = %v", id, err)

@@ -112,46 +112,75 @@ func (s *Spool) ids(folder string) ([]string, error) {
 func (s *Spool) Get(id string) (*Entry, error) { return s.load(queueDir, id) }
 
 func (s *Spool) load(folder, id string) (*Entry, error) {
-	if !validID(id) {
-		return nil, notFound(id, nil)
-	}
-	path := s.path(folder, id, msgExt)
-	f, err := os.Open(path)
+	f, size, err := s.openMessage(folder, id)
 	if err != nil {
-		return nil, notFound(id, err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("spool: %s: %w", id, err)
-	}
-	l, err := readLayout(f, fi.Size())
+	l, err := readLayout(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("%w (message %s)", err, id)
 	}
-	var st State
-	if l.version1 {
-		st, err = s.readVersion1State(folder, id)
-	} else {
-		st, err = readStateRecords(f, l.stateStart(), fi.Size())
-	}
+	st, err := s.stateIn(folder, id, f, l, size)
 	if err != nil {
-		return nil, fmt.Errorf("%w (message %s)", err, id)
+		return nil, err
 	}
-	return &Entry{Envelope: l.env, State: st, Size: l.rawSize, path: path, offset: l.rawStart,
-		fileSize: fi.Size(), version1: l.version1}, nil
+	return &Entry{Envelope: l.env, State: st, Size: l.rawSize, path: f.Name(), offset: l.rawStart,
+		fileSize: size, version1: l.version1}, nil
 }
 
 // State reads the current state of a queued message. A message never
 // tried has the zero State.
 func (s *Spool) State(id string) (State, error) { return s.readState(queueDir, id) }
 
+// readState reads the state alone: the envelope is skipped, not decoded,
+// since the engine reads the state of every queued message at each
+// rescan.
 func (s *Spool) readState(folder, id string) (State, error) {
-	e, err := s.load(folder, id)
+	f, size, err := s.openMessage(folder, id)
 	if err != nil {
 		return State{}, err
 	}
-	return e.State, nil
+	defer f.Close()
+	l, err := readStateStart(f, size)
+	if err != nil {
+		return State{}, fmt.Errorf("%w (message %s)", err, id)
+	}
+	return s.stateIn(folder, id, f, l, size)
+}
+
+// openMessage opens the .msg file of message id in folder, and returns it
+// with its size.
+func (s *Spool) openMessage(folder, id string) (*os.File, int64, error) {
+	if !validID(id) {
+		return nil, 0, notFound(id, nil)
+	}
+	f, err := os.Open(s.path(folder, id, msgExt))
+	if err != nil {
+		return nil, 0, notFound(id, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("spool: %s: %w", id, err)
+	}
+	return f, fi.Size(), nil
+}
+
+// stateIn reads the state of message id, whose file f of size bytes has
+// layout l.
+func (s *Spool) stateIn(folder, id string, f *os.File, l layout, size int64) (State, error) {
+	var st State
+	var err error
+	if l.version1 {
+		st, err = s.readVersion1State(folder, id)
+	} else {
+		st, err = readStateRecords(f, l.stateStart(), size)
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("%w (message %s)", err, id)
+	}
+	return st, nil
 }
 
 // readVersion1State reads the ID.state file that kept the state of a
@@ -256,13 +285,10 @@ func (s *Spool) syncRemoval(folder, id string) error {
 	return nil
 }
 
-// Fail moves a queued message to the dead letters, recording why (and
-// when) in its state. Nothing is deleted.
-func (s *Spool) Fail(id, reason string) error {
-	st, err := s.State(id)
-	if err != nil {
-		st = State{} // an unreadable state must not keep a message from failing
-	}
+// Fail moves a queued message to the dead letters, recording its state st
+// (the one last recorded, as the caller knows it) with why and when it
+// failed. Nothing is deleted.
+func (s *Spool) Fail(id string, st State, reason string) error {
 	st.LastError = reason
 	st.Failed = time.Now()
 	return s.move(queueDir, failedDir, id, st)
