@@ -43,6 +43,12 @@ func (s *Spool) upgradeMessage(folder, id string) error {
 		return err
 	}
 	defer f.Close()
+	// Most files are in the current layout: their header is enough, with
+	// no envelope to decode at each start.
+	head := make([]byte, len(headerPrefix))
+	if _, err := f.ReadAt(head, 0); err == nil && string(head) == headerPrefix {
+		return nil
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return err
