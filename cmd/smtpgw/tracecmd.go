@@ -102,14 +102,11 @@ func parseClient(s string) (netip.Prefix, error) {
 	if s == "" {
 		return netip.Prefix{}, nil
 	}
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
+	p, err := config.ParsePrefix(s)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%w: -client %q is not an address or CIDR", errUsage, s)
 	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	return p, nil
 }
 
 // parseWhen reads -since or -until: a duration back from now, or a time

@@ -90,7 +90,7 @@ func (v *validator) check(c *Config) {
 		v.add("log.trace_days", "must be a number of days, not %d", c.Log.TraceDays)
 	}
 	for _, client := range c.Log.DebugClients {
-		p, err := parsePrefix(client)
+		p, err := ParsePrefix(client)
 		if err != nil {
 			v.add("log.debug_clients", "%q is not an address or CIDR", client)
 			continue
@@ -301,7 +301,7 @@ func (v *validator) checkNetworks(networks []Network) {
 			v.add(key+".cidrs", "at least one address or CIDR is required")
 		}
 		for _, c := range n.CIDRs {
-			p, err := parsePrefix(c)
+			p, err := ParsePrefix(c)
 			if err != nil {
 				v.add(key+".cidrs", "%q is not an address or CIDR", c)
 				continue
@@ -372,8 +372,8 @@ func (v *validator) nonNegative(key string, n int) {
 	}
 }
 
-// parsePrefix reads a CIDR, or a bare address as a single-host prefix.
-func parsePrefix(s string) (netip.Prefix, error) {
+// ParsePrefix reads a CIDR, or a bare address as a single-host prefix.
+func ParsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		return p.Masked(), err
