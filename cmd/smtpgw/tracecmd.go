@@ -135,7 +135,7 @@ func printTraceList(res *trace.Result, stdout io.Writer) error {
 	for _, m := range res.Messages {
 		a := m.Accepted
 		finished := "-"
-		if m.Finished != "" {
+		if m.State == trace.Delivered || m.State == trace.Failed {
 			finished = m.Updated.Time.Local().Format(traceTimeLayout)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t<%s>\t%s\t%d\t%s\n", a.Time.Local().Format(traceTimeLayout), safetext.Escape(a.ID), m.State,

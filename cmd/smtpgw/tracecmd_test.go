@@ -2,8 +2,11 @@ package main
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/smtpgw/smtpgw/internal/trace"
 )
 
 func TestTraceTimesAndClients(t *testing.T) {
@@ -34,5 +37,27 @@ func TestTraceTimesAndClients(t *testing.T) {
 	}
 	if _, err := parseClient("printer"); !errors.Is(err, errUsage) {
 		t.Errorf("parseClient(printer): %v, want a usage error", err)
+	}
+}
+
+// The list says when a message was delivered or failed, and "-" for one
+// still on its way.
+func TestTraceListFinished(t *testing.T) {
+	at := time.Date(2026, 3, 2, 12, 0, 0, 0, time.Local)
+	res := &trace.Result{Messages: []*trace.Message{
+		{Accepted: trace.Event{ID: "a1", Time: at}, State: trace.Delivered, Updated: trace.Event{Time: at.Add(time.Minute)}},
+		{Accepted: trace.Event{ID: "b2", Time: at}, State: trace.Deferred, Updated: trace.Event{Time: at.Add(time.Minute)}},
+	}}
+	var out strings.Builder
+	if err := printTraceList(res, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	// Fields: accepted date and time, ID, state, then the finished column.
+	if f := strings.Fields(lines[1]); f[2] != "a1" || f[4]+" "+f[5] != "2026-03-02 12:01:00" {
+		t.Errorf("delivered message listed as %q", lines[1])
+	}
+	if f := strings.Fields(lines[2]); f[2] != "b2" || f[4] != "-" {
+		t.Errorf("deferred message listed as %q", lines[2])
 	}
 }

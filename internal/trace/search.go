@@ -38,15 +38,14 @@ var States = []string{"queued", Deferred, Held, Delivered, Failed}
 
 // Message is one message as the trace tells it.
 type Message struct {
-	Accepted  Event   `json:"-"`
-	State     string  `json:"state"`     // queued (no outcome yet), deferred, held, delivered, failed
-	Updated   Event   `json:"-"`         // the latest outcome, zero while queued
-	Events    []Event `json:"-"`         // every event, oldest first
-	Reference string  `json:"reference"` // the upstream's reference of the latest outcome that had one
-	Bounce    string  `json:"bounce_id"` // queue ID of the bounce, if one was sent
-	Attempts  int     `json:"attempts"`  // as of the latest outcome
-	Reason    string  `json:"reason"`    // of the latest deferral, hold or failure
-	Finished  string  `json:"finished"`  // when it was delivered or failed, RFC 3339; empty before
+	Accepted  Event
+	State     string  // queued (no outcome yet), deferred, held, delivered, failed
+	Updated   Event   // the latest outcome, zero while queued
+	Events    []Event // every event, oldest first
+	Reference string  // the upstream's reference of the latest outcome that had one
+	Bounce    string  // queue ID of the bounce, if one was sent
+	Attempts  int     // as of the latest outcome
+	Reason    string  // of the latest deferral, hold or failure
 }
 
 // Result is what Search found.
@@ -444,9 +443,6 @@ func (m *Message) add(e Event) {
 		m.Reason = ""
 	}
 	m.State, m.Updated = e.Kind, e
-	if e.Kind == Delivered || e.Kind == Failed {
-		m.Finished = e.Time.UTC().Format(time.RFC3339)
-	}
 }
 
 // result decodes the messages kept, replaying their events.

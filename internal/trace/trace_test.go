@@ -91,7 +91,8 @@ func TestSearchFindsMessagesWithTheirEvents(t *testing.T) {
 		}
 	}
 	res, _ = Search(dir, Query{ID: "B2"})
-	if b := res.Messages[0]; b.Bounce != "C3" || b.Reference != "req-b" || b.Reason != "ErrorInvalidUser" || b.Finished == "" {
+	if b := res.Messages[0]; b.Bounce != "C3" || b.Reference != "req-b" || b.Reason != "ErrorInvalidUser" ||
+		b.State != Failed || !b.Updated.Time.Equal(day.Add(3*time.Second)) {
 		t.Errorf("B2 = %+v", b)
 	}
 }
