@@ -97,8 +97,8 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
 	}
 	env := entry.Envelope
-	if h := e.mailboxes.reserve(env.Mailbox, env.Identity, len(env.Recipients), e.clock.Now()); h != nil {
-		return e.guardHeld(entry, h)
+	if until, reason := e.mailboxes.reserve(env.Mailbox, env.Identity, len(env.Recipients), e.clock.Now()); reason != "" {
+		return e.guardHeld(entry, until, reason)
 	}
 	var deliveredAt time.Time
 	defer func() { e.mailboxes.settle(env.Mailbox, env.Identity, len(env.Recipients), deliveredAt) }()

@@ -116,7 +116,7 @@ type item struct {
 	probeOf  *hold      // the hold this attempt in flight probes for
 	received time.Time  // by the gateway
 	expires  time.Time  // when its maximum age passes
-	guarded  *guardHold // the mailbox guard holds it until next
+	guarded  *guardHold // the mailbox guard holds it until next; nil when not
 	// committed is the message as the spool committed it, until its first
 	// attempt takes it instead of reading the file back; a rescan drops
 	// it, since an admin command may have changed the message since.
@@ -334,7 +334,7 @@ func (e *Engine) track(entry *queue.Entry) *item {
 		received: entry.Envelope.Received, expires: ageStart(entry).Add(e.maxAge)}
 	if entry.State.Held != "" {
 		// Held by the mailbox guard before a restart.
-		it.guarded = &guardHold{mailbox: key, identity: entry.Envelope.Identity, until: it.next, reason: entry.State.Held}
+		it.guarded = &guardHold{identity: entry.Envelope.Identity, reason: entry.State.Held}
 	}
 	l.items++
 	e.items[it.id] = it

@@ -39,11 +39,11 @@ type mailboxGuard struct {
 	inFlight   map[string]int  // recipients of the sends in flight, by the same keys
 }
 
-// guardHold is a message the guard holds: until when, and why.
+// guardHold is why the guard holds a message: the identity whose share
+// it counts in, and the reason in words. The message's next attempt says
+// until when, its lane which mailbox.
 type guardHold struct {
-	mailbox  string // lower case
 	identity string
-	until    time.Time
 	reason   string // for the log and `queue show`
 }
 
@@ -51,32 +51,27 @@ func newMailboxGuard() *mailboxGuard {
 	return &mailboxGuard{sent: window.New(), byIdentity: window.New(), inFlight: map[string]int{}}
 }
 
-// reserve returns nil, and counts the message as in flight, if a message
-// from identity to n recipients may be sent as mailbox now; else the hold
-// that says until when it waits. Settle each reservation once.
-func (g *mailboxGuard) reserve(mailbox, identity string, n int, now time.Time) *guardHold {
+// reserve returns an empty reason, and counts the message as in flight,
+// if a message from identity to n recipients may be sent as mailbox now;
+// else until when it waits, and why. Settle each reservation once.
+func (g *mailboxGuard) reserve(mailbox, identity string, n int, now time.Time) (until time.Time, reason string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	key := strings.ToLower(mailbox)
 	idKey := identityKey(key, identity)
 	own := g.byIdentity.RoomAt(idKey, now, mailboxRecipientWindow, n+g.inFlight[idKey], identityRecipientsPerDay)
 	all := g.sent.RoomAt(key, now, mailboxRecipientWindow, n+g.inFlight[key], mailboxRecipientsPerDay)
-	h := &guardHold{mailbox: key, identity: identity}
 	switch {
 	case own.After(now) && !all.After(own):
-		h.until = own
-		h.reason = fmt.Sprintf("mailbox guard: identity %s would pass its share (%d) of mailbox %s's %d recipients a day",
+		return own, fmt.Sprintf("mailbox guard: identity %s would pass its share (%d) of mailbox %s's %d recipients a day",
 			identity, identityRecipientsPerDay, mailbox, mailboxRecipientsPerDay)
 	case all.After(now):
-		h.until = all
-		h.reason = fmt.Sprintf("mailbox guard: mailbox %s would pass Exchange's %d recipients a day and be blocked",
+		return all, fmt.Sprintf("mailbox guard: mailbox %s would pass Exchange's %d recipients a day and be blocked",
 			mailbox, mailboxRecipientsPerDay)
-	default:
-		g.inFlight[key] += n
-		g.inFlight[idKey] += n
-		return nil
 	}
-	return h
+	g.inFlight[key] += n
+	g.inFlight[idKey] += n
+	return time.Time{}, ""
 }
 
 // settle ends a reservation: the message was delivered at deliveredAt, or
@@ -108,26 +103,24 @@ func identityKey(mailbox, identity string) string {
 //
 // A message still held when its maximum age passes fails then, as any
 // message that waited too long.
-func (e *Engine) guardHeld(entry *queue.Entry, h *guardHold) result {
+func (e *Engine) guardHeld(entry *queue.Entry, until time.Time, reason string) result {
 	id := entry.Envelope.ID
 	expires := ageStart(entry).Add(e.maxAge)
 	if !e.clock.Now().Before(expires) {
-		e.giveUp(entry, entry.State.Attempts, errors.New(h.reason))
+		e.giveUp(entry, entry.State.Attempts, errors.New(reason))
 		return result{id: id, finished: true}
 	}
-	if h.until.After(expires) {
-		h.until = expires
-	}
+	until = minTime(until, expires)
 	st := entry.State
-	st.NextAttempt, st.Held = h.until, h.reason
+	st.NextAttempt, st.Held = until, reason
 	if err := entry.SaveState(st); err != nil {
 		if errors.Is(err, queue.ErrNotFound) {
 			return result{id: id, finished: true}
 		}
 		e.log.Error("cannot record the mailbox guard's hold", "id", id, "error", err)
 	}
-	e.log.Warn("held by the mailbox guard", "id", id, "mailbox", entry.Envelope.Mailbox, "identity", h.identity,
-		"recipients", len(entry.Envelope.Recipients), "until", h.until, "reason", h.reason)
-	e.traceOutcome(trace.Held, id, entry.State.Attempts, "", nil, h.reason)
-	return result{id: id, next: h.until, guarded: h}
+	e.log.Warn("held by the mailbox guard", "id", id, "mailbox", entry.Envelope.Mailbox, "identity", entry.Envelope.Identity,
+		"recipients", len(entry.Envelope.Recipients), "until", until, "reason", reason)
+	e.traceOutcome(trace.Held, id, entry.State.Attempts, "", nil, reason)
+	return result{id: id, next: until, guarded: &guardHold{identity: entry.Envelope.Identity, reason: reason}}
 }

@@ -21,19 +21,19 @@ const (
 // record records a delivered message, as an attempt does.
 func record(t *testing.T, g *mailboxGuard, mailbox, identity string, n int, at time.Time) {
 	t.Helper()
-	if h := g.reserve(mailbox, identity, n, at); h != nil {
-		t.Fatalf("held: %+v", h)
+	if until, reason := g.reserve(mailbox, identity, n, at); reason != "" {
+		t.Fatalf("held until %v: %s", until, reason)
 	}
 	g.settle(mailbox, identity, n, at)
 }
 
 // check asks whether a message may go, without sending it.
-func check(g *mailboxGuard, mailbox, identity string, n int, now time.Time) *guardHold {
-	h := g.reserve(mailbox, identity, n, now)
-	if h == nil {
+func check(g *mailboxGuard, mailbox, identity string, n int, now time.Time) (until time.Time, reason string) {
+	until, reason = g.reserve(mailbox, identity, n, now)
+	if reason == "" {
 		g.settle(mailbox, identity, n, time.Time{})
 	}
-	return h
+	return until, reason
 }
 
 func TestMailboxGuard(t *testing.T) {
@@ -46,25 +46,25 @@ func TestMailboxGuard(t *testing.T) {
 	noon := start.Add(4 * time.Hour)
 	record(t, g, "scanner@contoso.com", erp, 150, noon)
 	later := start.Add(6 * time.Hour)
-	if h := check(g, "scanner@contoso.com", printers, 50, later); h != nil {
-		t.Errorf("50 more (10,000 in all) held until %v", h.until)
+	if until, reason := check(g, "scanner@contoso.com", printers, 50, later); reason != "" {
+		t.Errorf("50 more (10,000 in all) held until %v", until)
 	}
 	// 51 more would pass 10,000: held until the first morning send is a
 	// day old.
-	if h := check(g, "scanner@contoso.com", printers, 51, later); h == nil || !h.until.Equal(start.Add(24*time.Hour)) {
-		t.Errorf("51 more held %+v, want until %v", h, start.Add(24*time.Hour))
+	if until, reason := check(g, "scanner@contoso.com", printers, 51, later); reason == "" || !until.Equal(start.Add(24*time.Hour)) {
+		t.Errorf("51 more held until %v (%q), want until %v", until, reason, start.Add(24*time.Hour))
 	}
 	// 400 more need the first two sends gone.
-	if h := check(g, "scanner@contoso.com", erp, 400, later); h == nil || !h.until.Equal(start.Add(24*time.Hour+time.Minute)) {
-		t.Errorf("400 more held %+v", h)
+	if until, reason := check(g, "scanner@contoso.com", erp, 400, later); reason == "" || !until.Equal(start.Add(24*time.Hour+time.Minute)) {
+		t.Errorf("400 more held until %v (%q)", until, reason)
 	}
 	// Other mailboxes are not affected, and a day later all is free.
-	if h := check(g, "other@contoso.com", erp, 500, later); h != nil {
-		t.Errorf("another mailbox held until %v", h.until)
+	if until, reason := check(g, "other@contoso.com", erp, 500, later); reason != "" {
+		t.Errorf("another mailbox held until %v", until)
 	}
 	tomorrow := noon.Add(24 * time.Hour)
-	if h := check(g, "scanner@contoso.com", erp, 500, tomorrow); h != nil {
-		t.Errorf("a day later held until %v", h.until)
+	if until, reason := check(g, "scanner@contoso.com", erp, 500, tomorrow); reason != "" {
+		t.Errorf("a day later held until %v", until)
 	}
 }
 
@@ -76,12 +76,12 @@ func TestMailboxGuardShare(t *testing.T) {
 		record(t, g, "noreply@contoso.com", erp, 500, t0.Add(time.Duration(i)*time.Minute))
 	}
 	now := t0.Add(time.Hour)
-	h := check(g, "noreply@contoso.com", erp, 1, now)
-	if h == nil || !h.until.Equal(t0.Add(24*time.Hour)) || !strings.Contains(h.reason, "identity "+erp) {
-		t.Errorf("one more from the identity over its share: %+v", h)
+	until, reason := check(g, "noreply@contoso.com", erp, 1, now)
+	if !until.Equal(t0.Add(24*time.Hour)) || !strings.Contains(reason, "identity "+erp) {
+		t.Errorf("one more from the identity over its share: held until %v (%q)", until, reason)
 	}
-	if h := check(g, "noreply@contoso.com", printers, mailboxRecipientsPerDay-identityRecipientsPerDay, now); h != nil {
-		t.Errorf("another identity held: %+v", h)
+	if until, reason := check(g, "noreply@contoso.com", printers, mailboxRecipientsPerDay-identityRecipientsPerDay, now); reason != "" {
+		t.Errorf("another identity held until %v: %s", until, reason)
 	}
 }
 
@@ -92,16 +92,16 @@ func TestMailboxGuardCountsSendsInFlight(t *testing.T) {
 	for range identityRecipientsPerDay/500 - 1 {
 		record(t, g, mailbox, erp, 500, t0)
 	}
-	if h := g.reserve(mailbox, erp, 500, t0); h != nil {
-		t.Fatalf("the last 500 of the share held: %+v", h)
+	if until, reason := g.reserve(mailbox, erp, 500, t0); reason != "" {
+		t.Fatalf("the last 500 of the share held until %v: %s", until, reason)
 	}
-	if h := g.reserve(mailbox, erp, 500, t0); h == nil {
+	if _, reason := g.reserve(mailbox, erp, 500, t0); reason == "" {
 		t.Fatal("500 more, while the last 500 are in flight, not held")
 	}
 	// The send in flight failed: its recipients are free again.
 	g.settle(mailbox, erp, 500, time.Time{})
-	if h := check(g, mailbox, erp, 500, t0); h != nil {
-		t.Errorf("after a failed send, held: %+v", h)
+	if until, reason := check(g, mailbox, erp, 500, t0); reason != "" {
+		t.Errorf("after a failed send, held until %v: %s", until, reason)
 	}
 }
 

@@ -99,16 +99,16 @@ func (e *Engine) status(now time.Time) Status {
 		st.Upstream.Down = &r
 	}
 	var oldest time.Time
-	guarded := map[guardHold]*GuardHold{}
+	guarded := map[string]*GuardHold{} // by identityKey
 	for _, it := range e.items {
 		switch g := it.guarded; {
 		case e.held(it.lane):
 			st.Queue.Held++
 		case g != nil && !it.inFlight && it.next.After(now):
 			st.Queue.Limited++
-			key := guardHold{mailbox: g.mailbox, identity: g.identity}
+			key := identityKey(it.lane.key, g.identity)
 			if guarded[key] == nil {
-				guarded[key] = &GuardHold{Mailbox: g.mailbox, Identity: g.identity, Until: it.next, Reason: g.reason}
+				guarded[key] = &GuardHold{Mailbox: it.lane.key, Identity: g.identity, Until: it.next, Reason: g.reason}
 			}
 			h := guarded[key]
 			h.Messages++
