@@ -97,11 +97,15 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 		return result{id: id, next: e.clock.Now().Add(e.backoff(1))}
 	}
 	env := entry.Envelope
-	if until, reason := e.mailboxes.reserve(env.Mailbox, env.Identity, len(env.Recipients), e.clock.Now()); reason != "" {
+	// Only the recipients that did not receive it in an earlier try are
+	// sent to, and count.
+	pending := pendingRecipients(env, entry.State.Delivered)
+	reserved := len(pending.Recipients)
+	if until, reason := e.mailboxes.reserve(env.Mailbox, env.Identity, reserved, e.clock.Now()); reason != "" {
 		return e.guardHeld(entry, until, reason)
 	}
-	var deliveredAt time.Time
-	defer func() { e.mailboxes.settle(env.Mailbox, env.Identity, len(env.Recipients), deliveredAt) }()
+	sent := 0 // recipients that received it in this attempt
+	defer func() { e.mailboxes.settle(env.Mailbox, env.Identity, reserved, sent, e.clock.Now()) }()
 
 	// Count the attempt and set the next one before converting, so that a
 	// message that crashes the converter or the call neither is lost nor
@@ -145,12 +149,13 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 	e.metrics.inFlight.Inc()
 	var receipt upstream.Receipt
 	err = recovered(func() (err error) {
-		receipt, err = e.target.Send(ctx, pendingRecipients(env, st.Delivered), msg)
+		receipt, err = e.target.Send(ctx, pending, msg)
 		return err
 	})
 	if err != nil && len(receipt.Delivered) > 0 {
 		// Part of the recipients received it: no later try sends to them
 		// again, whatever becomes of this one.
+		sent = len(receipt.Delivered)
 		st.Delivered = append(st.Delivered, receipt.Delivered...)
 		before.Delivered, entry.State.Delivered = st.Delivered, st.Delivered
 		if err := entry.SaveState(st); err != nil && !errors.Is(err, queue.ErrNotFound) {
@@ -198,7 +203,7 @@ func (e *Engine) attempt(ctx context.Context, id string, committed *queue.Entry,
 		if len(receipt.Refused) > 0 {
 			e.bounceRefused(env, receipt.Refused)
 		}
-		deliveredAt = now
+		sent = reserved
 		if err := e.spool.Done(entry); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			// It stays on disk and may be sent again after its next
 			// attempt time: at least once, never lost.

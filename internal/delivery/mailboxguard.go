@@ -74,21 +74,23 @@ func (g *mailboxGuard) reserve(mailbox, identity string, n int, now time.Time) (
 	return time.Time{}, ""
 }
 
-// settle ends a reservation: the message was delivered at deliveredAt, or
-// not at all (zero).
-func (g *mailboxGuard) settle(mailbox, identity string, n int, deliveredAt time.Time) {
+// settle ends a reservation of reserved recipients, of whom sent received
+// the message at at: all of them when it was delivered, none when it was
+// not, some when a way out that takes them in several transactions failed
+// part way.
+func (g *mailboxGuard) settle(mailbox, identity string, reserved, sent int, at time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	key := strings.ToLower(mailbox)
 	idKey := identityKey(key, identity)
 	for _, k := range []string{key, idKey} {
-		if g.inFlight[k] -= n; g.inFlight[k] <= 0 {
+		if g.inFlight[k] -= reserved; g.inFlight[k] <= 0 {
 			delete(g.inFlight, k)
 		}
 	}
-	if !deliveredAt.IsZero() {
-		g.sent.Add(key, deliveredAt, mailboxRecipientWindow, n)
-		g.byIdentity.Add(idKey, deliveredAt, mailboxRecipientWindow, n)
+	if sent > 0 {
+		g.sent.Add(key, at, mailboxRecipientWindow, sent)
+		g.byIdentity.Add(idKey, at, mailboxRecipientWindow, sent)
 	}
 }
 

@@ -24,14 +24,14 @@ func record(t *testing.T, g *mailboxGuard, mailbox, identity string, n int, at t
 	if until, reason := g.reserve(mailbox, identity, n, at); reason != "" {
 		t.Fatalf("held until %v: %s", until, reason)
 	}
-	g.settle(mailbox, identity, n, at)
+	g.settle(mailbox, identity, n, n, at)
 }
 
 // check asks whether a message may go, without sending it.
 func check(g *mailboxGuard, mailbox, identity string, n int, now time.Time) (until time.Time, reason string) {
 	until, reason = g.reserve(mailbox, identity, n, now)
 	if reason == "" {
-		g.settle(mailbox, identity, n, time.Time{})
+		g.settle(mailbox, identity, n, 0, now)
 	}
 	return until, reason
 }
@@ -99,7 +99,7 @@ func TestMailboxGuardCountsSendsInFlight(t *testing.T) {
 		t.Fatal("500 more, while the last 500 are in flight, not held")
 	}
 	// The send in flight failed: its recipients are free again.
-	g.settle(mailbox, erp, 500, time.Time{})
+	g.settle(mailbox, erp, 500, 0, t0)
 	if until, reason := check(g, mailbox, erp, 500, t0); reason != "" {
 		t.Errorf("after a failed send, held until %v: %s", until, reason)
 	}

@@ -52,3 +52,33 @@ func TestRecipientRefusedAloneIsBounced(t *testing.T) {
 	}
 	checkBounce(t, bounces[0], id)
 }
+
+// The mailbox guard counts a recipient once, when it received the message:
+// a retry after some recipients got it reserves room for the others only.
+func TestRetryReservesOnlyPendingRecipients(t *testing.T) {
+	h := start(t, options{queue: "min_backoff = \"1m\"\nmax_backoff = \"1m\""})
+	g, key := h.engine.mailboxes, strings.ToLower(mailbox)
+	reserved := make(chan int, 1)
+	h.target.answer = func(env *envelope.Envelope, attempt int) error {
+		if attempt == 1 {
+			return &receiptAnswer{receipt: upstream.Receipt{Delivered: []string{"rcpt@example.net"}}, err: graphErr(503, "", 0)}
+		}
+		g.mu.Lock()
+		reserved <- g.inFlight[key]
+		g.mu.Unlock()
+		return nil
+	}
+	sent := func() int { return g.sent.Count(key, h.clock.Now(), mailboxRecipientWindow) }
+	h.submit(mailbox, sender)
+	h.waitFor("the recipient that got it counted", func() bool { return sent() == 1 })
+	h.clock.Advance(2 * time.Minute)
+	h.waitCount("delivery", h.engine.metrics.delivered, 1)
+	if n := <-reserved; n != 1 {
+		t.Errorf("the retry reserved %d recipients, want 1", n)
+	}
+	h.waitFor("both recipients counted", func() bool { return sent() >= 2 })
+	quiet()
+	if n := sent(); n != 2 {
+		t.Errorf("%d recipients counted, want 2", n)
+	}
+}
