@@ -68,10 +68,11 @@ type statusPageData struct {
 }
 
 // expiry is a certificate or secret and the days it has left (negative
-// once expired).
+// once expired); under WarnDays, the page warns, as check does.
 type expiry struct {
-	Name string
-	Days float64
+	Name     string
+	Days     float64
+	WarnDays float64
 }
 
 // statusPageHandler serves / for a person with a browser: what /status
@@ -111,12 +112,16 @@ func expiries(registry prometheus.Gatherer) []expiry {
 			continue
 		}
 		name := strings.TrimSuffix(strings.TrimPrefix(f.GetName(), "smtpgw_"), expirySuffix)
+		warn := certificateExpiryWarning
+		if strings.HasSuffix(name, "_secret") {
+			warn = secretExpiryWarning
+		}
 		for _, m := range f.GetMetric() {
 			label := strings.ReplaceAll(name, "_", " ")
 			for _, l := range m.GetLabel() {
 				label += " " + l.GetValue()
 			}
-			out = append(out, expiry{Name: label, Days: m.GetGauge().GetValue() / 86400})
+			out = append(out, expiry{Name: label, Days: m.GetGauge().GetValue() / 86400, WarnDays: warn.Hours() / 24})
 		}
 	}
 	return out
@@ -126,14 +131,7 @@ func expiries(registry prometheus.Gatherer) []expiry {
 func eventDetails(e trace.Event) string {
 	switch e.Kind {
 	case trace.Accepted:
-		to := "-"
-		if len(e.To) > 0 {
-			to = e.To[0]
-		}
-		if len(e.To) > 1 {
-			to += fmt.Sprintf(" (+%d)", len(e.To)-1)
-		}
-		return safetext.Log(fmt.Sprintf("<%s> → %s via %s from %s", e.From, to, e.Mailbox, e.Client))
+		return safetext.Log(fmt.Sprintf("<%s> → %s via %s from %s", e.From, recipientsCell(e.To), e.Mailbox, e.Client))
 	case trace.Bounced:
 		return safetext.Log("bounce " + e.Reference)
 	}

@@ -111,9 +111,30 @@ func TestExpiriesComeFromExpiryMetrics(t *testing.T) {
 	secret.Set(-86400)
 	reg.MustRegister(cert, secret, prometheus.NewGauge(prometheus.GaugeOpts{Name: "smtpgw_other_seconds", Help: "y"}))
 	got := expiries(reg)
-	want := []expiry{{Name: "graph client certificate", Days: 10}, {Name: "graph client secret", Days: -1}}
+	want := []expiry{{Name: "graph client certificate", Days: 10, WarnDays: 30}, {Name: "graph client secret", Days: -1, WarnDays: 14}}
 	if !slices.Equal(got, want) {
 		t.Errorf("expiries = %+v, want %+v", got, want)
+	}
+}
+
+// The page warns of an expiry as check does: a certificate 30 days ahead,
+// the secret 14.
+func TestExpiryWarnings(t *testing.T) {
+	var page strings.Builder
+	err := statusPage.Execute(&page, statusPageData{Expiries: []expiry{
+		{Name: "graph client certificate", Days: 20.5, WarnDays: 30},
+		{Name: "graph client secret", Days: 20.5, WarnDays: 14},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`<dt>graph client certificate</dt><dd class="warning">expires in 20 day(s)</dd>`,
+		`<dt>graph client secret</dt><dd>expires in 20 day(s)</dd>`,
+	} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("page lacks %s", want)
+		}
 	}
 }
 
