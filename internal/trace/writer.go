@@ -34,7 +34,7 @@ type Writer struct {
 	now  func() time.Time
 
 	mu     sync.Mutex
-	day    string // file name in use
+	dayEnd time.Time // the end of the file's day, and of the last deletion of expired files
 	file   *os.File
 	buf    *bufio.Writer
 	failed bool // the last write failed: logged once until one succeeds
@@ -58,6 +58,7 @@ func open(dir string, days int, logger *slog.Logger, now func() time.Time) (*Wri
 	}
 	w := &Writer{dir: dir, days: days, log: logger, now: now, stop: make(chan struct{}), done: make(chan struct{})}
 	w.prune(now())
+	w.dayEnd = endOfDay(now())
 	w.loadRecent()
 	go w.flushLoop()
 	return w, nil
@@ -155,24 +156,31 @@ func (w *Writer) Close() error {
 }
 
 // rotate makes the file of day t the one written, deleting expired files
-// when the day changes. Events are recorded in about the order they happen,
-// so an event a moment before midnight may land in the next day's file.
+// when the day changes (Open deleted them for its own day). Events are
+// recorded in about the order they happen, so an event a moment before
+// midnight may land in the next day's file.
 func (w *Writer) rotate(t time.Time) error {
-	name := fileName(t)
-	if w.file != nil && name <= w.day {
+	if w.file != nil && t.Before(w.dayEnd) {
 		return nil
 	}
 	if err := w.closeFile(); err != nil {
 		w.noteError(err)
 	}
-	f, err := os.OpenFile(filepath.Join(w.dir, name), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(filepath.Join(w.dir, fileName(t)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return err
 	}
-	w.file, w.day = f, name
+	if !t.Before(w.dayEnd) {
+		w.prune(t)
+	}
+	w.file, w.dayEnd = f, endOfDay(t)
 	w.buf = bufio.NewWriterSize(f, 64<<10)
-	w.prune(t)
 	return nil
+}
+
+// endOfDay is the end of t's day, as the files' names count days: UTC's.
+func endOfDay(t time.Time) time.Time {
+	return t.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
 }
 
 func (w *Writer) closeFile() error {
