@@ -10,8 +10,8 @@ import (
 )
 
 // A way out that failed after some recipients got the message (Exchange's
-// SMTP, a later transaction failing): the next tries leave them out, even
-// after a restart, since the spool records them.
+// SMTP, a later transaction failing): the spool records them, and the next
+// try leaves them out.
 func TestRetrySkipsRecipientsThatGotIt(t *testing.T) {
 	h := start(t, options{queue: "min_backoff = \"1m\"\nmax_backoff = \"1m\""})
 	h.target.answer = func(env *envelope.Envelope, attempt int) error {

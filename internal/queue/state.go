@@ -273,12 +273,8 @@ func (s *Spool) remove(folder, id string) error {
 	if err := os.Remove(s.path(folder, id, msgExt)); err != nil {
 		return notFound(id, err)
 	}
-	return s.syncRemoval(folder, id)
-}
-
-// syncRemoval makes the removal of message id from folder durable, so that
-// a message delivered or deleted is not found again after a power cut.
-func (s *Spool) syncRemoval(folder, id string) error {
+	// Durable, so that a message deleted is not found again after a power
+	// cut.
 	if err := s.folderSync(folder).sync(); err != nil {
 		return fmt.Errorf("spool: remove %s: %w", id, err)
 	}

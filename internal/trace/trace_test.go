@@ -78,15 +78,7 @@ func TestSearchFindsMessagesWithTheirEvents(t *testing.T) {
 		{"limit keeps the latest", Query{Limit: 1}, []string{"B2"}},
 	}
 	for _, c := range cases {
-		res, err := Search(dir, c.q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, m := range res.Messages {
-			got = append(got, m.Accepted.ID)
-		}
-		if !slices.Equal(got, c.want) {
+		if got := searchIDs(t, dir, c.q); !slices.Equal(got, c.want) {
 			t.Errorf("%s: found %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -95,6 +87,20 @@ func TestSearchFindsMessagesWithTheirEvents(t *testing.T) {
 		b.State != Failed || !b.Updated.Time.Equal(day.Add(3*time.Second)) {
 		t.Errorf("B2 = %+v", b)
 	}
+}
+
+// searchIDs returns the queue IDs of the messages Search finds.
+func searchIDs(t *testing.T, dir string, q Query) []string {
+	t.Helper()
+	res, err := Search(dir, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range res.Messages {
+		ids = append(ids, m.Accepted.ID)
+	}
+	return ids
 }
 
 func TestSearchSkipsALineBeingWritten(t *testing.T) {
@@ -247,15 +253,7 @@ func TestSearchReadsTrickyFieldsExactly(t *testing.T) {
 		{Query{Client: netip.MustParsePrefix("::1/128")}, []string{"T1"}},
 		{Query{Client: netip.MustParsePrefix("127.0.0.0/8")}, []string{"T2", "T3"}},
 	} {
-		res, err := Search(dir, tt.q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, m := range res.Messages {
-			got = append(got, m.Accepted.ID)
-		}
-		if !slices.Equal(got, tt.want) {
+		if got := searchIDs(t, dir, tt.q); !slices.Equal(got, tt.want) {
 			t.Errorf("%+v found %v, want %v", tt.q, got, tt.want)
 		}
 	}
