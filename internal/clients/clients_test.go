@@ -1,6 +1,7 @@
 package clients
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -399,5 +400,22 @@ func TestCheckLine(t *testing.T) {
 		if got := lineOf(tc.c); got != tc.want {
 			t.Errorf("while many guess, %s waits in line %d, want %d", name, got, tc.want)
 		}
+	}
+}
+
+// TestLogBudget: a conversation logs 499 lines, then one saying the log
+// stops, then nothing, whichever front end writes it.
+func TestLogBudget(t *testing.T) {
+	var out bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var b LogBudget
+	taken := 0
+	for range 2 * maxLoggedLines {
+		if b.Take(log) {
+			taken++
+		}
+	}
+	if taken != maxLoggedLines-1 || strings.Count(out.String(), "conversation log stops here") != 1 {
+		t.Errorf("%d lines allowed, log %q; want %d and one stop line", taken, out.String(), maxLoggedLines-1)
 	}
 }

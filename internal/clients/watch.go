@@ -2,6 +2,7 @@ package clients
 
 import (
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 )
@@ -27,6 +28,20 @@ type Protocol interface {
 // NOOP in a loop must not fill the disk.
 const maxLoggedLines = 500
 
+// LogBudget counts the lines one conversation has logged at level debug,
+// for every front end: Take says whether one more may be logged, and logs
+// to log that the conversation log stops here when the budget runs out.
+type LogBudget struct{ taken int }
+
+// Take spends one line of the budget.
+func (b *LogBudget) Take(log *slog.Logger) bool {
+	b.taken++
+	if b.taken == maxLoggedLines {
+		log.Debug("conversation log stops here", "lines", maxLoggedLines)
+	}
+	return b.taken < maxLoggedLines
+}
+
 // Watch reads a conversation above TLS: it counts every error reply the
 // client receives, whoever writes it, delays it as errors_before_delay and
 // error_delay say and replaces the one past max_errors with a goodbye, and
@@ -40,7 +55,7 @@ type Watch struct {
 	proto Protocol
 
 	mu        sync.Mutex
-	logged    int
+	logged    LogBudget
 	encrypted bool // bytes below the front end's STARTTLS are ciphertext
 }
 
@@ -105,12 +120,8 @@ func (w *Watch) server(dst io.Writer, p []byte, below bool) (int, error) {
 
 func (w *Watch) logLocked(side string, lines []string) {
 	for _, line := range lines {
-		w.logged++
-		switch {
-		case w.logged < maxLoggedLines:
+		if w.logged.Take(w.c.log) {
 			w.c.log.Debug("conversation "+side, "line", line)
-		case w.logged == maxLoggedLines:
-			w.c.log.Debug("conversation log stops here", "lines", maxLoggedLines)
 		}
 	}
 }

@@ -31,19 +31,14 @@ type Client struct {
 	admitted *clients.Conn
 	r        *bufio.Reader
 	tls      bool
-	idle     time.Duration // for each read
-	ends     time.Time     // the pre-login phase ends here at the latest
-	debug    *slog.Logger  // nil unless the conversation is logged
-	// logged counts the lines of the conversation logged so far.
-	logged int
+	idle     time.Duration     // for each read
+	ends     time.Time         // the pre-login phase ends here at the latest
+	debug    *slog.Logger      // nil unless the conversation is logged
+	logged   clients.LogBudget // lines of the conversation logged so far
 	// info is the session's log record; Fail, ReadFailed and End say in it
 	// how the session ended.
 	info *Session
 }
-
-// maxLoggedLines bounds the debug log of one conversation, as the gate's
-// Watch does for SMTP: NOOP in a loop must not fill the disk.
-const maxLoggedLines = 500
 
 // NewClient reads and writes conn. Each read waits at most idle, and none
 // goes past deadline. When debug is not nil, each line both ways is logged
@@ -121,12 +116,7 @@ func (c *Client) Log(direction, line string) {
 	if c.debug == nil {
 		return
 	}
-	c.logged++
-	switch {
-	case c.logged == maxLoggedLines:
-		c.debug.Debug("conversation log stops here", "lines", maxLoggedLines)
-		return
-	case c.logged > maxLoggedLines:
+	if !c.logged.Take(c.debug) {
 		return
 	}
 	const maxLogged = 512
